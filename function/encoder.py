@@ -1,0 +1,148 @@
+"""The pure core: load an exported SavedModel and turn texts into vectors. Knows nothing of AWS.
+
+``Encoder`` is what the Lambda handler and the bulk path use; ``Bert2Vec`` is the friendly,
+vectorhub-compatible facade (``encode`` / ``bulk_encode`` returning plain lists).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from function import contract
+from function.errors import InvalidInputError, ModelNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "model"
+DEFAULT_BATCH_SIZE = 32
+
+
+def default_model_dir() -> Path:
+    """``$MODEL_DIR`` (the Lambda image sets it) or ``build/model`` (what ``make run`` builds)."""
+    return Path(os.environ.get("MODEL_DIR") or DEFAULT_BUILD_DIR)
+
+
+def read_model_card(model_dir: Path) -> dict[str, Any]:
+    card_file = Path(model_dir) / contract.MODEL_CARD_FILENAME
+    if not (Path(model_dir) / "saved_model.pb").is_file() or not card_file.is_file():
+        raise ModelNotFoundError(
+            f"no exported model in {model_dir} (expected saved_model.pb and {contract.MODEL_CARD_FILENAME}); "
+            "run `make run` or `bert-export --output DIR`"
+        )
+    return json.loads(card_file.read_text(encoding="utf-8"))
+
+
+@dataclass
+class EncodeResult:
+    embeddings: np.ndarray  # float32 [N, D], in input order
+    token_counts: np.ndarray  # int32 [N], wordpieces incl. [CLS]/[SEP] before truncation
+    truncated: np.ndarray  # bool [N], token_counts > the model's max_seq_length
+
+
+class Encoder:
+    """An exported SavedModel, loaded once, encoding batches in length-sorted order."""
+
+    def __init__(self, model_dir: Path, card: dict[str, Any], fn: Any) -> None:
+        self.model_dir = model_dir
+        self.card = card
+        self._fn = fn
+
+    @classmethod
+    def load(cls, model_dir: Path | str | None = None) -> Encoder:
+        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        card = read_model_card(model_dir)
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401 - registers the tokenizer ops before loading
+
+        loaded = tf.saved_model.load(str(model_dir))
+        fn = loaded.signatures[contract.SIGNATURE_NAME]
+        encoder = cls(model_dir, card, fn)
+        encoder._loaded = loaded  # keep variables alive as long as the signature
+        return encoder
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.model_dir.name))
+
+    @property
+    def vector_length(self) -> int:
+        return int(self.card["vector_length"])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.card["max_seq_length"])
+
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        out = self._fn(**{contract.INPUT_KEY: tf.constant(texts, dtype=tf.string)})
+        return out[contract.OUTPUT_EMBEDDING].numpy(), out[contract.OUTPUT_TOKEN_COUNT].numpy()
+
+    def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> EncodeResult:
+        """Encode ``texts``; batches are formed from length-sorted texts, output keeps input order.
+
+        Sorting by length means each batch pads to similar lengths (≈3x faster on varied text).
+        """
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidInputError(f"texts[{i}]: expected a string, got {type(t).__name__}")
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(texts)
+        emb = np.zeros((n, self.vector_length), dtype=np.float32)
+        counts = np.zeros((n,), dtype=np.int32)
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            e, c = self._run([texts[i] for i in idx])
+            emb[idx] = e
+            counts[idx] = c
+        return EncodeResult(emb, counts, counts > self.max_seq_length)
+
+
+class Bert2Vec:
+    """vectorhub-style facade: ``Bert2Vec().encode(text)`` → ``list[float]``.
+
+    ``model`` may be an exported model directory, or anything ``bert-export --model`` accepts
+    (catalogue name, TF Hub handle, HF checkpoint), which is then exported once into
+    ``cache_dir`` (default ``$BERT2VEC_CACHE`` or ``~/.cache/bert2vec``) and reused. ``None`` is
+    the embedded default: ``$MODEL_DIR``, ``build/model``, else exported into the cache.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, cache_dir: str | None = None) -> None:
+        self.encoder = Encoder.load(self._resolve(model, cache_dir))
+
+    @staticmethod
+    def _resolve(model: str | os.PathLike[str] | None, cache_dir: str | None) -> Path:
+        if model is None and (default_model_dir() / "saved_model.pb").is_file():
+            return default_model_dir()
+        if model is not None and (Path(model) / contract.MODEL_CARD_FILENAME).is_file():
+            return Path(model)
+        cache = Path(cache_dir or os.environ.get("BERT2VEC_CACHE") or Path.home() / ".cache" / "bert2vec")
+        key = "default" if model is None else "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model))
+        target = cache / "models" / key
+        if not (target / contract.MODEL_CARD_FILENAME).is_file():
+            try:
+                from export.builder import ExportOptions, export_model
+            except ImportError as exc:  # the Lambda image ships without the export tooling
+                raise ModelNotFoundError(
+                    f"{model!r} is not an exported model directory and the export tooling is not installed"
+                ) from exc
+            export_model(target, ExportOptions(source=None if model is None else str(model), force=True))
+        return target
+
+    @property
+    def vector_length(self) -> int:
+        return self.encoder.vector_length
+
+    def encode(self, text: str) -> list[float]:
+        return self.encoder.encode([text]).embeddings[0].tolist()
+
+    def bulk_encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[float]]:
+        return self.encoder.encode(list(texts), batch_size=batch_size).embeddings.tolist()
