@@ -134,6 +134,7 @@ def _tokenizer_from_vocab(vocab_file: Path, lower_case: bool, special: dict[str,
         cls_token=special.get("cls", "[CLS]"),
         sep_token=special.get("sep", "[SEP]"),
         pad_token=special.get("pad", "[PAD]"),
+        mask_token=special.get("mask", "[MASK]"),
     )
 
 

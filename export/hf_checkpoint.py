@@ -161,6 +161,7 @@ def _tokenizer_settings(directory: Path) -> tuple[bool, dict[str, str]]:
         "cls": str(cfg.get("cls_token", "[CLS]")),
         "sep": str(cfg.get("sep_token", "[SEP]")),
         "pad": str(cfg.get("pad_token", "[PAD]")),
+        "mask": str(cfg.get("mask_token", "[MASK]")),
     }
     return lower_case, special
 

@@ -50,6 +50,9 @@ tf_text vs. Hugging Face, and what we do about it
   replace words longer than ``max_chars_per_word`` characters by the literal unknown token first.
 * Invalid UTF-8 (impossible for HF, which gets Python ``str``) is replaced by U+FFFD, which is
   then dropped, so a bad byte can never make an ICU/RE2 op fail on a request.
+* ``regex_split`` stops reading a string at U+0000, and the special-token split has to run before
+  control characters are deleted (HF does not see ``[CL\x00S]`` as ``[CLS]``), so NUL is first
+  turned into U+FFFD, which HF and we delete just like NUL.
 
 Known, accepted residual differences (none can change ids for vocabularies built before 2021):
 ICU in TF 2.21 lower-cases / NFD-decomposes some characters from Unicode 14-16 differently from
@@ -225,6 +228,9 @@ class BertTokenizerModule(tf.Module):
         self._unk_token = unk_token
         self._max_chars_per_word = int(max_chars_per_word)
 
+        unknown_extra = [t for t in extra_special_tokens if t not in index]
+        if unknown_extra:  # HF would give them ids past the end of the vocabulary (embedding table)
+            raise ValueError(f"{path}: extra special tokens not in the vocabulary: {unknown_extra}")
         specials = {unk_token, cls_token, sep_token, pad_token, *extra_special_tokens}
         if mask_token is not None and mask_token in index:
             specials.add(mask_token)

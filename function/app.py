@@ -1,0 +1,88 @@
+"""Lambda entry point for synchronous encoding: ``CMD ["function.app.handler"]``.
+
+Init (once per execution environment, during Lambda's init phase): size TensorFlow's thread pools
+from the cgroup CPU quota, load the SavedModel baked into the image (``MODEL_DIR``), and run one
+warm-up call so the first request does not pay for graph optimisation. ``/health`` reports ready
+only after that.
+
+``handler`` routes API Gateway REST (v1), HTTP API (v2) and Function URL events through Powertools
+resolvers, and treats anything else as a direct invoke: ``{"text"}`` / ``{"texts"}`` → the
+``/encode`` body, or ``{"error", "error_type", "status"}`` on bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from function import responses
+from function.cpu import configure_tensorflow_threads, usable_cpus
+from function.encoder import Encoder
+from function.errors import Bert2VecError
+from function.routes import Routes, build_resolvers, cors_config, event_kind
+from function.service import EncodeService, Limits
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"))
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"),
+)
+
+# Health checks and rejected requests publish no metrics; that is expected, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+WARMUP_TEXTS = ["warm up", "The quick brown fox jumps over the lazy dog."]
+
+_service: EncodeService | None = None
+INIT_TIMINGS: dict[str, float] = {}
+
+
+def init(model_dir: str | None = None) -> EncodeService:
+    """Load and warm the model once; later calls return the same service."""
+    global _service
+    if _service is not None:
+        return _service
+    t0 = time.perf_counter()
+    threads = usable_cpus()
+    configure_tensorflow_threads(threads)
+    t1 = time.perf_counter()
+    encoder = Encoder.load(model_dir)
+    t2 = time.perf_counter()
+    encoder.encode(WARMUP_TEXTS)
+    t3 = time.perf_counter()
+    INIT_TIMINGS.update(import_tf_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2, threads=threads)
+    logger.info("model ready", extra={"model": encoder.name, "model_dir": str(encoder.model_dir), **INIT_TIMINGS})
+    _service = EncodeService(encoder, Limits.from_env())
+    return _service
+
+
+routes = Routes(lambda: _service, logger, metrics)
+resolvers = build_resolvers(routes, cors_config(os.environ.get("CORS_ORIGINS", "")))
+
+
+def direct(event: Any) -> dict[str, Any]:
+    """Direct invoke (``aws lambda invoke``, Step Functions, SDKs): no HTTP envelope."""
+    try:
+        return routes.encode(event)
+    except Bert2VecError as exc:
+        logger.info("request rejected", extra={"status": exc.status, "error_type": exc.error_type})
+        return responses.error_body(exc, status=exc.status)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    kind = event_kind(event)
+    logger.append_keys(event_source=kind)
+    if kind == "direct":
+        return direct(event)
+    return resolvers[kind].resolve(event, context)
+
+
+if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
+    init()

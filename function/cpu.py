@@ -1,0 +1,53 @@
+"""How many CPUs this execution environment really has, for TensorFlow's thread pools.
+
+Lambda gives a share of CPU proportional to memory (1,769 MB = 1 vCPU) through a cgroup quota,
+while ``os.cpu_count()`` reports the host's cores; sizing thread pools from the latter
+oversubscribes the quota and slows every request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup (v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None if unlimited."""
+    v2 = _read(root / "cpu.max")
+    if v2:
+        quota, _, period = v2.partition(" ")
+        if quota != "max" and period:
+            return int(quota) / int(period)
+        return None
+    quota = _read(root / "cpu" / "cpu.cfs_quota_us") or _read(root / "cpu,cpuacct" / "cpu.cfs_quota_us")
+    period = _read(root / "cpu" / "cpu.cfs_period_us") or _read(root / "cpu,cpuacct" / "cpu.cfs_period_us")
+    if quota and period and int(quota) > 0:
+        return int(quota) / int(period)
+    return None
+
+
+def usable_cpus(root: Path = Path("/sys/fs/cgroup")) -> int:
+    """``$TF_NUM_THREADS`` if set, else the cgroup quota rounded up, capped by the visible CPUs."""
+    if os.environ.get("TF_NUM_THREADS"):
+        return max(1, int(os.environ["TF_NUM_THREADS"]))
+    visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota(root)
+    if quota is None:
+        return visible
+    return max(1, min(visible, math.ceil(quota)))
+
+
+def configure_tensorflow_threads(n: int) -> None:
+    """Must run before TensorFlow executes its first op (thread pools are fixed after that)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
