@@ -83,3 +83,32 @@ def golden() -> dict[str, Any]:
     meta = json.loads((GOLDEN / "minilm_golden.json").read_text(encoding="utf-8"))
     meta["vectors"] = np.load(GOLDEN / "minilm_golden.npz")["vectors"]
     return meta
+
+
+class FakeLambdaContext:
+    """The attributes Powertools' ``inject_lambda_context`` reads from a real LambdaContext."""
+
+    function_name = "bert2vec-encode"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bert2vec-encode"
+    memory_limit_in_mb = 2048
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/bert2vec-encode"
+    log_stream_name = "2026/11/25/[$LATEST]test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture(scope="session")
+def app_module(default_model_dir: Path):
+    """``function.app`` imported the way Lambda imports it: init loads ``MODEL_DIR`` once."""
+    os.environ["MODEL_DIR"] = str(default_model_dir)
+    import function.app as app
+
+    return app

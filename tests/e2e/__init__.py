@@ -1,0 +1,1 @@
+"""End-to-end tests: the image's command run as a local process against a local Lambda Runtime API."""
