@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := build/model
+EVENTS := $(filter-out events/expectations.json,$(wildcard events/*.json))
 
 .PHONY: install run test lint export-default clean
 
@@ -24,6 +25,9 @@ export-default: $(MODEL)/saved_model.pb
 
 run: $(STAMP) $(MODEL)/saved_model.pb
 	$(BIN)/python -m function.demo --model $(MODEL)
+	@echo "--- the encode function on events/*.json, in-process like 'sam local invoke -e' ---"
+	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
+	  $(BIN)/python -m function.local_invoke $(EVENTS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -223,6 +223,15 @@ def _versions(hub_used: bool) -> dict[str, str]:
     return versions
 
 
+def _describe_encoder(plan: sources.SourcePlan) -> str:
+    """What the card records as the encoder: the package for the default, not a local site-packages path."""
+    if plan.kind == "default":
+        from importlib.metadata import version
+
+        return f"{sources.DEFAULT_MODEL_PACKAGE}=={version(sources.DEFAULT_MODEL_PACKAGE)}"
+    return plan.encoder
+
+
 def _replace_dir(tmp: Path, output: Path) -> None:
     """Move ``tmp`` to ``output``; an old ``output`` (``--force``) is swapped out, then removed."""
     old = None
@@ -278,7 +287,7 @@ def export_model(output: Path | str, opts: ExportOptions) -> dict[str, Any]:
             "name": opts.name or plan.name,
             "source": plan.source,
             "source_kind": plan.kind,
-            "encoder": plan.encoder,
+            "encoder": _describe_encoder(plan),
             "preprocess": plan.preprocess,
             "vector_length": vector_length,
             "pooling": pooling,

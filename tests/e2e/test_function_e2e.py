@@ -1,0 +1,90 @@
+"""End to end: the container's exact ENTRYPOINT + CMD, fed every ``events/*.json``.
+
+There is no Docker engine here, so the test runs the command the Dockerfile's final stage would run
+(``python -m awslambdaric function.app.handler``) in a directory laid out like the image's
+``/var/task`` (the repository root: it holds the ``function/`` package), with the environment the
+Dockerfile sets, against a Lambda Runtime API served by the test on 127.0.0.1. One process is
+started for the whole module, so TensorFlow loads once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EVENTS, REPO, load_event
+from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
+
+DOCKERFILE = REPO / "function" / "Dockerfile"
+EXPECTATIONS: dict[str, dict[str, Any]] = json.loads((EVENTS / "expectations.json").read_text())
+
+
+def _env(model_dir: Path) -> dict[str, str]:
+    env = dockerfile_env(DOCKERFILE)
+    env["MODEL_DIR"] = str(model_dir)  # the image bakes the model at /opt/model
+    env["LAMBDA_TASK_ROOT"] = str(REPO)
+    return env
+
+
+@pytest.fixture(scope="module")
+def lambda_function(default_model_dir: Path):
+    argv = dockerfile_command(DOCKERFILE)
+    assert argv == ["python", "-m", "awslambdaric", "function.app.handler"]
+    with lambda_session(argv, cwd=REPO, env=_env(default_model_dir), ready_timeout=120) as (runtime, process):
+        yield runtime, process
+
+
+def _http(result) -> tuple[int, Any]:
+    out = result.json()
+    if "statusCode" not in out:
+        return int(out.get("status", 200)), out
+    body = base64.b64decode(out["body"]).decode() if out.get("isBase64Encoded") else out["body"]
+    return out["statusCode"], json.loads(body)
+
+
+def test_init_is_logged_with_timings(lambda_function) -> None:
+    runtime, process = lambda_function
+    assert process.init_s is not None and process.init_s < 60
+    assert process.wait_for_output('"message":"model ready"', timeout=5)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTATIONS))
+def test_every_event_through_awslambdaric(lambda_function, name: str) -> None:
+    runtime, process = lambda_function
+    result = runtime.invoke(load_event(name), timeout=60)
+    assert result.kind == "response", process.output_tail()
+    status, body = _http(result)
+    want = EXPECTATIONS[name]
+    assert status == want["status"], body
+    if isinstance(body, dict):
+        assert set(want["keys"]) <= set(body), body
+    else:
+        assert isinstance(body, list) and all(isinstance(v, list) for v in body)
+
+
+def test_every_event_file_has_an_expectation() -> None:
+    files = {p.name for p in EVENTS.glob("*.json") if p.name != "expectations.json"}
+    assert files == set(EXPECTATIONS)
+
+
+def test_direct_invoke_is_deterministic(lambda_function) -> None:
+    runtime, _ = lambda_function
+    first = runtime.invoke({"texts": ["I enjoy taking long walks along the beach with my dog."]})
+    again = runtime.invoke({"texts": ["I enjoy taking long walks along the beach with my dog."]})
+    a, b = first.json(), again.json()
+    assert a["dimension"] == 384 and a["vectors"] == b["vectors"]
+    assert a["truncated"] == [False] and a["token_counts"] == [14]  # [CLS] 11 words "." [SEP]
+
+
+def test_missing_model_is_an_init_error(tmp_path: Path) -> None:
+    argv = dockerfile_command(DOCKERFILE)
+    with lambda_session(argv, cwd=REPO, env=_env(tmp_path / "nothing"), ready_timeout=None) as (runtime, process):
+        init_error = runtime.wait_for_init_error(timeout=90)
+        assert init_error is not None, process.output_tail()
+        error = json.loads(init_error.payload)
+        assert error["errorType"] == "ModelNotFoundError"
+        assert "bert-export" in error["errorMessage"] and str(tmp_path / "nothing") in error["errorMessage"]
