@@ -49,13 +49,15 @@ def init(model_dir: str | None = None) -> EncodeService:
         return _service
     t0 = time.perf_counter()
     threads = usable_cpus()
-    configure_tensorflow_threads(threads)
+    threads_applied = configure_tensorflow_threads(threads)
     t1 = time.perf_counter()
     encoder = Encoder.load(model_dir)
     t2 = time.perf_counter()
     encoder.encode(WARMUP_TEXTS)
     t3 = time.perf_counter()
-    INIT_TIMINGS.update(import_tf_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2, threads=threads)
+    INIT_TIMINGS.update(
+        import_tf_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2, threads=threads, threads_applied=threads_applied
+    )
     logger.info("model ready", extra={"model": encoder.name, "model_dir": str(encoder.model_dir), **INIT_TIMINGS})
     _service = EncodeService(encoder, Limits.from_env())
     return _service

@@ -45,9 +45,17 @@ def usable_cpus(root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, min(visible, math.ceil(quota)))
 
 
-def configure_tensorflow_threads(n: int) -> None:
-    """Must run before TensorFlow executes its first op (thread pools are fixed after that)."""
+def configure_tensorflow_threads(n: int) -> bool:
+    """Size TF's pools; False if TF already ran an op in this process (pools are fixed then).
+
+    In Lambda this runs first thing at init, so it always applies; a host process that used
+    TensorFlow before importing the handler keeps its own settings.
+    """
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+    except RuntimeError:
+        return False
+    return True
