@@ -1,0 +1,101 @@
+"""Cold start and warm latency of the encode function, through the real awslambdaric process.
+
+Runs the Dockerfile's exact command against the test suite's local Runtime API (no Docker here),
+so the numbers include awslambdaric's polling loop and the JSON envelope, like a Lambda would.
+
+    .venv/bin/python -m bench.function_latency --model build/model [--n 200]
+
+Prints a markdown table. Measure on a quiet machine: a second busy process halves the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = "I enjoy taking long walks along the beach with my dog."
+
+
+def _import_seconds(modules: str, repeat: int = 3) -> float:
+    """Best-of-N wall time of a fresh interpreter importing ``modules`` (minus bare startup)."""
+
+    def run(code: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        return time.perf_counter() - t0
+
+    bare = min(run("pass") for _ in range(repeat))
+    return min(run(f"import {modules}") for _ in range(repeat)) - bare
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(REPO / "build" / "model"))
+    p.add_argument("--n", type=int, default=200)
+    args = p.parse_args(argv)
+
+    dockerfile = REPO / "function" / "Dockerfile"
+    env = dockerfile_env(dockerfile) | {"MODEL_DIR": str(Path(args.model).resolve()), "LAMBDA_TASK_ROOT": str(REPO)}
+    env["POWERTOOLS_LOG_LEVEL"] = "INFO"
+    event_v2 = json.loads((REPO / "events" / "api_gateway_v2_encode.json").read_text())
+    event_v2["body"] = json.dumps({"text": TEXT})
+
+    rows: list[tuple[str, str]] = []
+    with lambda_session(dockerfile_command(dockerfile), cwd=REPO, env=env, ready_timeout=120) as (runtime, proc):
+        init_s = proc.init_s
+        proc.wait_for_output('"message":"model ready"', timeout=5)
+        ready = next(json.loads(line) for line in proc.stdout_tail(400).splitlines() if '"model ready"' in line)
+        first = runtime.invoke({"text": TEXT}).elapsed_s
+        direct = [runtime.invoke({"text": TEXT}).elapsed_s * 1e3 for _ in range(args.n)]
+        http = [runtime.invoke(event_v2).elapsed_s * 1e3 for _ in range(args.n)]
+        batch = [runtime.invoke({"texts": [TEXT] * 32}).elapsed_s * 1e3 for _ in range(max(10, args.n // 10))]
+        rss = _peak_rss_mb(proc.pid)
+
+    tf_import = _import_seconds("tensorflow, tensorflow_text")
+    pt_import = _import_seconds(
+        "aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, aws_lambda_powertools.metrics"
+    )
+    rows += [
+        ("process start → ready for first invoke (init)", f"{init_s:.2f} s"),
+        ("  of which: import TensorFlow, size thread pools", f"{ready['import_tf_s']:.2f} s (in-process; bare import alone {tf_import:.2f} s)"),
+        ("  of which: load SavedModel", f"{ready['load_s']:.2f} s"),
+        ("  of which: warm-up call", f"{ready['warmup_s']:.2f} s"),
+        ("Powertools import (event_handler+logging+metrics)", f"{pt_import * 1e3:.0f} ms"),
+        ("first invoke after init", f"{first * 1e3:.1f} ms"),
+        (f"direct invoke, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(direct):.1f} / {_pct(direct, 0.99):.1f} ms"),
+        (f"HTTP API v2 event, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(http):.1f} / {_pct(http, 0.99):.1f} ms"),
+        ("direct invoke, 32 texts, p50", f"{statistics.median(batch):.1f} ms"),
+        ("peak RSS of the function process", f"{rss:.0f} MB"),
+    ]
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"threads used by TF: {ready.get('threads')}; model {Path(args.model).name}")
+    print("\n| measure | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
