@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := build/model
-EVENTS := $(filter-out events/expectations.json,$(wildcard events/*.json))
+# The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
+EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
 .PHONY: install run test lint export-default clean
 
@@ -28,6 +29,9 @@ run: $(STAMP) $(MODEL)/saved_model.pb
 	@echo "--- the encode function on events/*.json, in-process like 'sam local invoke -e' ---"
 	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
 	  $(BIN)/python -m function.local_invoke $(EVENTS)
+	@echo "--- the S3 bulk path: a sample file dropped into a local moto S3 ---"
+	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
+	  $(BIN)/python -m function.demo_s3
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,20 +1,27 @@
 """events/: every event is a real envelope that Powertools parses, and each has its expectations.
 
-The end-to-end test sends every event through the real handler and checks the response against
-``events/expectations.json``; here we only prove the files are what they claim to be.
+The end-to-end tests send every event through the handler its expectations entry names
+(``handler``: the encode function's ``function.app.handler`` or a bulk handler) and check the
+response against ``events/expectations.json``; here we only prove the files are what they claim to be.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEvent,
     APIGatewayProxyEventV2,
+    EventBridgeEvent,
     LambdaFunctionUrlEvent,
+    S3Event,
+    SQSEvent,
 )
 
 from tests.conftest import EVENTS, load_event
@@ -30,6 +37,33 @@ ROUTES: dict[str, str] = {
     "/model": "GET",
 }
 SOURCES = {"rest", "http", "url", "direct"}
+ENCODE_HANDLER = "function.app.handler"
+PLANNER_HANDLER = "function.bulk_app.s3_handler"
+WORKER_HANDLER = "function.bulk_app.sqs_handler"
+# The bulk events' sources and the handler that takes each.
+BULK_SOURCES = {"s3": PLANNER_HANDLER, "eventbridge": PLANNER_HANDLER, "sqs": WORKER_HANDLER}
+INPUT_PREFIX = "incoming/"  # template.yaml defaults
+OUTPUT_PREFIX = "vectors/"
+INPUT_BUCKET = "bert2vec-input"
+# The object of s3_object_created.json / eventbridge_object_created.json: its key, its key as S3
+# notifications carry it (form-encoded, UTF-8), and its 76 bytes (the eTag is their MD5).
+OBJECT_KEY = "incoming/my docs/café notes.txt"
+OBJECT_KEY_IN_S3_EVENT = "incoming/my+docs/caf%C3%A9+notes.txt"
+OBJECT_BYTES = "Café notes: BERT turns each line into a vector.\nLambda encodes it in bulk.\n".encode()
+SHARD_BODY: dict[str, Any] = {
+    "v": 1,
+    "bucket": "bert2vec-input",
+    "key": "incoming/big.txt",
+    "etag": "9b2cf535f27731c974343645a3985328",
+    "size": 100000000,
+    "format": {"kind": "txt", "gzip": False},
+    "unit": "bytes",
+    "chunk_size": 8388608,
+    "first_chunk": 4,
+    "end_chunk": 8,
+    "first_line": 412345,
+    "input_prefix": "incoming/",
+}
 STATUSES = {200, 400, 404, 405, 413, 422}
 BODY_KEYS = {
     "/encode": ["vectors", "dimension", "model", "token_counts", "truncated"],
@@ -47,6 +81,8 @@ def _expectations() -> dict[str, dict[str, Any]]:
 
 
 EXPECTATIONS = _expectations()
+ENCODE_EVENTS = sorted(n for n, e in EXPECTATIONS.items() if e.get("handler") == ENCODE_HANDLER)
+BULK_EVENTS = sorted(n for n, e in EXPECTATIONS.items() if e.get("handler") != ENCODE_HANDLER)
 
 
 def parse(name: str) -> HttpEvent:
@@ -63,7 +99,7 @@ def parse(name: str) -> HttpEvent:
 
 
 def http_events() -> list[str]:
-    return [n for n in EVENT_FILES if n in EXPECTATIONS and EXPECTATIONS[n]["source"] != "direct"]
+    return [n for n in EVENT_FILES if n in ENCODE_EVENTS and EXPECTATIONS[n]["source"] != "direct"]
 
 
 def test_there_are_events() -> None:
@@ -85,9 +121,22 @@ def test_event_is_a_json_object(name: str) -> None:
     assert isinstance(load_event(name), dict)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTATIONS))
+def test_every_expectation_names_its_handler() -> None:
+    handlers = {n: e.get("handler") for n, e in EXPECTATIONS.items()}
+    assert set(handlers.values()) <= {ENCODE_HANDLER, PLANNER_HANDLER, WORKER_HANDLER}, handlers
+    assert len(ENCODE_EVENTS) >= 16
+    assert BULK_EVENTS == [
+        "eventbridge_object_created.json",
+        "s3_object_created.json",
+        "s3_object_created_output_prefix.json",
+        "sqs_shard.json",
+    ]
+
+
+@pytest.mark.parametrize("name", ENCODE_EVENTS)
 def test_expectation_entry_is_well_formed(name: str) -> None:
     exp = EXPECTATIONS[name]
+    assert exp["handler"] == ENCODE_HANDLER
     assert exp["status"] in STATUSES
     assert isinstance(exp["keys"], list) and all(isinstance(k, str) for k in exp["keys"])
     assert isinstance(exp["exact_keys"], bool)
@@ -211,6 +260,103 @@ def test_unroutable_events_miss_the_routes() -> None:
     assert unknown["status"] == 404 and unknown["path"] not in ROUTES
     wrong = EXPECTATIONS["bad_wrong_method.json"]
     assert wrong["status"] == 405 and ROUTES[wrong["path"]] != wrong["method"]
-    for name, exp in EXPECTATIONS.items():
+    for name in ENCODE_EVENTS:
+        exp = EXPECTATIONS[name]
         if exp["status"] not in (404, 405) and exp["source"] != "direct":
             assert ROUTES.get(exp["path"]) == exp["method"], name
+
+
+# ---------------------------------------------------------------------------------------------
+# bulk path (issue #4): S3 / EventBridge Object Created -> planner, SQS shard -> worker
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BULK_EVENTS)
+def test_bulk_expectation_entry_is_well_formed(name: str) -> None:
+    """The e2e test owns the bulk responses' assertions; the entries pin handler, status and source."""
+    exp = EXPECTATIONS[name]
+    assert exp["source"] in BULK_SOURCES
+    assert exp["handler"] == BULK_SOURCES[exp["source"]]
+    assert exp["status"] == 200
+    assert exp["keys"] == []
+
+
+def _s3_record(name: str) -> Any:
+    event = S3Event(load_event(name))
+    records = list(event.records)
+    assert len(records) == 1
+    return records[0]
+
+
+def test_s3_event_key_is_url_encoded_as_s3_sends_it() -> None:
+    raw = load_event("s3_object_created.json")
+    record = _s3_record("s3_object_created.json")
+    assert record.event_source == "aws:s3"
+    assert record.event_name == "ObjectCreated:Put"
+    assert record.s3.bucket.name == INPUT_BUCKET
+    assert record.s3.bucket.arn == f"arn:aws:s3:::{INPUT_BUCKET}"
+    key = record.s3.get_object.key  # as carried: form-encoded
+    assert key == OBJECT_KEY_IN_S3_EVENT
+    assert " " not in key and "é" not in key
+    assert unquote_plus(key) == OBJECT_KEY
+    assert S3Event(raw).object_key == OBJECT_KEY  # Powertools decodes it too
+    assert record.s3.get_object.size == len(OBJECT_BYTES) == 76
+    assert record.s3.get_object.etag == hashlib.md5(OBJECT_BYTES).hexdigest()
+
+
+def test_output_prefix_event_is_outside_the_input_prefix() -> None:
+    """The planner must ignore it: the trigger never matches it and the handler skips it."""
+    record = _s3_record("s3_object_created_output_prefix.json")
+    assert record.event_name.startswith("ObjectCreated:")
+    assert record.s3.bucket.name == INPUT_BUCKET  # outputs default to the input bucket
+    key = unquote_plus(record.s3.get_object.key)
+    assert key.startswith(OUTPUT_PREFIX)
+    assert not key.startswith(INPUT_PREFIX)
+    assert re.fullmatch(r"[0-9a-f]{32}", record.s3.get_object.etag)
+
+
+def test_eventbridge_event_shape() -> None:
+    raw = load_event("eventbridge_object_created.json")
+    event = EventBridgeEvent(raw)
+    assert event.source == "aws.s3"
+    assert event.detail_type == "Object Created"
+    assert event.version == "0"
+    assert event.resources == [f"arn:aws:s3:::{INPUT_BUCKET}"]
+    assert re.fullmatch(r"\d{12}", event.account)
+    detail = event.detail
+    assert detail["bucket"]["name"] == INPUT_BUCKET
+    assert detail["reason"] == "PutObject"
+    assert {"request-id", "requester", "source-ip-address"} <= set(detail)
+    # EventBridge carries the key as it is, NOT URL-encoded (events/README.md).
+    assert detail["object"]["key"] == OBJECT_KEY
+    assert detail["object"]["size"] == len(OBJECT_BYTES)
+    assert detail["object"]["etag"] == hashlib.md5(OBJECT_BYTES).hexdigest()
+
+
+def test_s3_and_eventbridge_events_describe_the_same_object() -> None:
+    s3 = _s3_record("s3_object_created.json").s3
+    detail = EventBridgeEvent(load_event("eventbridge_object_created.json")).detail
+    assert s3.bucket.name == detail["bucket"]["name"]
+    assert unquote_plus(s3.get_object.key) == detail["object"]["key"]
+    assert s3.get_object.size == detail["object"]["size"]
+    assert s3.get_object.etag == detail["object"]["etag"]
+    assert detail["object"]["key"].startswith(INPUT_PREFIX)
+
+
+def test_sqs_shard_event() -> None:
+    raw = load_event("sqs_shard.json")
+    records = list(SQSEvent(raw).records)
+    assert len(records) == 1
+    record = records[0]
+    assert record.event_source == "aws:sqs"
+    assert record.event_source_arn.startswith("arn:aws:sqs:")
+    assert record.message_id and record.receipt_handle
+    assert record.attributes.approximate_receive_count == "1"
+    assert isinstance(raw["Records"][0]["body"], str)  # string-encoded JSON, as SQS delivers it
+    assert record.md5_of_body == hashlib.md5(record.body.encode()).hexdigest()
+    body = json.loads(record.body)
+    assert body == record.json_body == SHARD_BODY
+    assert list(body) == list(SHARD_BODY)  # same field order as the planner writes
+    assert body["key"].startswith(body["input_prefix"]) and body["input_prefix"] == INPUT_PREFIX
+    assert 0 <= body["first_chunk"] < body["end_chunk"]
+    assert body["end_chunk"] * body["chunk_size"] <= body["size"]

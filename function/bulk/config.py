@@ -1,0 +1,111 @@
+"""Bulk-path settings (environment variables documented in the README) and the output key layout."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from function.bulk.readers import ReaderOptions
+from function.bulk.writers import FORMATS
+
+MIB = 1024 * 1024
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    input_prefix: str = "incoming/"
+    output_bucket: str | None = None  # None: the input bucket
+    output_prefix: str = "vectors/"
+    output_format: str = "jsonl"
+    shard_bytes: int = 32 * MIB  # objects larger than this fan out over SQS, one message per shard
+    chunk_bytes: int = 1 * MIB  # unit of work and of output parts (uncompressed .txt/.jsonl)
+    chunk_records: int = 5000  # same, for streams that cannot be split by bytes (.gz, .csv)
+    queue_url: str | None = None
+    max_receives: int = 3  # the shard queue's redrive maxReceiveCount
+    overlong: str = "truncate"
+    max_text_chars: int = 100_000
+    time_margin_ms: int = 30_000
+    window: int = 1024
+    batch_size: int = 32
+    reader: ReaderOptions = field(default_factory=ReaderOptions)
+
+    def __post_init__(self) -> None:
+        if self.output_format not in FORMATS:
+            raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(FORMATS)}, got {self.output_format!r}")
+        if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
+            raise ValueError("need 1 <= CHUNK_BYTES <= SHARD_BYTES")
+
+    @classmethod
+    def from_env(cls) -> BulkConfig:
+        d = cls()
+        return cls(
+            input_prefix=os.environ.get("INPUT_PREFIX", d.input_prefix),
+            output_bucket=os.environ.get("OUTPUT_BUCKET") or None,
+            output_prefix=os.environ.get("OUTPUT_PREFIX", d.output_prefix),
+            output_format=os.environ.get("OUTPUT_FORMAT", d.output_format),
+            shard_bytes=_env_int("SHARD_BYTES", d.shard_bytes),
+            chunk_bytes=_env_int("CHUNK_BYTES", d.chunk_bytes),
+            chunk_records=_env_int("CHUNK_RECORDS", d.chunk_records),
+            queue_url=os.environ.get("SHARD_QUEUE_URL") or None,
+            max_receives=_env_int("SHARD_MAX_RECEIVES", d.max_receives),
+            overlong=os.environ.get("OVERLONG", d.overlong),
+            max_text_chars=_env_int("MAX_TEXT_CHARS", d.max_text_chars),
+            time_margin_ms=_env_int("TIME_MARGIN_MS", d.time_margin_ms),
+            window=_env_int("WINDOW_TEXTS", d.window),
+            batch_size=_env_int("BATCH_SIZE", d.batch_size),
+            reader=ReaderOptions(
+                text_field=os.environ.get("TEXT_FIELD", "text"),
+                id_field=os.environ.get("ID_FIELD", "id"),
+                csv_text_column=os.environ.get("CSV_TEXT_COLUMN", "text"),
+                csv_id_column=os.environ.get("CSV_ID_COLUMN", "id"),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where one input object's outputs go. Deterministic from (key, etag): re-deliveries and
+    retries write the very same keys, so they can never duplicate or mix two runs.
+
+    ``<out>/<rel>.manifest.json`` and ``<out>/<rel>.errors.jsonl`` are the user-facing results;
+    parts live in ``<out>/<rel>/<etag>/part-NNNNNN.<ext>`` with per-chunk completion markers in
+    ``<out>/<rel>/<etag>/_chunks/``. ``rel`` is the input key without ``INPUT_PREFIX``.
+    """
+
+    bucket: str
+    base: str
+    run: str
+
+    @classmethod
+    def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str) -> OutputLayout:
+        rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
+        clean_etag = re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
+        base = f"{cfg.output_prefix}{rel}"
+        return cls(cfg.output_bucket or bucket, base, f"{base}/{clean_etag}/")
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.base}.manifest.json"
+
+    @property
+    def errors_key(self) -> str:
+        return f"{self.base}.errors.jsonl"
+
+    def part_key(self, chunk: int, suffix: str) -> str:
+        return f"{self.run}part-{chunk:06d}{suffix}"
+
+    def chunk_errors_key(self, chunk: int) -> str:
+        return f"{self.run}_chunks/{chunk:06d}.errors.jsonl"
+
+    def marker_key(self, chunk: int) -> str:
+        return f"{self.run}_chunks/{chunk:06d}.json"
+
+    @property
+    def markers_prefix(self) -> str:
+        return f"{self.run}_chunks/"

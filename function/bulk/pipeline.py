@@ -1,0 +1,132 @@
+"""Items in, vector rows out: the storage-agnostic heart of bulk encoding.
+
+Used by the S3 path (per chunk) and by the local CLI (per file), so both count, truncate, reject
+and order exactly alike. Memory is bounded by one window of texts and their vectors: records are
+encoded a window at a time (length-sorted inside the window by ``Encoder.encode``) and written
+back in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from function.bulk.readers import Blank, Item, Record, Rejected
+from function.bulk.writers import ErrorWriter, OutputRow, PartWriter
+from function.encoder import Encoder
+
+OVERLONG_POLICIES = ("truncate", "reject")
+
+
+@dataclass
+class Counts:
+    """Per-line accounting; the manifest proves ``lines_read == encoded + rejected + blank``."""
+
+    lines_read: int = 0
+    encoded: int = 0
+    rejected: int = 0
+    blank: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    encode_seconds: float = 0.0
+
+    def add(self, other: Counts) -> Counts:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
+    def balanced(self) -> bool:
+        return self.lines_read == self.encoded + self.rejected + self.blank
+
+    def to_dict(self) -> dict[str, float | int]:
+        d = asdict(self)
+        d["encode_seconds"] = round(self.encode_seconds, 3)
+        return d
+
+
+@dataclass
+class PipelineOptions:
+    overlong: str = "truncate"  # texts over the model's max_seq_length: "truncate" (flagged) or "reject"
+    max_text_chars: int = 100_000  # longer texts are cut to this many characters first (or rejected)
+    window: int = 1024  # texts per length-sorted encode window
+    batch_size: int = 32
+
+
+def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    buf: list[Item] = []
+    n_records = 0
+    for item in items:
+        buf.append(item)
+        if isinstance(item, Record):
+            n_records += 1
+            if n_records >= size:
+                yield buf
+                buf, n_records = [], 0
+    if buf:
+        yield buf
+
+
+def encode_items(
+    items: Iterable[Item],
+    encoder: Encoder,
+    writer: PartWriter,
+    errors: ErrorWriter,
+    opts: PipelineOptions,
+    *,
+    on_window: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Encode every Record, write rows in input order, report every Rejected; count all lines."""
+    if opts.overlong not in OVERLONG_POLICIES:
+        raise ValueError(f"overlong policy must be one of {OVERLONG_POLICIES}, got {opts.overlong!r}")
+    counts = Counts()
+    max_tokens = encoder.max_seq_length
+    for window in _windows(items, opts.window):
+        records: list[Record] = []
+        texts: list[str] = []
+        cut_chars: list[bool] = []
+        rejected: list[Rejected] = []
+        for item in window:
+            counts.lines_read += 1
+            if isinstance(item, Blank):
+                counts.blank += 1
+            elif isinstance(item, Rejected):
+                rejected.append(item)
+            else:
+                text = item.text
+                if len(text) > opts.max_text_chars:
+                    if opts.overlong == "reject":
+                        rejected.append(
+                            Rejected(item.line, f"text has {len(text)} characters, over {opts.max_text_chars}", item.id)
+                        )
+                        continue
+                    text = text[: opts.max_text_chars]
+                records.append(item)
+                texts.append(text)
+                cut_chars.append(len(text) < len(item.text))
+        rows: list[OutputRow] = []
+        if texts:
+            t0 = time.perf_counter()
+            result = encoder.encode(texts, batch_size=opts.batch_size)
+            counts.encode_seconds += time.perf_counter() - t0
+            for i, rec in enumerate(records):
+                too_long = bool(result.token_counts[i] > max_tokens)
+                if too_long and opts.overlong == "reject":
+                    rejected.append(
+                        Rejected(rec.line, f"text has {int(result.token_counts[i])} tokens, over the model's {max_tokens}", rec.id)
+                    )
+                    continue
+                counts.truncated += int(too_long or cut_chars[i])
+                counts.tokens += int(min(result.token_counts[i], max_tokens))
+                rows.append(OutputRow(rec.id, rec.line, np.asarray(result.embeddings[i], dtype=np.float32)))
+        writer.write(rows)
+        counts.encoded += len(rows)
+        if rejected:
+            rejected.sort(key=lambda r: r.line)
+            errors.write(rejected)
+            counts.rejected += len(rejected)
+        if on_window is not None:
+            on_window(counts)
+    return counts

@@ -1,0 +1,111 @@
+"""Lambda entry points of the S3 bulk path (same image as the encode function, other CMDs).
+
+- ``s3_handler``: S3 ``ObjectCreated`` notifications and EventBridge "Object Created" events →
+  encode small objects inline, fan big ones out over the shard queue.
+- ``sqs_handler``: the shard queue's worker, with partial batch responses
+  (``ReportBatchItemFailures``) through Powertools' batch utility.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from function.bulk.config import BulkConfig
+from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
+from function.cpu import configure_tensorflow_threads, usable_cpus
+from function.encoder import Encoder
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"))
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    """Load the model and clients once per execution environment."""
+    global _engine
+    if _engine is None:
+        configure_tensorflow_threads(usable_cpus())
+        encoder = Encoder.load()
+        encoder.encode(["warm up"])
+        _engine = Engine(s3_client(), encoder, BulkConfig.from_env(), sqs_client())
+    return _engine
+
+
+def _remaining(context: Any):
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        return context.get_remaining_time_in_millis
+    deadline = time.monotonic() + 900
+    return lambda: int((deadline - time.monotonic()) * 1000)
+
+
+def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, decoded key) for every object an S3 or EventBridge event names.
+
+    S3 notifications URL-encode keys (spaces as ``+``); EventBridge "Object Created" events do not.
+    """
+    if event.get("detail-type") == "Object Created" and event.get("source") == "aws.s3":
+        detail = event["detail"]
+        return [(detail["bucket"]["name"], detail["object"]["key"])]
+    out = []
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated"):
+            out.append((record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])))
+    return out
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    eng = engine()
+    results = []
+    for bucket, key in objects_in(event):
+        logger.append_keys(bucket=bucket, key=key)
+        summary = eng.handle_object(bucket, key, _remaining(context))
+        logger.info("object handled", extra={"summary": summary})
+        if "counts" in summary:
+            metrics.add_metric(name="LinesEncoded", unit=MetricUnit.Count, value=summary["counts"]["encoded"])
+        results.append(summary)
+    return {"objects": results}
+
+
+# Report every failed shard individually, even when all failed (the default would raise instead).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def _process_shard(record: SQSRecord, context: Any) -> dict[str, Any]:
+    eng = engine()
+    item = WorkItem.from_message(record.body)
+    try:
+        result = eng.run(item, _remaining(context))
+    except Exception as exc:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        if receives >= eng.cfg.max_receives:
+            logger.exception("shard failed on its last receive; marking it failed before the DLQ",
+                             extra={"key": item.key, "first_chunk": item.first_chunk})
+            eng.fail(item, f"{type(exc).__name__}: {exc}")
+        raise
+    metrics.add_metric(name="ChunksEncoded", unit=MetricUnit.Count, value=result.chunks_done)
+    return Engine._summary(item.key, result)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def sqs_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event,
+        record_handler=lambda record: _process_shard(record, context),
+        processor=processor,
+        context=context,
+    )
