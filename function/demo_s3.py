@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet", "npy"])
     args = p.parse_args(argv)
 
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
