@@ -147,3 +147,22 @@ def test_preprocess_with_other_vocab_is_refused(hub_models, tmp_path: Path) -> N
     pre_dir = fx.cached_build("preprocess", vocab_file=small_vocab)
     with pytest.raises(IncompatibleModelError, match="20000 entries.*30522 rows"):
         export_model(tmp_path / "m", ExportOptions(source=str(hub_models.enc_dir), preprocess=str(pre_dir)))
+
+
+def test_bert2vec_with_a_catalogue_name_exports_once_and_caches(hub_models, tmp_path: Path, monkeypatch) -> None:
+    from function.encoder import Bert2Vec
+
+    entry = catalogue.lookup("bert_uncased_L-12_H-768_A-12")
+    cache = tmp_path / "tfhub_cache"
+    fx.fill_tfhub_cache(cache, entry.handle, hub_models.enc_dir)
+    fx.fill_tfhub_cache(cache, entry.preprocess, hub_models.pre_dir)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
+    monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+    model = Bert2Vec("google/bert_uncased_L-12_H-768_A-12", cache_dir=str(tmp_path / "b2v"))
+    assert model.vector_length == 64
+    np.testing.assert_allclose(model.bulk_encode(TEXTS), _l2(hub_models.pooled), atol=1e-5)
+    exported = model.encoder.model_dir
+    stamp = (exported / "model_card.json").stat().st_mtime_ns
+    shutil.rmtree(cache)  # the second construction must not need the hub at all
+    again = Bert2Vec("google/bert_uncased_L-12_H-768_A-12", cache_dir=str(tmp_path / "b2v"))
+    assert again.encoder.model_dir == exported and (exported / "model_card.json").stat().st_mtime_ns == stamp
