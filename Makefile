@@ -26,9 +26,9 @@ export-default: $(MODEL)/saved_model.pb
 
 run: $(STAMP) $(MODEL)/saved_model.pb
 	$(BIN)/python -m function.demo --model $(MODEL)
-	@echo "--- the encode function on events/*.json, in-process like 'sam local invoke -e' ---"
-	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
-	  $(BIN)/python -m function.local_invoke $(EVENTS)
+	@echo "--- the encode function on events/*.json via bert-encode --event, like 'sam local invoke -e' (responses cut at 240 chars) ---"
+	POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
+	  $(BIN)/bert-encode --model $(MODEL) --event $(EVENTS) 2>/dev/null | cut -c1-240
 	@echo "--- the S3 bulk path: a sample file dropped into a local moto S3 ---"
 	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
 	  $(BIN)/python -m function.demo_s3

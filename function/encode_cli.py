@@ -1,0 +1,816 @@
+"""``bert-encode``: encode texts, files or Lambda events locally with an exported SavedModel.
+
+Three modes, one per way people try the encoder before (or instead of) deploying it:
+
+* ``bert-encode "text" ["more" ...]`` prints one JSON object per text on stdout:
+  ``{"text", "vector", "token_count", "truncated"}`` (``vector`` holds the shortest decimals that
+  round-trip float32, so ``np.float32(v)`` gives back the model's exact output).
+* ``bert-encode --input FILE`` encodes a ``.txt`` / ``.jsonl`` / ``.csv`` file (optionally
+  ``.gz``) *exactly as the S3 bulk path does*: the same readers, the same
+  :func:`function.bulk.pipeline.encode_items` and the same writers, so a file that works locally
+  works in S3 and produces the same rows, rejections and counts. Next to the vector file go
+  ``<output>.manifest.json`` (the S3 manifest's shape, with paths instead of keys) and
+  ``<output>.errors.jsonl``.
+* ``bert-encode --event events/x.json`` runs a Lambda handler in-process on an event file, like
+  ``sam local invoke -e``, and prints the response.
+
+Exit codes: 0 when anything was encoded (or the input held nothing to encode), 1 when nothing
+could be encoded (missing model, unreadable input, every line rejected, an error response to an
+event), 2 for usage errors (bad flags, unknown extension, existing output without ``--force``,
+options the model cannot honour), 130 on Ctrl-C — which never leaves an output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+import numpy as np
+
+from function.bulk.pipeline import OVERLONG_POLICIES, Counts, PipelineOptions, encode_items
+from function.bulk.readers import BLOCK_SIZE, InputFormat, InputFormatError, Item, ReaderOptions, UnsupportedFormatError
+from function.bulk.writers import FORMATS, ErrorWriter, PartWriter, open_part_writer, part_suffixes
+from function.encoder import DEFAULT_BATCH_SIZE, Encoder, default_model_dir, read_model_card
+from function.errors import ModelNotFoundError
+
+PROG = "bert-encode"
+INPUT_KINDS = ("txt", "jsonl", "csv")
+INPUT_FORMATS = INPUT_KINDS + tuple(f"{k}.gz" for k in INPUT_KINDS)
+BINARY_FORMATS = ("parquet", "npy")
+PRECOUNT_BYTES = 64 * 1024 * 1024  # files up to this size get their lines counted for the progress bar
+MAX_ERRORS_SHOWN = 20  # rejected lines echoed to stderr when there is no errors file to point at
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+MANIFEST_VERSION = 1
+MODEL_SUMMARY_KEYS = ("name", "source", "vector_length", "pooling", "normalize", "max_seq_length", "checksum")
+
+# Loaded models, keyed by resolved directory: loading costs seconds, and tests (or a Python
+# session) call main() many times in one process.
+_ENCODERS: dict[Path, Encoder] = {}
+_THREADS_CONFIGURED = False
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line without a traceback."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(CliError):
+    """The command line asks for something impossible (exit 2, like argparse)."""
+
+    exit_code = EXIT_USAGE
+
+
+class _InputReadError(Exception):
+    """The input stream itself failed (I/O error, corrupt gzip) — distinct from a write failure."""
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Encode texts with an exported BERT SavedModel: texts on the command line, a file "
+        "(exactly as the S3 bulk path would), or a Lambda event (like `sam local invoke -e`).",
+        epilog="examples:\n"
+        '  bert-encode "I enjoy walks on the beach." "Serverless BERT"\n'
+        "  bert-encode --input docs.jsonl --format parquet      # docs.jsonl.parquet (+ .manifest.json, .errors.jsonl)\n"
+        "  zcat docs.txt.gz | bert-encode --input - --output - > vectors.jsonl\n"
+        "  bert-encode --event events/direct_encode.json\n"
+        "exit codes: 0 ok, 1 nothing could be encoded, 2 usage error, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to encode; one JSON object per text on stdout")
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="exported model directory (default: $MODEL_DIR, else build/model from `make run`)",
+    )
+
+    files = p.add_argument_group("file mode (the S3 bulk path, locally)")
+    files.add_argument("--input", metavar="FILE", help="a .txt/.jsonl/.csv file, optionally .gz; '-' reads stdin")
+    files.add_argument(
+        "--output",
+        metavar="FILE",
+        help="vector file (default: <input>.<format> beside the input; stdout for stdin); '-' writes stdout",
+    )
+    files.add_argument(
+        "--format", choices=FORMATS, help="vector file format (default: from --output's suffix, else jsonl)"
+    )
+    files.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        help="how to parse the input: required knowledge for stdin (default txt), overrides the suffix for files",
+    )
+    files.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="where to write the manifest (default: <output>.manifest.json). With --output -, also names the "
+        "error report (<base>.errors.jsonl) and the npy ids (<base>.ids.jsonl); without it they go to stderr",
+    )
+    files.add_argument("--force", action="store_true", help="replace existing output files")
+    files.add_argument("--text-field", default="text", metavar="NAME", help="jsonl field / csv column holding the text")
+    files.add_argument(
+        "--id-field", default="id", metavar="NAME", help="jsonl field / csv column holding the id (optional)"
+    )
+    files.add_argument(
+        "--overlong",
+        choices=OVERLONG_POLICIES,
+        default="truncate",
+        help="texts over the model's max_seq_length: truncate (keeps [SEP], counted) or reject (reported per line)",
+    )
+    files.add_argument(
+        "--max-text-chars",
+        type=_positive_int,
+        default=PipelineOptions.max_text_chars,
+        metavar="N",
+        help="cut (or with --overlong reject: refuse) texts longer than N characters before tokenizing",
+    )
+    files.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
+
+    enc = p.add_argument_group("encoding")
+    enc.add_argument(
+        "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help="texts per model call"
+    )
+    enc.add_argument(
+        "--max-seq-length",
+        type=_positive_int,
+        metavar="N",
+        help="must equal the model's (it is baked into the SavedModel): larger is refused, smaller needs "
+        "`bert-export --max-seq-length N`",
+    )
+    enc.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="raw vectors: a no-op on a model exported with --no-normalize, refused on a normalised one",
+    )
+
+    ev = p.add_argument_group("event mode (like `sam local invoke -e`)")
+    ev.add_argument(
+        "--event",
+        metavar="FILE",
+        nargs="+",
+        help="run the handler on this event JSON and print the response; with several files, one "
+        '{"event", "response"} JSON line each (exit 0 when every handler returned, 4xx included)',
+    )
+    ev.add_argument("--handler", default="function.app.handler", metavar="MODULE.FUNC", help="default: %(default)s")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bert-encode`` script; returns the exit code instead of exiting (testable)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_intermixed_args(argv)  # texts may come before or after options
+    except SystemExit as exc:  # --help (0) and argparse usage errors (2)
+        return int(exc.code or 0)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return _dispatch(args)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; no output file was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `bert-encode ... | head`: the reader left; that is not an error
+        _silence_stdout()
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    modes = [
+        name for name, given in (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event)) if given
+    ]
+    if len(modes) > 1:
+        raise UsageError(f"give only one of TEXT..., --input FILE or --event FILE (got {' and '.join(modes)})")
+    if not modes:
+        raise UsageError("nothing to encode: give TEXT..., --input FILE (or - for stdin) or --event FILE; see --help")
+    if args.event:
+        return _run_event(args)
+    file_only = [
+        f
+        for f, on in (
+            ("--output", args.output),
+            ("--manifest", args.manifest),
+            ("--format", args.format),
+            ("--input-format", args.input_format),
+        )
+        if on
+    ]
+    if args.texts and file_only:
+        raise UsageError(f"{', '.join(file_only)} only apply to --input FILE")
+    plan = _plan_file(args) if args.input else None  # before loading the model: usage errors are instant
+    encoder = _encoder_for(args)
+    if plan is None:
+        return _encode_texts(args.texts, encoder, args.batch_size)
+    return _encode_file(args, plan, encoder)
+
+
+# ---- model ---------------------------------------------------------------------------------
+
+
+def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_dir: Path) -> None:
+    """Refuse options the SavedModel cannot honour instead of silently ignoring them.
+
+    ``max_seq_length`` and normalisation are compiled into the exported graph; the CLI cannot
+    change them from outside, so anything but the model's own setting needs a re-export.
+    """
+    name = card.get("name", model_dir.name)
+    model_max = int(card["max_seq_length"])
+    source = card.get("source") or name
+    wanted = args.max_seq_length
+    if wanted is not None and wanted > model_max:
+        raise UsageError(
+            f"--max-seq-length {wanted} is larger than model {name}'s max_seq_length {model_max}, which is baked "
+            f"into the SavedModel; re-export with `bert-export --model {source} --max-seq-length {wanted} --output DIR` "
+            "(up to the model's maximum position)"
+        )
+    if wanted is not None and wanted < model_max:
+        raise UsageError(
+            f"--max-seq-length {wanted} is smaller than model {name}'s max_seq_length {model_max}; the limit is "
+            "applied inside the SavedModel (truncation keeps [SEP]), so it cannot be lowered from outside. Re-export "
+            f"with `bert-export --model {source} --max-seq-length {wanted} --output DIR` and pass --model DIR"
+        )
+    if args.no_normalize and card.get("normalize"):
+        raise UsageError(
+            f"--no-normalize: model {name} was exported L2-normalised and cannot return raw vectors; re-export with "
+            f"`bert-export --model {source} --no-normalize --output DIR` and pass --model DIR"
+        )
+
+
+def _encoder_for(args: argparse.Namespace) -> Encoder:
+    """The model for ``--model`` (or the default), checked against the options, loaded once per process."""
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    try:
+        card = read_model_card(model_dir)  # cheap: no TensorFlow yet
+    except ModelNotFoundError as exc:
+        hint = (
+            "" if args.model else " (no --model given and $MODEL_DIR is not set, so the default build/model was used)"
+        )
+        raise CliError(f"{exc}{hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the model card in {model_dir}: {exc}") from exc
+    _check_model_options(card, args, model_dir)
+    return load_encoder(model_dir)
+
+
+def load_encoder(model_dir: Path) -> Encoder:
+    """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
+    global _THREADS_CONFIGURED
+    key = model_dir.resolve()
+    if key not in _ENCODERS:
+        if not _THREADS_CONFIGURED:
+            from function.cpu import configure_tensorflow_threads, usable_cpus
+
+            configure_tensorflow_threads(usable_cpus())  # containers: quota, not host cores
+            _THREADS_CONFIGURED = True
+        try:
+            _ENCODERS[key] = Encoder.load(model_dir)
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+    return _ENCODERS[key]
+
+
+# ---- texts mode ------------------------------------------------------------------------------
+
+
+def _vector_json(vector: np.ndarray) -> list[float]:
+    """Shortest decimals that round-trip float32 (numpy formats them), as JSON numbers."""
+    return [float(t) for t in np.asarray(vector, dtype=np.float32).astype(str).tolist()]
+
+
+def _encode_texts(texts: list[str], encoder: Encoder, batch_size: int) -> int:
+    for i, text in enumerate(texts, 1):
+        if not text.strip():
+            raise UsageError(f"text {i} is empty or only whitespace")
+    result = encoder.encode(texts, batch_size=batch_size)
+    out = sys.stdout
+    for i, text in enumerate(texts):
+        row = {
+            "text": text,
+            "vector": _vector_json(result.embeddings[i]),
+            "token_count": int(result.token_counts[i]),
+            "truncated": bool(result.truncated[i]),
+        }
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
+    return 0
+
+
+# ---- file mode: planning -----------------------------------------------------------------------
+
+
+@dataclass
+class FilePlan:
+    """Everything decided before the model loads, so bad arguments fail in milliseconds."""
+
+    source: Path | None  # None: stdin
+    input_format: InputFormat
+    out_format: str
+    data_files: list[Path] | None  # the vector file(s) as the writer names them; None: stdout
+    manifest: Path | None  # None: summary on stderr only (stdout mode without --manifest)
+    errors: Path | None  # None: rejected lines echoed to stderr
+    ids: Path | None  # npy to stdout: where the ids sidecar goes (needs --manifest)
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.data_files is None
+
+    @property
+    def input_name(self) -> str:
+        return "stdin" if self.source is None else str(self.source)
+
+    def targets(self) -> list[Path]:
+        return [p for p in [*(self.data_files or []), self.manifest, self.errors, self.ids] if p is not None]
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _part_files(path: Path, fmt: str) -> list[Path]:
+    """The files ``open_part_writer(fmt, path, ...)`` will create (its naming rule, computed up front)."""
+    suffixes = part_suffixes(fmt)
+    first = suffixes[0]
+    base = path if path.name.lower().endswith(first) else _suffixed(path, first)
+    stem = base.name[: -len(first)]
+    return [base.with_name(stem + s) for s in suffixes]
+
+
+def _format_from_name(name: str) -> str | None:
+    lower = name.lower()
+    for fmt in FORMATS:
+        if lower.endswith("." + fmt) and not (fmt == "jsonl" and lower.endswith(".ids.jsonl")):
+            return fmt
+    return None
+
+
+def _plan_file(args: argparse.Namespace) -> FilePlan:
+    reader = ReaderOptions(
+        text_field=args.text_field, id_field=args.id_field, csv_text_column=args.text_field, csv_id_column=args.id_field
+    )
+    stdin = args.input == "-"
+    source = None if stdin else Path(args.input)
+    if args.input_format:
+        input_format = InputFormat.from_key(f"input.{args.input_format}", reader)
+    elif stdin:
+        input_format = InputFormat("txt", False, reader)
+    else:
+        try:
+            input_format = InputFormat.from_key(args.input, reader)
+        except UnsupportedFormatError as exc:
+            raise UsageError(
+                f"{exc}; or say how to parse it with --input-format {{{','.join(INPUT_FORMATS)}}}"
+            ) from exc
+    if source is not None and not source.is_file():
+        why = "is a directory" if source.is_dir() else "does not exist"
+        raise CliError(f"cannot read input {source}: it {why}")
+
+    to_stdout = args.output == "-" or (args.output is None and stdin)
+    named = None if to_stdout or args.output is None else _format_from_name(args.output)
+    if args.format and named and named != args.format:
+        raise UsageError(f"--output {args.output} looks like {named}, but --format is {args.format}")
+    out_format = args.format or named or "jsonl"
+
+    manifest = Path(args.manifest) if args.manifest else None
+    if to_stdout:
+        if out_format in BINARY_FORMATS and _isatty(sys.stdout):
+            raise UsageError(
+                f"refusing to write binary {out_format} to a terminal; redirect stdout or use --output FILE"
+            )
+        base = None
+        if manifest is not None:
+            name = manifest.name
+            base = manifest.with_name(name[: -len(".manifest.json")] if name.endswith(".manifest.json") else name)
+        errors = _suffixed(base, ".errors.jsonl") if base is not None else None
+        ids = _suffixed(base, ".ids.jsonl") if base is not None and out_format == "npy" else None
+        plan = FilePlan(source, input_format, out_format, None, manifest, errors, ids)
+    else:
+        output = Path(args.output) if args.output else _suffixed(source or Path("stdin"), f".{out_format}")
+        data_files = _part_files(output, out_format)
+        manifest = manifest or _suffixed(data_files[0], ".manifest.json")
+        errors = _suffixed(data_files[0], ".errors.jsonl")
+        plan = FilePlan(source, input_format, out_format, data_files, manifest, errors, None)
+
+    targets = plan.targets()
+    if source is not None and any(_same_file(t, source) for t in targets):
+        raise UsageError(f"an output file would overwrite the input {source}; choose another --output")
+    for target in targets:
+        if not target.parent.is_dir():
+            raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.force:
+        raise UsageError(f"output exists: {', '.join(existing)}; pass --force to replace it")
+    return plan
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---- file mode: running ----------------------------------------------------------------------
+
+
+class _CountingReader:
+    """Counts the bytes taken from the input (compressed bytes for .gz) to drive a byte-based ETA."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.bytes_read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.bytes_read += len(data)
+        return data
+
+
+class _Progress:
+    """A tqdm bar on stderr with texts/s and an ETA; absent when stderr is not a TTY or with --quiet.
+
+    The unit is chosen so the ETA is honest: physical lines for files up to ``PRECOUNT_BYTES``
+    (counted up front in C — the reader's 1 MiB read-ahead would otherwise put a small file at
+    100% at once), bytes read for bigger files (where read-ahead is noise), and a plain line
+    counter without ETA for stdin. Positions advance once per pipeline window.
+    """
+
+    def __init__(self, *, plan: FilePlan, size: int | None, reader: _CountingReader, last_line: list[int]) -> None:
+        self._reader = reader
+        self._last_line = last_line
+        self._t0 = time.perf_counter()
+        self._bar: Any = None
+        self._total: int | None = None
+        self._by_bytes = False
+        try:
+            from tqdm import tqdm
+        except ImportError:  # the progress bar is a nicety; encoding does not depend on it
+            return
+        desc = Path(plan.input_name).name
+        precount_limit = PRECOUNT_BYTES // (8 if plan.input_format.gzip else 1)  # gz: ~8x more to scan
+        if plan.source is not None and size is not None and size > precount_limit:
+            self._total, self._by_bytes = size, True
+            self._bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr)
+            return
+        if plan.source is not None:
+            self._total = _count_lines(plan.source, plan.input_format.gzip)
+        self._bar = tqdm(total=self._total, unit=" lines", unit_scale=True, desc=desc, file=sys.stderr)
+
+    def update(self, counts: Counts) -> None:
+        if self._bar is None:
+            return
+        position = self._reader.bytes_read if self._by_bytes else self._last_line[0]
+        if self._total is not None:
+            position = min(position, self._total)
+        self._bar.update(max(0, position - self._bar.n))
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        self._bar.set_postfix_str(f"{counts.encoded / elapsed:,.0f} texts/s")
+
+    def close(self, *, done: bool) -> None:
+        if self._bar is None:
+            return
+        if done and self._total is not None:
+            self._bar.update(max(0, self._total - self._bar.n))
+        self._bar.close()
+        self._bar = None
+
+
+def _count_lines(path: Path, gz: bool) -> int | None:
+    """Physical lines as the readers number them (a last line without ``\\n`` counts); None if unreadable."""
+    lines, last = 0, b"\n"
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            for block in iter(lambda: f.read(BLOCK_SIZE), b""):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except (OSError, EOFError, zlib.error):
+        return None  # the real read reports the problem; the bar just goes without a total
+    return lines + (last != b"\n")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Same bytes as the S3 manifest (indented, sorted keys), renamed into place so it is never half-written."""
+    partial = _suffixed(path, ".partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _model_summary(encoder: Encoder) -> dict[str, Any]:
+    return {k: encoder.card.get(k) for k in MODEL_SUMMARY_KEYS}
+
+
+def _tracked(items: Iterable[Item], last_line: list[int]) -> Iterator[Item]:
+    """Pass items through, remembering the last line (the manifest's ``last_line``) and turning
+    read failures (I/O errors, corrupt gzip) into one error type the caller can name as such."""
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _InputReadError(str(exc) or type(exc).__name__) from exc
+        last_line[0] = item.line
+        yield item
+
+
+def _encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> int:
+    """Read → ``encode_items`` → writers, exactly like one S3 chunk; then manifest and summary.
+
+    Every file this run creates is written under ``*.partial`` and renamed at the end; any
+    exception (Ctrl-C included) aborts the writers and removes what was already renamed, so an
+    interrupted run leaves no output at all.
+    """
+    opts = PipelineOptions(overlong=args.overlong, max_text_chars=args.max_text_chars, batch_size=args.batch_size)
+    started, t0 = _now(), time.perf_counter()
+    created: list[Path] = []
+    writer: PartWriter | None = None
+    errors: ErrorWriter | None = None
+    progress: _Progress | None = None
+    show_bar = not args.quiet and _isatty(sys.stderr)
+    with contextlib.ExitStack() as stack:
+        try:
+            if plan.source is None:
+                raw: BinaryIO = sys.stdin.buffer
+                size = None
+            else:
+                try:
+                    raw = stack.enter_context(open(plan.source, "rb"))
+                    size = os.fstat(raw.fileno()).st_size
+                except OSError as exc:
+                    raise CliError(f"cannot read input {plan.source}: {exc.strerror or exc}") from exc
+            scratch: Path | None = None
+            if plan.to_stdout:  # stdout gets the finished file, so an interrupted run prints nothing
+                where = plan.manifest.parent if plan.manifest is not None else None  # same fs: ids sidecar renames
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".bert-encode-", dir=where)))
+            data_path = scratch / "vectors" if scratch is not None else (plan.data_files or [])[0]
+            errors_path = plan.errors or (scratch or Path()) / "errors.jsonl"
+
+            reader = _CountingReader(raw)
+            last_line = [0]
+            progress = _Progress(plan=plan, size=size, reader=reader, last_line=last_line) if show_bar else None
+            writer = open_part_writer(plan.out_format, data_path, encoder.vector_length)
+            errors = ErrorWriter(errors_path)
+            items = _tracked(plan.input_format.iter_items(cast(BinaryIO, reader)), last_line)
+            try:
+                counts = encode_items(
+                    items, encoder, writer, errors, opts, on_window=progress.update if progress else None
+                )
+            except InputFormatError as exc:
+                raise CliError(f"{plan.input_name}: {exc}") from exc
+            except _InputReadError as exc:
+                raise CliError(f"cannot read {plan.input_name} (after line {last_line[0]}): {exc}") from exc
+            if progress is not None:
+                progress.close(done=True)
+
+            failed = counts.encoded == 0 and counts.rejected > 0
+            parts: list[dict[str, Any]] = []
+            if failed:  # like the S3 path: no vector part without rows; the error report says why
+                writer.abort()
+                for stale in plan.data_files or []:  # --force: don't leave the previous run's vectors
+                    stale.unlink(missing_ok=True)
+            else:
+                files = writer.close()
+                if not plan.to_stdout:
+                    created.extend(files)
+                part: dict[str, Any] = {
+                    "chunk": 0,
+                    "path": "-" if plan.to_stdout else str(files[0].resolve()),
+                    "rows": counts.encoded,
+                    "first_line": 1,
+                    "last_line": last_line[0],
+                }
+                if plan.out_format == "npy":
+                    if plan.to_stdout and plan.ids is not None:
+                        os.replace(files[1], plan.ids)
+                        created.append(plan.ids)
+                        part["ids_path"] = str(plan.ids.resolve())
+                    elif not plan.to_stdout:
+                        part["ids_path"] = str(files[1].resolve())
+                parts.append(part)
+            error_file = errors.close()[0]
+            if plan.errors is not None:
+                created.append(plan.errors)
+
+            manifest = _manifest(plan, encoder, counts, parts, started, time.perf_counter() - t0, failed)
+            if plan.manifest is not None:
+                _write_json_atomic(plan.manifest, manifest)
+                created.append(plan.manifest)
+            if plan.to_stdout and not failed:
+                _copy_to_stdout(writer.paths[0])
+            _report(args, plan, counts, manifest, error_file, failed)
+            return EXIT_FAILED if failed else 0
+        except BaseException:
+            if progress is not None:
+                progress.close(done=False)
+            for w in (writer, errors):
+                if w is not None:
+                    w.abort()
+            for path in created:
+                path.unlink(missing_ok=True)
+            if plan.manifest is not None:
+                _suffixed(plan.manifest, ".partial").unlink(missing_ok=True)
+            raise
+
+
+def _copy_to_stdout(path: Path) -> None:
+    sys.stdout.flush()
+    out: IO[bytes] = sys.stdout.buffer
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
+    out.flush()
+
+
+def _manifest(
+    plan: FilePlan,
+    encoder: Encoder,
+    counts: Counts,
+    parts: list[dict[str, Any]],
+    started: str,
+    wall: float,
+    failed: bool,
+) -> dict[str, Any]:
+    """The S3 manifest's fields, with local paths where S3 has keys (``path``, ``errors_path``)."""
+    manifest: dict[str, Any] = {
+        "version": MANIFEST_VERSION,
+        "status": "failed" if failed else "complete",
+        "input": {
+            "path": "-" if plan.source is None else str(plan.source.resolve()),
+            "size": None if plan.source is None else plan.source.stat().st_size,
+            "format": {"kind": plan.input_format.kind, "gzip": plan.input_format.gzip},
+        },
+        "model": _model_summary(encoder),
+        "output": {
+            "format": plan.out_format,
+            "parts": parts,
+            "errors_path": None if plan.errors is None else str(plan.errors.resolve()),
+        },
+        "counts": counts.to_dict(),
+        "balanced": counts.balanced(),
+        "timings": {
+            "started_at": started,
+            "finished_at": _now(),
+            "encode_seconds": round(counts.encode_seconds, 3),
+            "wall_seconds": round(wall, 3),
+        },
+    }
+    if failed:
+        manifest["error"] = f"no line could be encoded: {counts.rejected} rejected, {counts.blank} blank"
+    return manifest
+
+
+def _report(
+    args: argparse.Namespace, plan: FilePlan, counts: Counts, manifest: dict[str, Any], error_file: Path, failed: bool
+) -> None:
+    """One summary line on stderr; rejected lines too when there is no errors file to point at."""
+    err = sys.stderr
+    if plan.errors is None and counts.rejected:
+        with open(error_file, encoding="utf-8") as f:
+            for n, line in enumerate(f):
+                if n == MAX_ERRORS_SHOWN:
+                    more = counts.rejected - MAX_ERRORS_SHOWN
+                    err.write(f"{PROG}: ... and {more} more rejected lines (pass --manifest FILE to keep them all)\n")
+                    break
+                row = json.loads(line)
+                ident = "" if row["id"] is None else f" (id {row['id']})"
+                err.write(f"{PROG}: line {row['line']}{ident} rejected: {row['reason']}\n")
+    if failed:
+        where = f"; see {plan.errors}" if plan.errors is not None else ""
+        err.write(
+            f"{PROG}: error: nothing could be encoded from {plan.input_name}: {counts.rejected} line(s) rejected{where}\n"
+        )
+        return
+    if args.quiet:
+        return
+    c = counts
+    summary = (
+        f"{PROG}: {plan.input_name}: encoded {c.encoded} of {c.lines_read} lines ({c.rejected} rejected, "
+        f"{c.blank} blank, {c.truncated} truncated) in {manifest['timings']['wall_seconds']:.1f} s"
+    )
+    if plan.to_stdout:
+        summary += " -> stdout"
+        if plan.out_format == "npy" and plan.ids is None:
+            summary += " (rows only: pass --manifest FILE to keep the row -> line/id mapping)"
+    else:
+        summary += f" -> {manifest['output']['parts'][0]['path'] if manifest['output']['parts'] else '-'}"
+    if plan.manifest is not None:
+        summary += f"; manifest {plan.manifest}"
+    if plan.errors is not None and c.rejected:
+        summary += f"; errors {plan.errors}"
+    err.write(summary + "\n")
+
+
+# ---- event mode ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _model_dir_env(model: str | None) -> Iterator[None]:
+    """``--model`` for the handler, which reads ``$MODEL_DIR`` at import; restored afterwards."""
+    if model is None:
+        yield
+        return
+    old = os.environ.get("MODEL_DIR")
+    os.environ["MODEL_DIR"] = model
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MODEL_DIR", None)
+        else:
+            os.environ["MODEL_DIR"] = old
+
+
+def _read_event(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read event {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"event {path} is not valid JSON: {exc}") from exc
+
+
+def _run_event(args: argparse.Namespace) -> int:
+    """``sam local invoke -e`` without Docker: the response on stdout, the handler's logs on stderr."""
+    from function.local_invoke import LocalContext, load_handler
+
+    paths = [Path(p) for p in args.event]
+    events = [_read_event(p) for p in paths]
+    if args.model:
+        try:
+            read_model_card(Path(args.model))  # fail here, with the fix, rather than inside the handler's init
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+    responses = []
+    # Lambda logs go to CloudWatch, not into the response: keep stdout for the response alone.
+    with _model_dir_env(args.model), contextlib.redirect_stdout(sys.stderr):
+        try:
+            handler = load_handler(args.handler)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise UsageError(f"cannot load handler {args.handler!r}: {exc}") from exc
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+        for event in events:
+            responses.append(handler(event, LocalContext()))
+    if len(paths) == 1:
+        print(json.dumps(responses[0], ensure_ascii=False))
+        return EXIT_FAILED if _is_error_response(responses[0]) else 0
+    for path, response in zip(paths, responses, strict=True):
+        print(json.dumps({"event": str(path), "response": response}, ensure_ascii=False))
+    return 0
+
+
+def _is_error_response(response: Any) -> bool:
+    if not isinstance(response, dict):
+        return False
+    status = response.get("statusCode", response.get("status"))
+    return (isinstance(status, int) and status >= 400) or ("error" in response and "error_type" in response)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
