@@ -49,9 +49,9 @@ def init(model_dir: str | None = None) -> EncodeService:
         return _service
     t0 = time.perf_counter()
     threads = usable_cpus()
-    threads_applied = configure_tensorflow_threads(threads)
+    threads_applied = configure_tensorflow_threads(threads)  # imports TensorFlow
     t1 = time.perf_counter()
-    encoder = Encoder.load(model_dir)
+    encoder = Encoder.load(model_dir, workers=threads)
     t2 = time.perf_counter()
     encoder.encode(WARMUP_TEXTS)
     t3 = time.perf_counter()

@@ -22,7 +22,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
-from function.cpu import configure_tensorflow_threads, usable_cpus
 from function.encoder import Encoder
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
@@ -36,8 +35,7 @@ def engine() -> Engine:
     """Load the model and clients once per execution environment."""
     global _engine
     if _engine is None:
-        configure_tensorflow_threads(usable_cpus())
-        encoder = Encoder.load()
+        encoder = Encoder.load()  # sizes TF's thread pools from the cgroup quota first
         encoder.encode(["warm up"])
         _engine = Engine(s3_client(), encoder, BulkConfig.from_env(), sqs_client())
     return _engine

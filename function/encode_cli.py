@@ -59,7 +59,6 @@ MODEL_SUMMARY_KEYS = ("name", "source", "vector_length", "pooling", "normalize",
 # Loaded models, keyed by resolved directory: loading costs seconds, and tests (or a Python
 # session) call main() many times in one process.
 _ENCODERS: dict[Path, Encoder] = {}
-_THREADS_CONFIGURED = False
 
 
 class CliError(Exception):
@@ -281,15 +280,9 @@ def _encoder_for(args: argparse.Namespace) -> Encoder:
 
 def load_encoder(model_dir: Path) -> Encoder:
     """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
-    global _THREADS_CONFIGURED
     key = model_dir.resolve()
     if key not in _ENCODERS:
-        if not _THREADS_CONFIGURED:
-            from function.cpu import configure_tensorflow_threads, usable_cpus
-
-            configure_tensorflow_threads(usable_cpus())  # containers: quota, not host cores
-            _THREADS_CONFIGURED = True
-        try:
+        try:  # Encoder.load sizes TF's threads from the cgroup quota, not host cores
             _ENCODERS[key] = Encoder.load(model_dir)
         except ModelNotFoundError as exc:
             raise CliError(str(exc)) from exc

@@ -32,7 +32,7 @@ class BulkConfig:
     max_text_chars: int = 100_000
     time_margin_ms: int = 30_000
     window: int = 1024
-    batch_size: int = 32
+    batch_size: int = 8
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ class PipelineOptions:
     overlong: str = "truncate"  # texts over the model's max_seq_length: "truncate" (flagged) or "reject"
     max_text_chars: int = 100_000  # longer texts are cut to this many characters first (or rejected)
     window: int = 1024  # texts per length-sorted encode window
-    batch_size: int = 32
+    batch_size: int = 8
 
 
 def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

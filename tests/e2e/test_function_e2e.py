@@ -56,6 +56,8 @@ def test_init_is_logged_with_timings(lambda_function) -> None:
     runtime, process = lambda_function
     assert process.init_s is not None and process.init_s < 60
     assert process.wait_for_output('"message":"model ready"', timeout=5)
+    ready = next(json.loads(x) for x in process.stdout_tail(400).splitlines() if '"model ready"' in x)
+    assert ready["threads_applied"] is True  # pools sized from the quota before TF ran anything
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))
