@@ -55,6 +55,9 @@ $(REF_STAMP): bench/requirements-ref.txt
 	$(REF)/bin/python -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v"
 	touch $@
 
+# Batches of 8 for every runtime (our default); BENCH_ARGS="--batch-size 32" reproduces bench/results/batch32.md.
+BENCH_ARGS ?= --batch-size 8
+
 bench: $(STAMP) $(MODEL)/saved_model.pb $(REF_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
