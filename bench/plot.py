@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(open(src, encoding="utf-8").read())
     models = report["models"]
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 7.5), squeeze=False)
-    metrics = [("texts_per_s", "bulk texts/s (batch 32, length-sorted) — higher is better"),
+    metrics = [("texts_per_s", f"bulk texts/s (batch {report.get('batch_size', 32)}, length-sorted) — higher is better"),
                ("single_p50_ms", "single text p50 latency, ms — lower is better")]  # fmt: skip
     for col, res in enumerate(models):
         names = list(res["runtimes"])
