@@ -302,7 +302,7 @@ class Engine:
             if marker is not None:
                 result.chunks_skipped += 1
                 line = marker.get("next_line", line)
-                if items is not None and is_final():
+                if item.unit == "records" and is_final():
                     return
                 continue
             # Hand off near the deadline, but only after progress: a budget that never fits one
@@ -320,7 +320,7 @@ class Engine:
             line = marker["next_line"]
             result.chunks_done += 1
             slowest_ms = max(slowest_ms, (time.perf_counter() - t0) * 1e3)
-            if items is not None and item.unit == "records" and marker["final"]:
+            if item.unit == "records" and marker["final"]:
                 return
 
     def _process_chunk(self, layout: OutputLayout, k: int, items: Iterator[Item], first_line: int) -> tuple[Counts, dict]:
