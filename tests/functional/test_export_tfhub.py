@@ -98,14 +98,20 @@ def test_max_seq_length_128_reproduces_the_preprocess_default(hub_models) -> Non
     np.testing.assert_allclose(Encoder.load(model).encode(TEXTS).embeddings, ref, atol=1e-5)
 
 
-def test_catalogue_name_resolves_through_tfhub_cache(hub_models, tmp_path: Path, monkeypatch) -> None:
-    """Real resolver, offline: the catalogue's handles are found in $TFHUB_CACHE_DIR by sha1(handle)."""
-    entry = catalogue.lookup("google/bert_uncased_L-12_H-768_A-12")
+def _catalogue_in_hub_cache(hub_models, tmp_path: Path, monkeypatch) -> tuple[catalogue.CatalogueEntry, Path]:
+    """bert_uncased_L-12_H-768_A-12's two handles served by the fixtures from $TFHUB_CACHE_DIR."""
+    entry = catalogue.lookup("bert_uncased_L-12_H-768_A-12")
     cache = tmp_path / "tfhub_cache"
     fx.fill_tfhub_cache(cache, entry.handle, hub_models.enc_dir)
     fx.fill_tfhub_cache(cache, entry.preprocess, hub_models.pre_dir)
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
     monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+    return entry, cache
+
+
+def test_catalogue_name_resolves_through_tfhub_cache(hub_models, tmp_path: Path, monkeypatch) -> None:
+    """Real resolver, offline: the catalogue's handles are found in $TFHUB_CACHE_DIR by sha1(handle)."""
+    entry, cache = _catalogue_in_hub_cache(hub_models, tmp_path, monkeypatch)
     out = tmp_path / "model"
     card = export_model(out, ExportOptions(source="google/bert_uncased_L-12_H-768_A-12"))
     assert card["name"] == "bert_uncased_L-12_H-768_A-12" and card["source_kind"] == "catalogue"
@@ -152,12 +158,7 @@ def test_preprocess_with_other_vocab_is_refused(hub_models, tmp_path: Path) -> N
 def test_bert2vec_with_a_catalogue_name_exports_once_and_caches(hub_models, tmp_path: Path, monkeypatch) -> None:
     from function.encoder import Bert2Vec
 
-    entry = catalogue.lookup("bert_uncased_L-12_H-768_A-12")
-    cache = tmp_path / "tfhub_cache"
-    fx.fill_tfhub_cache(cache, entry.handle, hub_models.enc_dir)
-    fx.fill_tfhub_cache(cache, entry.preprocess, hub_models.pre_dir)
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
-    monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+    entry, cache = _catalogue_in_hub_cache(hub_models, tmp_path, monkeypatch)
     model = Bert2Vec("google/bert_uncased_L-12_H-768_A-12", cache_dir=str(tmp_path / "b2v"))
     assert model.vector_length == 64
     np.testing.assert_allclose(model.bulk_encode(TEXTS), _l2(hub_models.pooled), atol=1e-5)
