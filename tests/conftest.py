@@ -85,24 +85,12 @@ def golden() -> dict[str, Any]:
     return meta
 
 
-class FakeLambdaContext:
-    """The attributes Powertools' ``inject_lambda_context`` reads from a real LambdaContext."""
-
-    function_name = "bert2vec-encode"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bert2vec-encode"
-    memory_limit_in_mb = 2048
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/bert2vec-encode"
-    log_stream_name = "2026/11/25/[$LATEST]test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context():
+    """The same LambdaContext stand-in ``bert-encode --event`` uses."""
+    from function.local_invoke import LocalContext
+
+    return LocalContext("bert2vec-encode")
 
 
 @pytest.fixture(scope="session")

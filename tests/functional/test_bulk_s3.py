@@ -166,6 +166,17 @@ def test_csv_gz_and_zero_byte(aws, default_encoder) -> None:
     check_accounting(s3, empty)
 
 
+def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/cols.csv", b"id,body\n1,hello\n")
+    summary = make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/cols.csv", forever)
+    assert summary["status"] == "failed"
+    m = manifest_of(s3, "incoming/cols.csv")
+    assert m["status"] == "failed" and m["output"]["parts"] == []
+    (failed,) = m["chunks"]["failed"]
+    assert "text" in failed["error"] and "body" in failed["error"]  # names the column wanted and found
+
+
 def test_single_10mb_line_is_truncated_and_flagged(aws, default_encoder) -> None:
     s3 = aws[0]
     put(s3, "incoming/huge.txt", b"short one\n" + b"word " * (2 * 1024 * 1024) + b"\nafter\n")

@@ -126,3 +126,18 @@ def test_event_kind_detection() -> None:
     assert event_kind(load_event("function_url_encode.json")) == "url"
     assert event_kind(load_event("direct_encode.json")) == "direct"
     assert event_kind(["not", "a", "dict"]) == "direct"
+
+
+@pytest.mark.parametrize(
+    ("body", "is_b64", "fragment"),
+    [
+        ("", False, "request body is empty"),
+        ("%%% not base64 %%%", True, "marked base64 but cannot be decoded"),
+        (base64.b64encode(b"\xff\xfe not utf-8").decode(), True, "marked base64 but cannot be decoded"),
+    ],
+)
+def test_missing_or_undecodable_body_is_400(app_module, lambda_context, body: str, is_b64: bool, fragment: str) -> None:
+    event = load_event("api_gateway_v2_encode.json")
+    event["body"], event["isBase64Encoded"] = body, is_b64
+    status, err, _ = call(app_module, event, lambda_context)
+    assert status == 400 and err["error_type"] == "malformed_json" and fragment in err["error"]
