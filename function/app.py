@@ -20,7 +20,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from function import responses
 from function.cpu import configure_tensorflow_threads, usable_cpus
 from function.encoder import Encoder
 from function.errors import Bert2VecError
@@ -72,8 +71,8 @@ def direct(event: Any) -> dict[str, Any]:
     try:
         return routes.encode(event)
     except Bert2VecError as exc:
-        logger.info("request rejected", extra={"status": exc.status, "error_type": exc.error_type})
-        return responses.error_body(exc, status=exc.status)
+        status, body = routes.reject(exc)
+        return {**body, "status": status}
 
 
 @logger.inject_lambda_context(clear_state=True)

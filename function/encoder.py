@@ -1,7 +1,7 @@
 """The pure core: load an exported SavedModel and turn texts into vectors. Knows nothing of AWS.
 
-``Encoder`` is what the Lambda handler and the bulk path use; ``Bert2Vec`` is the friendly,
-vectorhub-compatible facade (``encode`` / ``bulk_encode`` returning plain lists).
+``Encoder`` is what the Lambda handlers, the bulk path and ``bert2vec`` (the pip user's package,
+which adds the vectorhub-style ``Bert2Vec`` facade) all use.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from function import contract
+from function import contract, defaults
 from function.errors import InvalidInputError, ModelNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "model"
-DEFAULT_BATCH_SIZE = 8  # measured best with one core per batch (README, Performance)
+DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
 
 def default_model_dir() -> Path:
@@ -71,8 +71,15 @@ class Encoder:
         workers = workers or usable_cpus()
         configure_tensorflow_threads(workers)
         import tensorflow as tf
-        import tensorflow_text  # noqa: F401 - registers the tokenizer ops before loading
 
+        try:
+            import tensorflow_text  # noqa: F401 - registers the tokenizer ops before loading
+        except ImportError as exc:
+            raise ModelNotFoundError(
+                f"cannot load {model_dir}: its in-graph tokenizer needs the tensorflow-text package "
+                f"(`pip install tensorflow-text=={card.get('versions', {}).get('tensorflow_text', '<TF minor>')}`, "
+                "then `import tensorflow_text` before `tf.saved_model.load`)"
+            ) from exc
         loaded = tf.saved_model.load(str(model_dir))
         fn = loaded.signatures[contract.SIGNATURE_NAME]
         encoder = cls(model_dir, card, fn, workers)
@@ -125,45 +132,3 @@ class Encoder:
             for idx in batches:
                 run(idx)
         return EncodeResult(emb, counts, counts > self.max_seq_length)
-
-
-class Bert2Vec:
-    """vectorhub-style facade: ``Bert2Vec().encode(text)`` → ``list[float]``.
-
-    ``model`` may be an exported model directory, or anything ``bert-export --model`` accepts
-    (catalogue name, TF Hub handle, HF checkpoint), which is then exported once into
-    ``cache_dir`` (default ``$BERT2VEC_CACHE`` or ``~/.cache/bert2vec``) and reused. ``None`` is
-    the embedded default: ``$MODEL_DIR``, ``build/model``, else exported into the cache.
-    """
-
-    def __init__(self, model: str | os.PathLike[str] | None = None, *, cache_dir: str | None = None) -> None:
-        self.encoder = Encoder.load(self._resolve(model, cache_dir))
-
-    @staticmethod
-    def _resolve(model: str | os.PathLike[str] | None, cache_dir: str | None) -> Path:
-        if model is None and (default_model_dir() / "saved_model.pb").is_file():
-            return default_model_dir()
-        if model is not None and (Path(model) / contract.MODEL_CARD_FILENAME).is_file():
-            return Path(model)
-        cache = Path(cache_dir or os.environ.get("BERT2VEC_CACHE") or Path.home() / ".cache" / "bert2vec")
-        key = "default" if model is None else "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model))
-        target = cache / "models" / key
-        if not (target / contract.MODEL_CARD_FILENAME).is_file():
-            try:
-                from export.builder import ExportOptions, export_model
-            except ImportError as exc:  # the Lambda image ships without the export tooling
-                raise ModelNotFoundError(
-                    f"{model!r} is not an exported model directory and the export tooling is not installed"
-                ) from exc
-            export_model(target, ExportOptions(source=None if model is None else str(model), force=True))
-        return target
-
-    @property
-    def vector_length(self) -> int:
-        return self.encoder.vector_length
-
-    def encode(self, text: str) -> list[float]:
-        return self.encoder.encode([text]).embeddings[0].tolist()
-
-    def bulk_encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[float]]:
-        return self.encoder.encode(list(texts), batch_size=batch_size).embeddings.tolist()

@@ -26,9 +26,15 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 
-from function import responses
-from function.errors import Bert2VecError
-from function.service import EncodeService, check_payload_size, parse_encode, parse_openai, parse_tei
+from function.errors import (
+    Bert2VecError,
+    MalformedJSONError,
+    MethodNotAllowedError,
+    ModelNotLoadedError,
+    RouteNotFoundError,
+)
+from function.service import EncodeService, check_payload_size
+from function.wire import error_body, native, openai_api, tei
 
 ROUTES: dict[str, str] = {
     "/encode": "POST",
@@ -39,19 +45,27 @@ ROUTES: dict[str, str] = {
 }
 
 
-class MalformedJSONError(Bert2VecError):
-    status = 400
-    error_type = "malformed_json"
+# The one place an error type becomes an HTTP status. Every ``Bert2VecError`` subclass must have a
+# row (a fast test checks); anything unexpected is a 500 with the request id, never a traceback.
+HTTP_STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "malformed_json": 400,
+    "empty_input": 400,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "too_many_texts": 413,
+    "text_too_large": 413,
+    "response_too_large": 413,
+    "validation": 422,
+    "text_too_long": 422,
+    "unsupported_option": 422,
+    "model_not_found": 500,
+    "model_not_loaded": 503,
+}
 
 
-class RouteNotFoundError(Bert2VecError):
-    status = 404
-    error_type = "not_found"
-
-
-class MethodNotAllowedError(Bert2VecError):
-    status = 405
-    error_type = "method_not_allowed"
+def status_for(exc: Bert2VecError) -> int:
+    return HTTP_STATUS.get(exc.error_type, 400)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -64,7 +78,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(exc: Bert2VecError, headers: dict[str, str] | None = None) -> Response:
-    return json_response(exc.status, responses.error_body(exc), headers)
+    return json_response(status_for(exc), error_body(exc), headers)
 
 
 def parse_json_body(raw: str | None) -> Any:
@@ -90,7 +104,7 @@ class Routes:
     def service(self) -> EncodeService:
         svc = self._service()
         if svc is None:  # only possible if init failed and the runtime still routed to us
-            raise Bert2VecError("the model is not loaded yet")
+            raise ModelNotLoadedError("the model is not loaded yet")
         return svc
 
     def _encode(self, req_parse: Callable[[Any], Any], body: Any):
@@ -102,18 +116,24 @@ class Routes:
         return svc, enc
 
     def encode(self, body: Any) -> dict[str, Any]:
-        svc, enc = self._encode(parse_encode, body)
-        return responses.encode_body(enc, svc.encoder.name)
+        svc, enc = self._encode(native.parse, body)
+        return native.render(enc, svc.encoder.name)
 
     def openai(self, body: Any) -> dict[str, Any]:
         svc = self.service()
-        req, fmt = parse_openai(body)
+        req, fmt = openai_api.parse(body)
         _, enc = self._encode(lambda _: req, body)
-        return responses.openai_body(enc, svc.encoder.name, fmt, svc.encoder.max_seq_length)
+        return openai_api.render(enc, svc.encoder.name, fmt, svc.encoder.max_seq_length)
 
     def tei(self, body: Any) -> list[list[float]]:
-        _, enc = self._encode(parse_tei, body)
-        return responses.tei_body(enc)
+        _, enc = self._encode(tei.parse, body)
+        return tei.render(enc)
+
+    def reject(self, exc: Bert2VecError) -> tuple[int, dict[str, Any]]:
+        """Log a rejected request once and give its status and body (HTTP routes and direct invokes)."""
+        status = status_for(exc)
+        self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": str(exc)})
+        return status, error_body(exc)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         svc = self._service()
@@ -150,8 +170,7 @@ class Routes:
 
         @app.exception_handler(Bert2VecError)
         def _known(exc: Bert2VecError) -> Response:
-            self.logger.info("request rejected", extra={"status": exc.status, "error_type": exc.error_type, "error": str(exc)})
-            return error_response(exc)
+            return json_response(*self.reject(exc))
 
         @app.not_found
         def _not_found(exc: NotFoundError) -> Response:
@@ -169,7 +188,7 @@ class Routes:
             request_id = getattr(app.lambda_context, "aws_request_id", None)
             self.logger.exception("unexpected error", extra={"request_id": request_id})
             return json_response(
-                500, responses.error_body(message="internal error", error_type="internal", request_id=request_id)
+                500, error_body(message="internal error", error_type="internal", request_id=request_id)
             )
 
         return app

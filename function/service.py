@@ -1,59 +1,37 @@
 """Encode requests, validated and limited — the part of serving that knows nothing about AWS.
 
-Every route (``/encode``, OpenAI ``/v1/embeddings``, TEI ``/embed``, direct invoke) is parsed into
-an ``EncodeRequest`` and served here, so limits and error wording are identical everywhere.
+Every wire format (``function.wire``: ``/encode`` and direct invokes, OpenAI ``/v1/embeddings``,
+TEI ``/embed``) is parsed into an ``EncodeRequest`` and served here, so limits and error wording
+are identical everywhere.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from function import defaults
 from function.encoder import Encoder, EncodeResult
-from function.errors import Bert2VecError, InvalidInputError
+from function.errors import (
+    EmptyInputError,
+    PayloadTooLargeError,
+    TextTooLargeError,
+    TextTooLongForModelError,
+    TooManyTextsError,
+    UnsupportedOptionError,
+)
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
-
-
-class EmptyInputError(Bert2VecError):
-    status = 400
-    error_type = "empty_input"
-
-
-class TooManyTextsError(Bert2VecError):
-    status = 413
-    error_type = "too_many_texts"
-
-
-class TextTooLargeError(Bert2VecError):
-    status = 413
-    error_type = "text_too_large"
-
-
-class TextTooLongForModelError(Bert2VecError):
-    status = 422
-    error_type = "text_too_long"
-
-
-class PayloadTooLargeError(Bert2VecError):
-    status = 413
-    error_type = "response_too_large"
-
-
-class UnsupportedOptionError(Bert2VecError):
-    status = 422
-    error_type = "unsupported_option"
 
 
 @dataclass(frozen=True)
 class Limits:
     """Request limits, from the environment (see the README's configuration table)."""
 
-    max_texts: int = 256
-    max_text_chars: int = 100_000
+    max_texts: int = defaults.MAX_TEXTS
+    max_text_chars: int = defaults.MAX_TEXT_CHARS
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -74,72 +52,6 @@ class EncodeRequest:
     def name(self, i: int) -> str:
         """How error messages point at text ``i``: ``'text'`` or ``'texts[3]'``."""
         return f"'{self.field}'" if self.single else f"'{self.field}[{i}]'"
-
-
-def _bool(body: dict[str, Any], key: str, default: bool | None) -> bool | None:
-    value = body.get(key, default)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidInputError(f"'{key}' must be true or false, got {type(value).__name__}")
-    return value
-
-
-def _texts(value: Any, field: str) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise InvalidInputError(f"'{field}' must be a string or a list of strings, got {type(value).__name__}")
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise InvalidInputError(f"'{field}[{i}]' must be a string, got {type(t).__name__}")
-    return items
-
-
-def _require_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidInputError(f"request body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def parse_encode(body: Any) -> EncodeRequest:
-    """``{"text": str}`` or ``{"texts": [str]}`` (+ ``normalize``, ``truncate``)."""
-    body = _require_object(body)
-    if ("text" in body) == ("texts" in body):
-        raise InvalidInputError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
-    field = "text" if "text" in body else "texts"
-    if field == "text" and not isinstance(body["text"], str):
-        raise InvalidInputError(f"'text' must be a string, got {type(body['text']).__name__}")
-    return EncodeRequest(
-        _texts(body[field], field),
-        _bool(body, "normalize", None),
-        bool(_bool(body, "truncate", True)),
-        field,
-        single=field == "text",
-    )
-
-
-def parse_openai(body: Any) -> tuple[EncodeRequest, str]:
-    """OpenAI ``{"input": str|[str], "model", "encoding_format"}``; returns the request and format."""
-    body = _require_object(body)
-    if "input" not in body:
-        raise InvalidInputError("'input' is required (a string or a list of strings)")
-    fmt = body.get("encoding_format", "float")
-    if fmt not in ("float", "base64"):
-        raise InvalidInputError(f"'encoding_format' must be 'float' or 'base64', got {fmt!r}")
-    req = EncodeRequest(_texts(body["input"], "input"), None, True, "input", single=isinstance(body["input"], str))
-    return req, fmt
-
-
-def parse_tei(body: Any) -> EncodeRequest:
-    """TEI ``{"inputs": str|[str], "normalize"?: bool, "truncate"?: bool}`` (TEI defaults)."""
-    body = _require_object(body)
-    if "inputs" not in body:
-        raise InvalidInputError("'inputs' is required (a string or a list of strings)")
-    return EncodeRequest(
-        _texts(body["inputs"], "inputs"),
-        _bool(body, "normalize", True),
-        bool(_bool(body, "truncate", False)),
-        "inputs",
-        single=isinstance(body["inputs"], str),
-    )
 
 
 @dataclass

@@ -88,7 +88,7 @@ def golden() -> dict[str, Any]:
 @pytest.fixture
 def lambda_context():
     """The same LambdaContext stand-in ``bert-encode --event`` uses."""
-    from function.local_invoke import LocalContext
+    from bert2vec.local_invoke import LocalContext
 
     return LocalContext("bert2vec-encode")
 

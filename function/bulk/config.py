@@ -6,10 +6,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from function import defaults
 from function.bulk.readers import ReaderOptions
 from function.bulk.writers import FORMATS
-
-MIB = 1024 * 1024
 
 
 def _env_int(name: str, default: int) -> int:
@@ -19,20 +18,20 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class BulkConfig:
-    input_prefix: str = "incoming/"
+    input_prefix: str = defaults.INPUT_PREFIX
     output_bucket: str | None = None  # None: the input bucket
-    output_prefix: str = "vectors/"
-    output_format: str = "jsonl"
-    shard_bytes: int = 32 * MIB  # objects larger than this fan out over SQS, one message per shard
-    chunk_bytes: int = 1 * MIB  # unit of work and of output parts (uncompressed .txt/.jsonl)
-    chunk_records: int = 5000  # same, for streams that cannot be split by bytes (.gz, .csv)
+    output_prefix: str = defaults.OUTPUT_PREFIX
+    output_format: str = defaults.OUTPUT_FORMAT
+    shard_bytes: int = defaults.SHARD_BYTES
+    chunk_bytes: int = defaults.CHUNK_BYTES
+    chunk_records: int = defaults.CHUNK_RECORDS
     queue_url: str | None = None
-    max_receives: int = 3  # the shard queue's redrive maxReceiveCount
-    overlong: str = "truncate"
-    max_text_chars: int = 100_000
-    time_margin_ms: int = 30_000
-    window: int = 1024
-    batch_size: int = 8
+    max_receives: int = defaults.SHARD_MAX_RECEIVES
+    overlong: str = defaults.OVERLONG
+    max_text_chars: int = defaults.MAX_TEXT_CHARS
+    time_margin_ms: int = defaults.TIME_MARGIN_MS
+    window: int = defaults.WINDOW_TEXTS
+    batch_size: int = defaults.BATCH_SIZE
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:

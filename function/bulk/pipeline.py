@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from function import defaults
 from function.bulk.readers import Blank, Item, Record, Rejected
 from function.bulk.writers import ErrorWriter, OutputRow, PartWriter
 from function.encoder import Encoder
@@ -49,10 +50,10 @@ class Counts:
 
 @dataclass
 class PipelineOptions:
-    overlong: str = "truncate"  # texts over the model's max_seq_length: "truncate" (flagged) or "reject"
-    max_text_chars: int = 100_000  # longer texts are cut to this many characters first (or rejected)
-    window: int = 1024  # texts per length-sorted encode window
-    batch_size: int = 8
+    overlong: str = defaults.OVERLONG  # over the model's max_seq_length: "truncate" (flagged) or "reject"
+    max_text_chars: int = defaults.MAX_TEXT_CHARS  # longer texts are cut to this many characters first (or rejected)
+    window: int = defaults.WINDOW_TEXTS  # texts per length-sorted encode window
+    batch_size: int = defaults.BATCH_SIZE
 
 
 def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

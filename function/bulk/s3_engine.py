@@ -24,11 +24,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from function.bulk import manifest as manifests
 from function.bulk.config import BulkConfig, OutputLayout
 from function.bulk.pipeline import Counts, PipelineOptions, encode_items
 from function.bulk.readers import (
@@ -59,10 +59,6 @@ def sqs_client() -> Any:
     from botocore.config import Config
 
     return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 10}))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -136,7 +132,7 @@ class Engine:
             return None
 
     def _put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None:
-        body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+        body = manifests.dumps(data)
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
     def _open(self, item: WorkItem, start: int = 0) -> Any:
@@ -324,7 +320,7 @@ class Engine:
                 return
 
     def _process_chunk(self, layout: OutputLayout, k: int, items: Iterator[Item], first_line: int) -> tuple[Counts, dict]:
-        started = _now()
+        started = manifests.now()
         with tempfile.TemporaryDirectory(prefix="bert2vec-") as tmp:
             part_path = Path(tmp) / f"part-{k:06d}"
             last_line = [first_line - 1]
@@ -361,7 +357,7 @@ class Engine:
             "last_line": last_line[0],
             "next_line": last_line[0] + 1 if counts.lines_read else first_line,
             "started_at": started,
-            "finished_at": _now(),
+            "finished_at": manifests.now(),
         }
         return counts, marker
 
@@ -378,7 +374,7 @@ class Engine:
             self._put_json(
                 layout.bucket,
                 layout.marker_key(k),
-                {"chunk": k, "failed": True, "error": error[:2000], "final": is_final, "finished_at": _now()},
+                {"chunk": k, "failed": True, "error": error[:2000], "final": is_final, "finished_at": manifests.now()},
             )
 
     def fail(self, item: WorkItem, error: str) -> dict[str, Any] | None:
@@ -415,27 +411,25 @@ class Engine:
                 counts.add(Counts(**c))
         failed = [{"chunk": m["chunk"], "error": m["error"]} for m in ordered if m.get("failed")]
         self._merge_errors(layout, ordered)
-        manifest = {
-            "version": 1,
-            "status": "complete" if not failed else ("failed" if len(failed) == len(ordered) else "incomplete"),
-            "input": {"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                      "format": {"kind": item.kind, "gzip": item.gzip}},
-            "model": self._model_summary(),
-            "output": {
+        manifest = manifests.build(
+            status=manifests.status_of(counts, len(failed), len(ordered)),
+            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
+                   "format": {"kind": item.kind, "gzip": item.gzip}},
+            model_card=self.encoder.card,
+            output={
                 "bucket": layout.bucket,
                 "format": self.cfg.output_format,
                 "parts": [self._part_entry(m) for m in ordered if not m.get("failed") and m["parts"]],
                 "errors_key": layout.errors_key,
             },
-            "counts": counts.to_dict(),
-            "balanced": counts.balanced(),
-            "chunks": {"total": len(ordered), "unit": item.unit, "chunk_size": item.chunk_size, "failed": failed},
-            "timings": {
+            counts=counts,
+            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.chunk_size, "failed": failed},
+            timings={
                 "started_at": min((m.get("started_at") or m["finished_at"]) for m in ordered),
                 "finished_at": max(m["finished_at"] for m in ordered),
                 "encode_seconds": round(counts.encode_seconds, 3),
             },
-        }  # fmt: skip
+        )  # fmt: skip
         self._put_json(layout.bucket, layout.manifest_key, manifest)
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         return manifest
@@ -460,21 +454,15 @@ class Engine:
             out.seek(0)
             self.s3.upload_fileobj(out, layout.bucket, layout.errors_key)
 
-    def _model_summary(self) -> dict[str, Any]:
-        card = self.encoder.card
-        keys = ("name", "source", "vector_length", "pooling", "normalize", "max_seq_length", "checksum")
-        return {k: card.get(k) for k in keys}
-
     def _failed_manifest(self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str) -> dict:
-        manifest = {
-            "version": 1,
-            "status": "failed",
-            "error": error,
-            "input": {"bucket": bucket, "key": key, "etag": etag, "size": size},
-            "model": self._model_summary(),
-            "counts": Counts().to_dict(),
-            "output": {"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
-        }
+        manifest = manifests.build(
+            status="failed",
+            input={"bucket": bucket, "key": key, "etag": etag, "size": size},
+            model_card=self.encoder.card,
+            output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
+            counts=Counts(),
+            error=error,
+        )
         self._put_json(layout.bucket, layout.manifest_key, manifest)
         return manifest
 

@@ -1,33 +1,22 @@
 """Run the function image's command as a local process, the way Lambda would run the container.
 
 Why: there is no Docker engine in CI, yet the end-to-end tests must exercise exactly what the image
-runs. So the command is *read from the Dockerfile* (ENTRYPOINT + CMD of the final stage) instead of
-being duplicated in the tests, and :class:`LambdaProcess` starts it with the environment Lambda
-provides, pointed at a :class:`~tests.e2e.runtime_api.RuntimeAPI`. If someone changes the image's
-command, the tests run the new one (or fail clearly if it cannot be run without a shell).
-
-Dockerfile semantics implemented (BuildKit's, the ones that decide what a container runs):
-
-* the *final* stage (or ``target``) is the image; ``FROM <earlier stage>`` inherits that stage's
-  ENTRYPOINT, CMD, ENV and WORKDIR; ``FROM <external image>`` starts empty because the base image's
-  config is not visible here;
-* the last ENTRYPOINT / CMD wins; setting ENTRYPOINT clears a CMD that was *inherited* (not one set
-  in the same stage), as Docker does;
-* exec form (JSON array) only: shell form would need ``/bin/sh -c`` semantics, which the harness
-  deliberately refuses rather than approximates;
-* line continuations with the escape character (``# escape=`` directive honoured), comment and
-  blank lines inside continuations, heredoc bodies skipped, ``ARG``/``ENV`` substitution
-  (``$X``, ``${X}``, ``${X:-d}``, ``${X:+a}``) in ``FROM``, ``ENV`` and ``WORKDIR``.
+runs. So the command is *read from the Dockerfile* (the final stage's exec-form ENTRYPOINT + CMD,
+and its ENV) instead of being duplicated in the tests, and :class:`LambdaProcess` starts it with
+the environment Lambda provides, pointed at a :class:`~tests.e2e.runtime_api.RuntimeAPI`. If
+someone changes the image's command, the tests run the new one. The reader is deliberately small:
+it understands the Dockerfile this project owns (continuation lines, exec form, ``ENV K=V ...``)
+and fails loudly on anything else rather than guessing.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,310 +24,57 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tests.e2e.runtime_api import RuntimeAPI, RuntimeExitedError
 
 # ---------------------------------------------------------------------------------------------------
-# Dockerfile parsing
+# The two things the tests read from the Dockerfile
 # ---------------------------------------------------------------------------------------------------
 
 
-class DockerfileError(ValueError):
-    """The Dockerfile cannot be turned into a runnable argv (shell form, no command, bad stage...)."""
+def _final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the last stage, continuation lines joined, comments dropped."""
+    text = Path(dockerfile).read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    instructions = [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+    instructions = [(i[0].upper(), i[1] if len(i) > 1 else "") for i in instructions]
+    froms = [n for n, (ins, _) in enumerate(instructions) if ins == "FROM"]
+    if not froms:
+        raise ValueError(f"{dockerfile}: no FROM instruction")
+    return instructions[froms[-1] :]
 
 
-@dataclass(frozen=True)
-class ShellForm:
-    """A shell-form ENTRYPOINT/CMD, kept so the error can point at the offending line."""
-
-    instruction: str
-    text: str
-    lineno: int
-
-
-@dataclass
-class ImageConfig:
-    """The run-relevant config of one build stage (what ``docker inspect`` would show for it)."""
-
-    name: str | None
-    index: int
-    base: str
-    entrypoint: list[str] | ShellForm | None = None
-    cmd: list[str] | ShellForm | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    cmd_set_in_stage: bool = False
-
-    @property
-    def command(self) -> list[str]:
-        """ENTRYPOINT + CMD as one argv; raises :class:`DockerfileError` for shell form or nothing."""
-        for part in (self.entrypoint, self.cmd):
-            if isinstance(part, ShellForm):
-                raise DockerfileError(
-                    f"line {part.lineno}: {part.instruction} {part.text!r} is in shell form; write it in exec "
-                    f'form (a JSON array such as ["python", "-m", "awslambdaric"]) so it runs without /bin/sh'
-                )
-        argv = [*(self.entrypoint or []), *(self.cmd or [])]  # type: ignore[misc]
-        if not argv:
-            raise DockerfileError(
-                f"stage {self.name or self.index} (FROM {self.base}) defines no ENTRYPOINT/CMD; one inherited "
-                "from an external base image cannot be seen from the Dockerfile"
-            )
-        return argv
-
-
-_DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
-_HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
-    """(first line number, instruction text) pairs: continuations joined, comments/heredocs dropped.
-
-    Also returns the escape character (``\\`` unless an ``# escape=`` directive says otherwise).
-    """
-    lines = text.splitlines()
-    escape = "\\"
-    i = 0
-    while i < len(lines):  # parser directives: only at the very top, stop at the first other line
-        m = _DIRECTIVE.match(lines[i])
-        if not m:
-            break
-        if m.group(1).lower() == "escape":
-            if m.group(2) not in ("\\", "`"):
-                raise DockerfileError(f"line {i + 1}: invalid escape directive {m.group(2)!r}")
-            escape = m.group(2)
-        i += 1
-
-    def skippable(line: str) -> bool:
-        stripped = line.strip()
-        return not stripped or stripped.startswith("#")
-
-    out: list[tuple[int, str]] = []
-    while i < len(lines):
-        lineno, buf = i + 1, lines[i]
-        i += 1
-        if skippable(buf):
-            continue
-        while buf.rstrip().endswith(escape):
-            buf = buf.rstrip()[: -len(escape)]
-            while i < len(lines) and skippable(lines[i]):
-                i += 1  # comment and empty lines inside a continuation are removed
-            if i >= len(lines):
-                break
-            buf += lines[i]
-            i += 1
-        instruction = buf.split(None, 1)[0].upper()
-        if instruction in ("RUN", "COPY", "ADD"):
-            for m in _HEREDOC.finditer(buf):
-                strip_tabs, terminator = m.group(1) == "-", m.group(3)
-                while i < len(lines):
-                    body_line = lines[i].lstrip("\t") if strip_tabs else lines[i]
-                    i += 1
-                    if body_line == terminator:
-                        break
-        out.append((lineno, buf.strip()))
-    return out, escape
-
-
-def _expand_var(text: str, pos: int, variables: Mapping[str, str]) -> tuple[str, int]:
-    """Expand the ``$...`` reference starting at ``text[pos] == '$'``; returns (value, next pos)."""
-    if pos + 1 < len(text) and text[pos + 1] == "{":
-        depth, j = 1, pos + 2
-        while j < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        if depth:
-            raise DockerfileError(f"unterminated ${{...}} in {text!r}")
-        inner = text[pos + 2 : j - 1]
-        m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?[-+])?(.*)$", inner, re.S)
-        if not m:
-            raise DockerfileError(f"unsupported substitution ${{{inner}}}")
-        name, op, word = m.groups()
-        value = variables.get(name)
-        if op is None:
-            return value or "", j
-        is_set = value is not None and (value != "" or not op.startswith(":"))
-        if op.endswith("-"):
-            return (value if is_set else _process(word, variables, split=False)[0]) or "", j
-        return (_process(word, variables, split=False)[0] if is_set else ""), j
-    m = _NAME.match(text, pos + 1)
-    if not m:
-        return "$", pos + 1
-    return variables.get(m.group(0), ""), m.end()
-
-
-def _process(text: str, variables: Mapping[str, str], *, split: bool, escape: str = "\\") -> list[str]:
-    """Docker's word processing: quotes removed, escapes applied, ``$VAR`` expanded, optional splitting."""
-    words: list[str] = []
-    cur: list[str] = []
-    has_word = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if split and ch.isspace():
-            if has_word:
-                words.append("".join(cur))
-                cur, has_word = [], False
-            i += 1
-            continue
-        has_word = True
-        if ch == escape:
-            if i + 1 < len(text):
-                cur.append(text[i + 1])
-                i += 2
-            else:
-                cur.append(ch)
-                i += 1
-        elif ch == "'":
-            end = text.find("'", i + 1)
-            if end < 0:
-                raise DockerfileError(f"unterminated single quote in {text!r}")
-            cur.append(text[i + 1 : end])
-            i = end + 1
-        elif ch == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                if text[i] == escape and i + 1 < len(text) and text[i + 1] in ('"', "$", escape):
-                    cur.append(text[i + 1])
-                    i += 2
-                elif text[i] == "$":
-                    value, i = _expand_var(text, i, variables)
-                    cur.append(value)
-                else:
-                    cur.append(text[i])
-                    i += 1
-            if i >= len(text):
-                raise DockerfileError(f"unterminated double quote in {text!r}")
-            i += 1
-        elif ch == "$":
-            value, i = _expand_var(text, i, variables)
-            cur.append(value)
-        else:
-            cur.append(ch)
-            i += 1
-    if has_word:
-        words.append("".join(cur))
-    return words if split else ["".join(cur)]
-
-
-def _exec_form(args: str) -> list[str] | None:
-    """Docker treats the arguments as exec form iff they parse as a JSON array of strings."""
-    if not args.lstrip().startswith("["):
-        return None
+def _exec_form(instruction: str, args: str) -> list[str]:
     try:
-        value = json.loads(args)
-    except ValueError:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        return None
-    return value
+        argv = json.loads(args)
+    except json.JSONDecodeError:
+        argv = None
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"{instruction} {args!r} is not exec form (a JSON array of strings)")
+    return argv
 
 
-def parse_dockerfile(text: str, *, build_args: Mapping[str, str] | None = None) -> list[ImageConfig]:
-    """Every stage of a Dockerfile, in order, with inheritance between stages applied."""
-    build_args = dict(build_args or {})
-    global_args: dict[str, str] = {}
-    stages: list[ImageConfig] = []
-    stage_args: dict[str, str] = {}
-
-    logical, esc = _logical_lines(text)
-    for lineno, line in logical:
-        instruction, _, args = line.partition(" ")
-        instruction, args = instruction.upper(), args.strip()
-        if instruction == "FROM":
-            words = [w for w in _process(args, global_args, split=True, escape=esc) if not w.startswith("--")]
-            if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
-                raise DockerfileError(f"line {lineno}: cannot parse FROM {args!r}")
-            base = words[0]
-            name = words[2].lower() if len(words) == 3 else None
-            parent = next((s for s in reversed(stages) if s.name is not None and s.name == base.lower()), None)
-            if parent is not None:
-                stage = copy.deepcopy(parent)
-                stage.name, stage.index, stage.base, stage.cmd_set_in_stage = name, len(stages), base, False
-            else:
-                stage = ImageConfig(name=name, index=len(stages), base=base)
-            stages.append(stage)
-            stage_args = {}
-            continue
-        if instruction == "ARG":
-            for word in _process(args, {**global_args, **stage_args}, split=True, escape=esc):
-                key, eq, default = word.partition("=")
-                if not stages:
-                    global_args[key] = build_args.get(key, default if eq else global_args.get(key, ""))
-                else:
-                    stage_args[key] = build_args.get(key, default if eq else global_args.get(key, ""))
-            continue
-        if not stages:
-            if instruction == "ONBUILD":
-                continue
-            raise DockerfileError(f"line {lineno}: {instruction} before the first FROM")
-        stage = stages[-1]
-        variables = {**stage_args, **stage.env}  # ENV wins over ARG, as in Docker
-        if instruction == "ENV":
-            first = args.split(None, 1)
-            if "=" not in first[0]:  # legacy form: ENV KEY the rest of the line
-                if len(first) != 2:
-                    raise DockerfileError(f"line {lineno}: ENV {args!r} has no value")
-                stage.env[first[0]] = _process(first[1], variables, split=False, escape=esc)[0]
-            else:
-                for word in _process(args, variables, split=True, escape=esc):
-                    key, eq, value = word.partition("=")
-                    if not eq:
-                        raise DockerfileError(f"line {lineno}: ENV word {word!r} is not KEY=VALUE")
-                    stage.env[key] = value
-        elif instruction == "WORKDIR":
-            path = _process(args, variables, split=False, escape=esc)[0]
-            stage.workdir = path if path.startswith("/") else os.path.join(stage.workdir or "/", path)
-        elif instruction in ("ENTRYPOINT", "CMD"):
-            parsed = _exec_form(args)
-            value: list[str] | ShellForm = parsed if parsed is not None else ShellForm(instruction, args, lineno)
-            if instruction == "CMD":
-                stage.cmd, stage.cmd_set_in_stage = value, True
-            else:
-                stage.entrypoint = value
-                if not stage.cmd_set_in_stage:
-                    stage.cmd = None  # Docker: ENTRYPOINT resets an inherited CMD
-    if not stages:
-        raise DockerfileError("no FROM instruction")
-    return stages
+def dockerfile_command(dockerfile: Path) -> list[str]:
+    """ENTRYPOINT + CMD (exec form) of the final stage, e.g. ``["python", "-m", "awslambdaric", ...]``."""
+    found = {ins: _exec_form(ins, args) for ins, args in _final_stage(dockerfile) if ins in ("ENTRYPOINT", "CMD")}
+    if not found:
+        raise ValueError(f"{dockerfile}: the final stage sets neither ENTRYPOINT nor CMD")
+    return found.get("ENTRYPOINT", []) + found.get("CMD", [])
 
 
-def image_config_from_text(
-    text: str, *, target: str | None = None, build_args: Mapping[str, str] | None = None
-) -> ImageConfig:
-    """The config of the final stage, or of stage ``target`` (like ``docker build --target``)."""
-    stages = parse_dockerfile(text, build_args=build_args)
-    if target is None:
-        return stages[-1]
-    for stage in stages:
-        if stage.name == target.lower():
-            return stage
-    raise DockerfileError(f"no stage named {target!r} (stages: {[s.name for s in stages]})")
-
-
-def image_config(
-    dockerfile: Path, *, target: str | None = None, build_args: Mapping[str, str] | None = None
-) -> ImageConfig:
-    return image_config_from_text(Path(dockerfile).read_text(encoding="utf-8"), target=target, build_args=build_args)
-
-
-def dockerfile_command(dockerfile: Path, *, target: str | None = None) -> list[str]:
-    """ENTRYPOINT + CMD (exec form) of the image the Dockerfile builds, e.g. ``["python", "-m", ...]``."""
-    return image_config(dockerfile, target=target).command
-
-
-def dockerfile_env(dockerfile: Path, *, target: str | None = None) -> dict[str, str]:
-    """The image's ``ENV`` variables (final stage, inherited stages included). WORKDIR: see below."""
-    return dict(image_config(dockerfile, target=target).env)
-
-
-def dockerfile_workdir(dockerfile: Path, *, target: str | None = None) -> str | None:
-    """The image's ``WORKDIR`` (None if only an external base image could have set it)."""
-    return image_config(dockerfile, target=target).workdir
+def dockerfile_env(dockerfile: Path) -> dict[str, str]:
+    """The final stage's ``ENV KEY=VALUE ...`` variables (no substitution: ours uses none)."""
+    env: dict[str, str] = {}
+    for ins, args in _final_stage(dockerfile):
+        if ins == "ENV":
+            for word in shlex.split(args):
+                key, sep, value = word.partition("=")
+                if not sep:
+                    raise ValueError(f"ENV {args!r}: write KEY=VALUE")
+                env[key] = value
+    return env
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -599,16 +335,9 @@ def lambda_session(
 
 
 __all__ = [
-    "DockerfileError",
-    "ImageConfig",
     "LambdaProcess",
     "RuntimeExitedError",
-    "ShellForm",
     "dockerfile_command",
     "dockerfile_env",
-    "dockerfile_workdir",
-    "image_config",
-    "image_config_from_text",
     "lambda_session",
-    "parse_dockerfile",
 ]

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from function import encode_cli
-from function.encode_cli import main
+from bert2vec.cli import files as encode_cli
+from bert2vec.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -382,7 +382,7 @@ def test_installed_script_help() -> None:
 
 
 def test_several_events_one_line_each(default_model_dir, capsys) -> None:
-    from function.encode_cli import main
+    from bert2vec.cli import main
     from tests.conftest import EVENTS
 
     events = [str(EVENTS / n) for n in ("direct_encode.json", "bad_empty_text.json", "health.json")]

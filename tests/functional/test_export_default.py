@@ -90,7 +90,7 @@ def test_batching_does_not_change_vectors(default_encoder, golden) -> None:
 
 
 def test_bert2vec_api(default_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from function.encoder import Bert2Vec
+    from bert2vec import Bert2Vec
 
     monkeypatch.setenv("MODEL_DIR", str(default_model_dir))
     model = Bert2Vec()

@@ -156,7 +156,7 @@ def test_preprocess_with_other_vocab_is_refused(hub_models, tmp_path: Path) -> N
 
 
 def test_bert2vec_with_a_catalogue_name_exports_once_and_caches(hub_models, tmp_path: Path, monkeypatch) -> None:
-    from function.encoder import Bert2Vec
+    from bert2vec import Bert2Vec
 
     entry, cache = _catalogue_in_hub_cache(hub_models, tmp_path, monkeypatch)
     model = Bert2Vec("google/bert_uncased_L-12_H-768_A-12", cache_dir=str(tmp_path / "b2v"))

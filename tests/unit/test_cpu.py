@@ -50,12 +50,3 @@ def test_no_cgroup_and_override(tmp_path: Path, monkeypatch) -> None:
     assert usable_cpus(tmp_path) == _visible()
     monkeypatch.setenv("TF_NUM_THREADS", "3")
     assert usable_cpus(tmp_path) == 3
-
-
-def test_configure_threads_reports_when_tensorflow_already_ran() -> None:
-    import tensorflow as tf
-
-    from function.cpu import configure_tensorflow_threads
-
-    tf.constant(1.0) + 1.0  # TF has executed an op: its pools are now fixed
-    assert configure_tensorflow_threads(1) is False

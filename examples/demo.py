@@ -1,7 +1,4 @@
-"""``make run``: encode a sample with the exported model and print the vector.
-
-Later issues extend this (function events, S3 path); for now it proves the export works end to end.
-"""
+"""``make run``'s first step: encode a sample with the exported model through the Python API."""
 
 from __future__ import annotations
 
@@ -14,12 +11,12 @@ SAMPLE = "I enjoy taking long walks along the beach with my dog."
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m function.demo")
+    p = argparse.ArgumentParser(prog="python -m examples.demo")
     p.add_argument("--model", default=None, help="exported model directory (default: $MODEL_DIR or build/model)")
     p.add_argument("text", nargs="*", default=[SAMPLE])
     args = p.parse_args(argv)
 
-    from function.encoder import Encoder
+    from bert2vec import Encoder
     from function.errors import Bert2VecError
 
     t0 = time.perf_counter()

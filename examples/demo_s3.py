@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m function.demo_s3", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m examples.demo_s3", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="exported model directory (default: $MODEL_DIR or build/model)")
     p.add_argument("--file", type=Path, help="a .txt/.jsonl/.csv(.gz) file to upload instead of the sample")
     p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet", "npy"])
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.model:
             os.environ["MODEL_DIR"] = args.model
+        from bert2vec.local_invoke import LocalContext
+
         from function import bulk_app
-        from function.local_invoke import LocalContext
 
         eng = bulk_app.engine()
         eng.s3.create_bucket(Bucket="bert2vec-demo")

@@ -1,23 +1,9 @@
-"""``bert-encode``: encode texts, files or Lambda events locally with an exported SavedModel.
+"""``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one chunk.
 
-Three modes, one per way people try the encoder before (or instead of) deploying it:
-
-* ``bert-encode "text" ["more" ...]`` prints one JSON object per text on stdout:
-  ``{"text", "vector", "token_count", "truncated"}`` (``vector`` holds the shortest decimals that
-  round-trip float32, so ``np.float32(v)`` gives back the model's exact output).
-* ``bert-encode --input FILE`` encodes a ``.txt`` / ``.jsonl`` / ``.csv`` file (optionally
-  ``.gz``) *exactly as the S3 bulk path does*: the same readers, the same
-  :func:`function.bulk.pipeline.encode_items` and the same writers, so a file that works locally
-  works in S3 and produces the same rows, rejections and counts. Next to the vector file go
-  ``<output>.manifest.json`` (the S3 manifest's shape, with paths instead of keys) and
-  ``<output>.errors.jsonl``.
-* ``bert-encode --event events/x.json`` runs a Lambda handler in-process on an event file, like
-  ``sam local invoke -e``, and prints the response.
-
-Exit codes: 0 when anything was encoded (or the input held nothing to encode), 1 when nothing
-could be encoded (missing model, unreadable input, every line rejected, an error response to an
-event), 2 for usage errors (bad flags, unknown extension, existing output without ``--force``,
-options the model cannot honour), 130 on Ctrl-C — which never leaves an output file behind.
+The same readers, :func:`function.bulk.pipeline.encode_items` and writers, so a file that works
+locally works in S3 and produces the same rows, rejections and counts. Next to the vector file go
+``<output>.manifest.json`` (the S3 manifest's shape, with paths instead of keys, built by
+:mod:`function.bulk.manifest`) and ``<output>.errors.jsonl``.
 """
 
 from __future__ import annotations
@@ -32,290 +18,27 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
-import numpy as np
-
-from function.bulk.pipeline import OVERLONG_POLICIES, Counts, PipelineOptions, encode_items
+from bert2vec.cli.common import EXIT_FAILED, PROG, CliError, UsageError, isatty
+from function.bulk import manifest as manifests
+from function.bulk.pipeline import Counts, PipelineOptions, encode_items
 from function.bulk.readers import BLOCK_SIZE, InputFormat, InputFormatError, Item, ReaderOptions, UnsupportedFormatError
 from function.bulk.writers import FORMATS, ErrorWriter, PartWriter, open_part_writer, part_suffixes
-from function.encoder import DEFAULT_BATCH_SIZE, Encoder, default_model_dir, read_model_card
-from function.errors import ModelNotFoundError
+from function.encoder import Encoder
 
-PROG = "bert-encode"
 INPUT_KINDS = ("txt", "jsonl", "csv")
 INPUT_FORMATS = INPUT_KINDS + tuple(f"{k}.gz" for k in INPUT_KINDS)
 BINARY_FORMATS = ("parquet", "npy")
 PRECOUNT_BYTES = 64 * 1024 * 1024  # files up to this size get their lines counted for the progress bar
 MAX_ERRORS_SHOWN = 20  # rejected lines echoed to stderr when there is no errors file to point at
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-MANIFEST_VERSION = 1
-MODEL_SUMMARY_KEYS = ("name", "source", "vector_length", "pooling", "normalize", "max_seq_length", "checksum")
-
-# Loaded models, keyed by resolved directory: loading costs seconds, and tests (or a Python
-# session) call main() many times in one process.
-_ENCODERS: dict[Path, Encoder] = {}
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line without a traceback."""
-
-    exit_code = EXIT_FAILED
-
-
-class UsageError(CliError):
-    """The command line asks for something impossible (exit 2, like argparse)."""
-
-    exit_code = EXIT_USAGE
 
 
 class _InputReadError(Exception):
     """The input stream itself failed (I/O error, corrupt gzip) — distinct from a write failure."""
-
-
-# ---- command line -------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Encode texts with an exported BERT SavedModel: texts on the command line, a file "
-        "(exactly as the S3 bulk path would), or a Lambda event (like `sam local invoke -e`).",
-        epilog="examples:\n"
-        '  bert-encode "I enjoy walks on the beach." "Serverless BERT"\n'
-        "  bert-encode --input docs.jsonl --format parquet      # docs.jsonl.parquet (+ .manifest.json, .errors.jsonl)\n"
-        "  zcat docs.txt.gz | bert-encode --input - --output - > vectors.jsonl\n"
-        "  bert-encode --event events/direct_encode.json\n"
-        "exit codes: 0 ok, 1 nothing could be encoded, 2 usage error, 130 interrupted",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to encode; one JSON object per text on stdout")
-    p.add_argument(
-        "--model",
-        metavar="DIR",
-        help="exported model directory (default: $MODEL_DIR, else build/model from `make run`)",
-    )
-
-    files = p.add_argument_group("file mode (the S3 bulk path, locally)")
-    files.add_argument("--input", metavar="FILE", help="a .txt/.jsonl/.csv file, optionally .gz; '-' reads stdin")
-    files.add_argument(
-        "--output",
-        metavar="FILE",
-        help="vector file (default: <input>.<format> beside the input; stdout for stdin); '-' writes stdout",
-    )
-    files.add_argument(
-        "--format", choices=FORMATS, help="vector file format (default: from --output's suffix, else jsonl)"
-    )
-    files.add_argument(
-        "--input-format",
-        choices=INPUT_FORMATS,
-        help="how to parse the input: required knowledge for stdin (default txt), overrides the suffix for files",
-    )
-    files.add_argument(
-        "--manifest",
-        metavar="FILE",
-        help="where to write the manifest (default: <output>.manifest.json). With --output -, also names the "
-        "error report (<base>.errors.jsonl) and the npy ids (<base>.ids.jsonl); without it they go to stderr",
-    )
-    files.add_argument("--force", action="store_true", help="replace existing output files")
-    files.add_argument("--text-field", default="text", metavar="NAME", help="jsonl field / csv column holding the text")
-    files.add_argument(
-        "--id-field", default="id", metavar="NAME", help="jsonl field / csv column holding the id (optional)"
-    )
-    files.add_argument(
-        "--overlong",
-        choices=OVERLONG_POLICIES,
-        default="truncate",
-        help="texts over the model's max_seq_length: truncate (keeps [SEP], counted) or reject (reported per line)",
-    )
-    files.add_argument(
-        "--max-text-chars",
-        type=_positive_int,
-        default=PipelineOptions.max_text_chars,
-        metavar="N",
-        help="cut (or with --overlong reject: refuse) texts longer than N characters before tokenizing",
-    )
-    files.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
-
-    enc = p.add_argument_group("encoding")
-    enc.add_argument(
-        "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help="texts per model call"
-    )
-    enc.add_argument(
-        "--max-seq-length",
-        type=_positive_int,
-        metavar="N",
-        help="must equal the model's (it is baked into the SavedModel): larger is refused, smaller needs "
-        "`bert-export --max-seq-length N`",
-    )
-    enc.add_argument(
-        "--no-normalize",
-        action="store_true",
-        help="raw vectors: a no-op on a model exported with --no-normalize, refused on a normalised one",
-    )
-
-    ev = p.add_argument_group("event mode (like `sam local invoke -e`)")
-    ev.add_argument(
-        "--event",
-        metavar="FILE",
-        nargs="+",
-        help="run the handler on this event JSON and print the response; with several files, one "
-        '{"event", "response"} JSON line each (exit 0 when every handler returned, 4xx included)',
-    )
-    ev.add_argument("--handler", default="function.app.handler", metavar="MODULE.FUNC", help="default: %(default)s")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bert-encode`` script; returns the exit code instead of exiting (testable)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_intermixed_args(argv)  # texts may come before or after options
-    except SystemExit as exc:  # --help (0) and argparse usage errors (2)
-        return int(exc.code or 0)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        return _dispatch(args)
-    except CliError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; no output file was left behind", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `bert-encode ... | head`: the reader left; that is not an error
-        _silence_stdout()
-        return 0
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    modes = [
-        name for name, given in (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event)) if given
-    ]
-    if len(modes) > 1:
-        raise UsageError(f"give only one of TEXT..., --input FILE or --event FILE (got {' and '.join(modes)})")
-    if not modes:
-        raise UsageError("nothing to encode: give TEXT..., --input FILE (or - for stdin) or --event FILE; see --help")
-    if args.event:
-        return _run_event(args)
-    file_only = [
-        f
-        for f, on in (
-            ("--output", args.output),
-            ("--manifest", args.manifest),
-            ("--format", args.format),
-            ("--input-format", args.input_format),
-        )
-        if on
-    ]
-    if args.texts and file_only:
-        raise UsageError(f"{', '.join(file_only)} only apply to --input FILE")
-    plan = _plan_file(args) if args.input else None  # before loading the model: usage errors are instant
-    encoder = _encoder_for(args)
-    if plan is None:
-        return _encode_texts(args.texts, encoder, args.batch_size)
-    return _encode_file(args, plan, encoder)
-
-
-# ---- model ---------------------------------------------------------------------------------
-
-
-def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_dir: Path) -> None:
-    """Refuse options the SavedModel cannot honour instead of silently ignoring them.
-
-    ``max_seq_length`` and normalisation are compiled into the exported graph; the CLI cannot
-    change them from outside, so anything but the model's own setting needs a re-export.
-    """
-    name = card.get("name", model_dir.name)
-    model_max = int(card["max_seq_length"])
-    source = card.get("source") or name
-    wanted = args.max_seq_length
-    if wanted is not None and wanted > model_max:
-        raise UsageError(
-            f"--max-seq-length {wanted} is larger than model {name}'s max_seq_length {model_max}, which is baked "
-            f"into the SavedModel; re-export with `bert-export --model {source} --max-seq-length {wanted} --output DIR` "
-            "(up to the model's maximum position)"
-        )
-    if wanted is not None and wanted < model_max:
-        raise UsageError(
-            f"--max-seq-length {wanted} is smaller than model {name}'s max_seq_length {model_max}; the limit is "
-            "applied inside the SavedModel (truncation keeps [SEP]), so it cannot be lowered from outside. Re-export "
-            f"with `bert-export --model {source} --max-seq-length {wanted} --output DIR` and pass --model DIR"
-        )
-    if args.no_normalize and card.get("normalize"):
-        raise UsageError(
-            f"--no-normalize: model {name} was exported L2-normalised and cannot return raw vectors; re-export with "
-            f"`bert-export --model {source} --no-normalize --output DIR` and pass --model DIR"
-        )
-
-
-def _encoder_for(args: argparse.Namespace) -> Encoder:
-    """The model for ``--model`` (or the default), checked against the options, loaded once per process."""
-    model_dir = Path(args.model) if args.model else default_model_dir()
-    try:
-        card = read_model_card(model_dir)  # cheap: no TensorFlow yet
-    except ModelNotFoundError as exc:
-        hint = (
-            "" if args.model else " (no --model given and $MODEL_DIR is not set, so the default build/model was used)"
-        )
-        raise CliError(f"{exc}{hint}") from exc
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read the model card in {model_dir}: {exc}") from exc
-    _check_model_options(card, args, model_dir)
-    return load_encoder(model_dir)
-
-
-def load_encoder(model_dir: Path) -> Encoder:
-    """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
-    key = model_dir.resolve()
-    if key not in _ENCODERS:
-        try:  # Encoder.load sizes TF's threads from the cgroup quota, not host cores
-            _ENCODERS[key] = Encoder.load(model_dir)
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
-    return _ENCODERS[key]
-
-
-# ---- texts mode ------------------------------------------------------------------------------
-
-
-def _vector_json(vector: np.ndarray) -> list[float]:
-    """Shortest decimals that round-trip float32 (numpy formats them), as JSON numbers."""
-    return [float(t) for t in np.asarray(vector, dtype=np.float32).astype(str).tolist()]
-
-
-def _encode_texts(texts: list[str], encoder: Encoder, batch_size: int) -> int:
-    for i, text in enumerate(texts, 1):
-        if not text.strip():
-            raise UsageError(f"text {i} is empty or only whitespace")
-    result = encoder.encode(texts, batch_size=batch_size)
-    out = sys.stdout
-    for i, text in enumerate(texts):
-        row = {
-            "text": text,
-            "vector": _vector_json(result.embeddings[i]),
-            "token_count": int(result.token_counts[i]),
-            "truncated": bool(result.truncated[i]),
-        }
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    out.flush()
-    return 0
-
-
-# ---- file mode: planning -----------------------------------------------------------------------
 
 
 @dataclass
@@ -363,7 +86,7 @@ def _format_from_name(name: str) -> str | None:
     return None
 
 
-def _plan_file(args: argparse.Namespace) -> FilePlan:
+def plan_file(args: argparse.Namespace) -> FilePlan:
     reader = ReaderOptions(
         text_field=args.text_field, id_field=args.id_field, csv_text_column=args.text_field, csv_id_column=args.id_field
     )
@@ -392,7 +115,7 @@ def _plan_file(args: argparse.Namespace) -> FilePlan:
 
     manifest = Path(args.manifest) if args.manifest else None
     if to_stdout:
-        if out_format in BINARY_FORMATS and _isatty(sys.stdout):
+        if out_format in BINARY_FORMATS and isatty(sys.stdout):
             raise UsageError(
                 f"refusing to write binary {out_format} to a terminal; redirect stdout or use --output FILE"
             )
@@ -426,13 +149,6 @@ def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
     except OSError:
-        return False
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
         return False
 
 
@@ -514,19 +230,11 @@ def _count_lines(path: Path, gz: bool) -> int | None:
     return lines + (last != b"\n")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Same bytes as the S3 manifest (indented, sorted keys), renamed into place so it is never half-written."""
     partial = _suffixed(path, ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.write_bytes(manifests.dumps(data))
     os.replace(partial, path)
-
-
-def _model_summary(encoder: Encoder) -> dict[str, Any]:
-    return {k: encoder.card.get(k) for k in MODEL_SUMMARY_KEYS}
 
 
 def _tracked(items: Iterable[Item], last_line: list[int]) -> Iterator[Item]:
@@ -544,7 +252,7 @@ def _tracked(items: Iterable[Item], last_line: list[int]) -> Iterator[Item]:
         yield item
 
 
-def _encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> int:
+def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> int:
     """Read → ``encode_items`` → writers, exactly like one S3 chunk; then manifest and summary.
 
     Every file this run creates is written under ``*.partial`` and renamed at the end; any
@@ -552,12 +260,12 @@ def _encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> 
     interrupted run leaves no output at all.
     """
     opts = PipelineOptions(overlong=args.overlong, max_text_chars=args.max_text_chars, batch_size=args.batch_size)
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = manifests.now(), time.perf_counter()
     created: list[Path] = []
     writer: PartWriter | None = None
     errors: ErrorWriter | None = None
     progress: _Progress | None = None
-    show_bar = not args.quiet and _isatty(sys.stderr)
+    show_bar = not args.quiet and isatty(sys.stderr)
     with contextlib.ExitStack() as stack:
         try:
             if plan.source is None:
@@ -661,32 +369,28 @@ def _manifest(
     failed: bool,
 ) -> dict[str, Any]:
     """The S3 manifest's fields, with local paths where S3 has keys (``path``, ``errors_path``)."""
-    manifest: dict[str, Any] = {
-        "version": MANIFEST_VERSION,
-        "status": "failed" if failed else "complete",
-        "input": {
+    return manifests.build(
+        status="failed" if failed else manifests.status_of(counts, 0, 1),
+        input={
             "path": "-" if plan.source is None else str(plan.source.resolve()),
             "size": None if plan.source is None else plan.source.stat().st_size,
             "format": {"kind": plan.input_format.kind, "gzip": plan.input_format.gzip},
         },
-        "model": _model_summary(encoder),
-        "output": {
+        model_card=encoder.card,
+        output={
             "format": plan.out_format,
             "parts": parts,
             "errors_path": None if plan.errors is None else str(plan.errors.resolve()),
         },
-        "counts": counts.to_dict(),
-        "balanced": counts.balanced(),
-        "timings": {
+        counts=counts,
+        timings={
             "started_at": started,
-            "finished_at": _now(),
+            "finished_at": manifests.now(),
             "encode_seconds": round(counts.encode_seconds, 3),
             "wall_seconds": round(wall, 3),
         },
-    }
-    if failed:
-        manifest["error"] = f"no line could be encoded: {counts.rejected} rejected, {counts.blank} blank"
-    return manifest
+        error=f"no line could be encoded: {counts.rejected} rejected, {counts.blank} blank" if failed else None,
+    )
 
 
 def _report(
@@ -730,80 +434,3 @@ def _report(
     err.write(summary + "\n")
 
 
-# ---- event mode ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _model_dir_env(model: str | None) -> Iterator[None]:
-    """``--model`` for the handler, which reads ``$MODEL_DIR`` at import; restored afterwards."""
-    if model is None:
-        yield
-        return
-    old = os.environ.get("MODEL_DIR")
-    os.environ["MODEL_DIR"] = model
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MODEL_DIR", None)
-        else:
-            os.environ["MODEL_DIR"] = old
-
-
-def _read_event(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"cannot read event {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"event {path} is not valid JSON: {exc}") from exc
-
-
-def _run_event(args: argparse.Namespace) -> int:
-    """``sam local invoke -e`` without Docker: the response on stdout, the handler's logs on stderr."""
-    from function.local_invoke import LocalContext, load_handler
-
-    paths = [Path(p) for p in args.event]
-    events = [_read_event(p) for p in paths]
-    if args.model:
-        try:
-            read_model_card(Path(args.model))  # fail here, with the fix, rather than inside the handler's init
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
-    responses = []
-    # Lambda logs go to CloudWatch, not into the response: keep stdout for the response alone.
-    with _model_dir_env(args.model), contextlib.redirect_stdout(sys.stderr):
-        try:
-            handler = load_handler(args.handler)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise UsageError(f"cannot load handler {args.handler!r}: {exc}") from exc
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
-        for event in events:
-            responses.append(handler(event, LocalContext()))
-    if len(paths) == 1:
-        print(json.dumps(responses[0], ensure_ascii=False))
-        return EXIT_FAILED if _is_error_response(responses[0]) else 0
-    for path, response in zip(paths, responses, strict=True):
-        print(json.dumps({"event": str(path), "response": response}, ensure_ascii=False))
-    return 0
-
-
-def _is_error_response(response: Any) -> bool:
-    if not isinstance(response, dict):
-        return False
-    status = response.get("statusCode", response.get("status"))
-    return (isinstance(status, int) and status >= 400) or ("error" in response and "error_type" in response)
-
-
-def _silence_stdout() -> None:
-    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

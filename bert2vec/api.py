@@ -1,0 +1,66 @@
+"""``Bert2Vec``: the vectorhub-style facade over :class:`function.encoder.Encoder`.
+
+It lives here, not in ``function/``, because it may run the export step (``export/``), which the
+Lambda image never ships.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from function import contract
+from function.encoder import DEFAULT_BATCH_SIZE, Encoder, default_model_dir
+from function.errors import ModelNotFoundError
+
+
+def cache_dir_for(cache_dir: str | None) -> Path:
+    """``cache_dir``, else ``$BERT2VEC_CACHE``, else ``~/.cache/bert2vec``."""
+    return Path(cache_dir or os.environ.get("BERT2VEC_CACHE") or Path.home() / ".cache" / "bert2vec")
+
+
+def resolve_model(model: str | os.PathLike[str] | None, cache_dir: str | None = None) -> Path:
+    """An exported model directory for ``model``, exporting it once into the cache if needed.
+
+    ``None`` is the embedded default: ``$MODEL_DIR``, ``build/model``, else exported into the cache.
+    A directory holding a model card is used as it is; anything else is handed to ``bert-export``.
+    """
+    if model is None and (default_model_dir() / "saved_model.pb").is_file():
+        return default_model_dir()
+    if model is not None and (Path(model) / contract.MODEL_CARD_FILENAME).is_file():
+        return Path(model)
+    key = "default" if model is None else "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model))
+    target = cache_dir_for(cache_dir) / "models" / key
+    if not (target / contract.MODEL_CARD_FILENAME).is_file():
+        try:
+            from export.builder import ExportOptions, export_model
+        except ImportError as exc:  # installed without the [export] extra
+            raise ModelNotFoundError(
+                f"{model!r} is not an exported model directory and the export tooling is not installed "
+                "(pip install 'bert2vec-lambda[export]')"
+            ) from exc
+        export_model(target, ExportOptions(source=None if model is None else str(model), force=True))
+    return target
+
+
+class Bert2Vec:
+    """vectorhub-style facade: ``Bert2Vec().encode(text)`` → ``list[float]``.
+
+    ``model`` may be an exported model directory, or anything ``bert-export --model`` accepts
+    (catalogue name, TF Hub handle, HF checkpoint), which is then exported once into
+    ``cache_dir`` (default ``$BERT2VEC_CACHE`` or ``~/.cache/bert2vec``) and reused.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, cache_dir: str | None = None) -> None:
+        self.encoder = Encoder.load(resolve_model(model, cache_dir))
+
+    @property
+    def vector_length(self) -> int:
+        return self.encoder.vector_length
+
+    def encode(self, text: str) -> list[float]:
+        return self.encoder.encode([text]).embeddings[0].tolist()
+
+    def bulk_encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[float]]:
+        return self.encoder.encode(list(texts), batch_size=batch_size).embeddings.tolist()

@@ -1,0 +1,105 @@
+"""What every ``bert-encode`` mode shares: exit codes, user-facing errors, loading the model once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from function.encoder import Encoder, default_model_dir, read_model_card
+from function.errors import ModelNotFoundError
+
+PROG = "bert-encode"
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+# Loaded models, keyed by resolved directory: loading costs seconds, and tests (or a Python
+# session) call main() many times in one process.
+_ENCODERS: dict[Path, Encoder] = {}
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line without a traceback."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(CliError):
+    """The command line asks for something impossible (exit 2, like argparse)."""
+
+    exit_code = EXIT_USAGE
+
+
+def isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_dir: Path) -> None:
+    """Refuse options the SavedModel cannot honour instead of silently ignoring them.
+
+    ``max_seq_length`` and normalisation are compiled into the exported graph; the CLI cannot
+    change them from outside, so anything but the model's own setting needs a re-export.
+    """
+    name = card.get("name", model_dir.name)
+    model_max = int(card["max_seq_length"])
+    source = card.get("source") or name
+    wanted = args.max_seq_length
+    if wanted is not None and wanted > model_max:
+        raise UsageError(
+            f"--max-seq-length {wanted} is larger than model {name}'s max_seq_length {model_max}, which is baked "
+            f"into the SavedModel; re-export with `bert-export --model {source} --max-seq-length {wanted} --output DIR` "
+            "(up to the model's maximum position)"
+        )
+    if wanted is not None and wanted < model_max:
+        raise UsageError(
+            f"--max-seq-length {wanted} is smaller than model {name}'s max_seq_length {model_max}; the limit is "
+            "applied inside the SavedModel (truncation keeps [SEP]), so it cannot be lowered from outside. Re-export "
+            f"with `bert-export --model {source} --max-seq-length {wanted} --output DIR` and pass --model DIR"
+        )
+    if args.no_normalize and card.get("normalize"):
+        raise UsageError(
+            f"--no-normalize: model {name} was exported L2-normalised and cannot return raw vectors; re-export with "
+            f"`bert-export --model {source} --no-normalize --output DIR` and pass --model DIR"
+        )
+
+
+def encoder_for(args: argparse.Namespace) -> Encoder:
+    """The model for ``--model`` (or the default), checked against the options, loaded once per process."""
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    try:
+        card = read_model_card(model_dir)  # cheap: no TensorFlow yet
+    except ModelNotFoundError as exc:
+        hint = (
+            "" if args.model else " (no --model given and $MODEL_DIR is not set, so the default build/model was used)"
+        )
+        raise CliError(f"{exc}{hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the model card in {model_dir}: {exc}") from exc
+    _check_model_options(card, args, model_dir)
+    return load_encoder(model_dir)
+
+
+def load_encoder(model_dir: Path) -> Encoder:
+    """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
+    key = model_dir.resolve()
+    if key not in _ENCODERS:
+        try:  # Encoder.load sizes TF's threads from the cgroup quota, not host cores
+            _ENCODERS[key] = Encoder.load(model_dir)
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+    return _ENCODERS[key]
+
+

@@ -1,0 +1,81 @@
+"""``bert-encode --event FILE...``: run a Lambda handler in-process, like ``sam local invoke -e``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bert2vec.cli.common import EXIT_FAILED, CliError, UsageError
+from function.encoder import read_model_card
+from function.errors import ModelNotFoundError
+
+
+@contextlib.contextmanager
+def _model_dir_env(model: str | None) -> Iterator[None]:
+    """``--model`` for the handler, which reads ``$MODEL_DIR`` at import; restored afterwards."""
+    if model is None:
+        yield
+        return
+    old = os.environ.get("MODEL_DIR")
+    os.environ["MODEL_DIR"] = model
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MODEL_DIR", None)
+        else:
+            os.environ["MODEL_DIR"] = old
+
+
+def _read_event(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read event {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"event {path} is not valid JSON: {exc}") from exc
+
+
+def run_event(args: argparse.Namespace) -> int:
+    """``sam local invoke -e`` without Docker: the response on stdout, the handler's logs on stderr."""
+    from bert2vec.local_invoke import LocalContext, load_handler
+
+    paths = [Path(p) for p in args.event]
+    events = [_read_event(p) for p in paths]
+    if args.model:
+        try:
+            read_model_card(Path(args.model))  # fail here, with the fix, rather than inside the handler's init
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+    responses = []
+    # Lambda logs go to CloudWatch, not into the response: keep stdout for the response alone.
+    with _model_dir_env(args.model), contextlib.redirect_stdout(sys.stderr):
+        try:
+            handler = load_handler(args.handler)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise UsageError(f"cannot load handler {args.handler!r}: {exc}") from exc
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+        for event in events:
+            responses.append(handler(event, LocalContext()))
+    if len(paths) == 1:
+        print(json.dumps(responses[0], ensure_ascii=False))
+        return EXIT_FAILED if _is_error_response(responses[0]) else 0
+    for path, response in zip(paths, responses, strict=True):
+        print(json.dumps({"event": str(path), "response": response}, ensure_ascii=False))
+    return 0
+
+
+def _is_error_response(response: Any) -> bool:
+    if not isinstance(response, dict):
+        return False
+    status = response.get("statusCode", response.get("status"))
+    return (isinstance(status, int) and status >= 400) or ("error" in response and "error_type" in response)
+
+

@@ -1,0 +1,76 @@
+"""The layout's promises, checked on the source (no imports of the code under test needed).
+
+- ``function/`` is exactly what the Lambda image runs: it never imports the export tooling, the
+  pip user's package, the examples or dev-only libraries, and it holds no CLI or demo code.
+- The Dockerfile's runtime stage copies ``function/`` and nothing of ``export/``/``bert2vec/``.
+- Every error type has exactly one HTTP status, in the edge's table.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTION = REPO / "function"
+FORBIDDEN_IN_IMAGE = ("export", "bert2vec", "examples", "tests", "moto", "tqdm", "argparse")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_function_imports_nothing_the_image_does_not_ship() -> None:
+    offenders = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in FUNCTION.rglob("*.py")
+        for name in _imports(path)
+        if name.split(".")[0] in FORBIDDEN_IN_IMAGE
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_export_and_the_package_sit_on_top_of_function_not_the_reverse() -> None:
+    # export/ may use the shared contract only; bert2vec/ may use anything in function/.
+    for path in (REPO / "export").rglob("*.py"):
+        used = {n for n in _imports(path) if n.split(".")[0] == "function"}
+        assert used <= {"function.contract", "function"}, f"{path.relative_to(REPO)} imports {used}"
+
+
+def test_function_holds_no_cli_or_demo_modules() -> None:
+    names = {p.stem for p in FUNCTION.rglob("*.py")}
+    assert not {n for n in names if "cli" in n or "demo" in n or n in ("local_invoke", "__main__")}
+
+
+def _runtime_stage() -> list[str]:
+    text = (FUNCTION / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    return lines[last_from:]
+
+
+def test_runtime_stage_copies_function_only() -> None:
+    copies = [line for line in _runtime_stage() if line.upper().startswith("COPY ")]
+    sources = [word for line in copies if "--from=" not in line for word in line.split()[1:-1]]
+    assert "function/" in sources
+    assert not [s for s in sources if s.rstrip("/").split("/")[0] in ("export", "bert2vec", "examples", "tests", ".")]
+
+
+def test_every_error_type_has_one_http_status() -> None:
+    from function import errors
+    from function.routes import HTTP_STATUS
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.Bert2VecError)]
+    types = [c.error_type for c in classes]
+    assert len(types) == len(set(types)), "two error classes share an error_type"
+    assert set(types) == set(HTTP_STATUS), "HTTP_STATUS and the error classes disagree"
+    assert not [c for c in classes if "status" in vars(c)], "statuses belong in routes.HTTP_STATUS only"
+    caller_faults = {t: s for t, s in HTTP_STATUS.items() if t not in ("model_not_found", "model_not_loaded")}
+    assert all(400 <= s < 500 for s in caller_faults.values())
