@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-n", type=int, default=500, help="texts for the base-shaped model (8x the FLOPs)")
     p.add_argument("--base-rounds", type=int, default=3)
     p.add_argument("--base-single", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-items", dest="items", action="store_false", help="skip the S3 path's encode_items pass")
     p.add_argument("--function-latency-n", type=int, default=200, help="0 skips bench/function_latency.py")
     p.add_argument("--seed", type=int, default=0)

@@ -169,8 +169,8 @@ class TfhubStyle(_TFRuntime):
     The preprocess model is the offline ``bert_en_uncased_preprocess/3`` stand-in from
     ``tests/fixtures/tfhub_models.py``, resolved through the real ``tensorflow_hub`` resolver.
     The encoder is the straightforward TF graph over the same weights: dense layers as 3-D
-    ``tf.matmul(x, W, transpose_b=True)`` on torch-layout ``[out, in]`` kernels (GUIDE §8's
-    "plain TF graph"), separate Q/K/V, in one ``tf.function`` with the preprocessing.
+    ``tf.matmul(x, W, transpose_b=True)`` on torch-layout ``[out, in]`` kernels (the
+    "plain TF graph" that vectorhub-era code used), separate Q/K/V, in one ``tf.function`` with the preprocessing.
     """
 
     name = "tfhub-style"

@@ -48,7 +48,7 @@ def usable_cpus(root: Path = Path("/sys/fs/cgroup")) -> int:
 def configure_tensorflow_threads(n: int) -> bool:
     """One thread per op, ``n`` ops (i.e. ``n`` batches) in flight; False if TF already ran an op.
 
-    Measured on BERT-sized ops (README, Performance): splitting each small matmul over cores
+    Measured on BERT-sized ops (docs/performance.md): splitting each small matmul over cores
     costs more in synchronisation than it gains — a single text takes 3.6 ms with one intra-op
     thread against 5.0 ms with two — while running ``n`` batches side by side, one core each,
     is 1.4x faster in bulk than one batch at a time on ``n`` cores. ``Encoder`` runs batches

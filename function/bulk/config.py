@@ -1,4 +1,4 @@
-"""Bulk-path settings (environment variables documented in the README) and the output key layout."""
+"""Bulk-path settings (environment variables: docs/s3-bulk.md) and the output key layout."""
 
 from __future__ import annotations
 

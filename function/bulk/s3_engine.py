@@ -1,6 +1,6 @@
 """Bulk encoding of S3 objects: plan, fan out over SQS, process chunks, detect completion.
 
-Design (README "Scale-out"):
+Design (docs/s3-bulk.md, "Scale-out"):
 - The unit of work is a *chunk*: a fixed byte range of an uncompressed ``.txt``/``.jsonl`` object
   (the lines whose first byte lies in it), or a fixed number of records of a stream that cannot
   be split by bytes (``.gz``, ``.csv``). Chunk boundaries depend only on the object, so every
