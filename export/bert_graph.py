@@ -1,7 +1,7 @@
 """The project's own BERT forward graph, built from canonical numpy weights.
 
 Why our own graph instead of whatever the source shipped: how the graph is written decides speed
-more than anything else on CPU (GUIDE.md §8). Every dense layer here is a reshape-to-2-D ``MatMul``
+more than anything else on CPU. Every dense layer here is a reshape-to-2-D ``MatMul``
 on a pre-transposed ``[in, out]`` kernel (2.3x faster than 3-D ``BatchMatMul`` with
 ``transpose_b``), Q/K/V are fused into one matmul, and the attention scale is folded into the
 query weights at export time. Weights stay ``tf.Variable``s (not graph constants): that halves
@@ -15,85 +15,15 @@ the reference to float32 rounding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
+from export.bert_weights import GELU_ACTIVATIONS, BertConfig, BertWeights, LayerWeights
+
+__all__ = ["BertConfig", "BertEncoderModule", "BertWeights", "LayerWeights"]
+
 _MASK_NEG = -1e9  # additive mask; exp() underflows to exactly 0 for padded keys
-
-
-@dataclass(frozen=True)
-class BertConfig:
-    """Architecture hyper-parameters (the subset of HF ``BertConfig`` the forward pass needs)."""
-
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    max_position: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    hidden_act: str = "gelu"
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-
-@dataclass
-class LayerWeights:
-    """One transformer layer; kernels are ``[in, out]`` (already transposed from torch's layout)."""
-
-    q_kernel: np.ndarray
-    q_bias: np.ndarray
-    k_kernel: np.ndarray
-    k_bias: np.ndarray
-    v_kernel: np.ndarray
-    v_bias: np.ndarray
-    attn_out_kernel: np.ndarray
-    attn_out_bias: np.ndarray
-    attn_ln_gamma: np.ndarray
-    attn_ln_beta: np.ndarray
-    inter_kernel: np.ndarray
-    inter_bias: np.ndarray
-    out_kernel: np.ndarray
-    out_bias: np.ndarray
-    out_ln_gamma: np.ndarray
-    out_ln_beta: np.ndarray
-
-
-@dataclass
-class BertWeights:
-    """All weights of a BERT encoder in one canonical layout, independent of where they came from."""
-
-    word_embeddings: np.ndarray
-    position_embeddings: np.ndarray
-    type_embeddings: np.ndarray
-    emb_ln_gamma: np.ndarray
-    emb_ln_beta: np.ndarray
-    layers: list[LayerWeights] = field(default_factory=list)
-    pooler_kernel: np.ndarray | None = None
-    pooler_bias: np.ndarray | None = None
-
-    def check(self, config: BertConfig) -> None:
-        """Fail early, with names, on shapes that do not fit the config."""
-        h, i = config.hidden_size, config.intermediate_size
-        expect = {
-            "word_embeddings": (self.word_embeddings.shape, (config.vocab_size, h)),
-            "position_embeddings": (self.position_embeddings.shape, (config.max_position, h)),
-            "type_embeddings": (self.type_embeddings.shape, (config.type_vocab_size, h)),
-        }
-        for n, layer in enumerate(self.layers):
-            expect[f"layer {n} query"] = (layer.q_kernel.shape, (h, h))
-            expect[f"layer {n} intermediate"] = (layer.inter_kernel.shape, (h, i))
-            expect[f"layer {n} output"] = (layer.out_kernel.shape, (i, h))
-        bad = [f"{k}: got {got}, expected {want}" for k, (got, want) in expect.items() if got != want]
-        if len(self.layers) != config.num_layers:
-            bad.append(f"layers: got {len(self.layers)}, expected {config.num_layers}")
-        if bad:
-            raise ValueError("weights do not match the config: " + "; ".join(bad))
 
 
 def _var(value: np.ndarray, name: str) -> tf.Variable:
@@ -134,12 +64,9 @@ class BertEncoderModule(tf.Module):
         weights.check(config)
         self.config = config
         self._eps = float(config.layer_norm_eps)
-        if config.hidden_act in ("gelu",):
-            self._approximate_gelu = False
-        elif config.hidden_act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-            self._approximate_gelu = True
-        else:
+        if config.hidden_act not in GELU_ACTIVATIONS:
             raise ValueError(f"unsupported hidden_act {config.hidden_act!r} (BERT uses 'gelu')")
+        self._approximate_gelu = GELU_ACTIVATIONS[config.hidden_act]
         self.word_embeddings = _var(weights.word_embeddings, "word_embeddings")
         self.position_embeddings = _var(weights.position_embeddings, "position_embeddings")
         # Single segment: only type id 0 is ever used, so keep just that row.

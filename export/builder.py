@@ -1,6 +1,6 @@
 """Assemble tokenizer + encoder + pooling into ONE SavedModel and write it atomically.
 
-The SavedModel contract (``function/contract.py``, GUIDE.md §3):
+The SavedModel contract (``function/contract.py``):
 ``serving_default(text: string[None]) -> {embedding: float32[None, D], token_count: int32[None]}``.
 Each batch is padded only to its own longest text (capped at ``max_seq_length``); truncation
 keeps the closing ``[SEP]``; ``token_count`` counts wordpieces incl. ``[CLS]``/``[SEP]`` before
@@ -23,8 +23,17 @@ from typing import Any, Protocol
 import tensorflow as tf
 
 from export import sources
-from export.errors import IncompatibleModelError, OutputExistsError
+from export.errors import ExportError, IncompatibleModelError, OutputExistsError, OutputRefusedError, warn
+from export.preflight import ExportOptions, Prepared, is_previous_export, prepare
 from function import contract
+
+__all__ = ["ExportOptions", "ServingModule", "build", "export_model"]
+
+LOAD_HINT = (
+    "import tensorflow_text before tf.saved_model.load(): the in-graph tokenizer uses its ops "
+    "(without it loading fails with \"Op type not registered\"); tensorflow-text must match "
+    "tensorflow's minor version"
+)
 
 
 class Tokenizer(Protocol):
@@ -98,19 +107,6 @@ class ServingModule(tf.Module):
 
 
 @dataclass
-class ExportOptions:
-    """What ``bert-export`` was asked for; ``None`` means 'the source's default'."""
-
-    source: str | None = None
-    preprocess: str | None = None
-    pooling: str | None = None
-    normalize: bool = True
-    max_seq_length: int | None = None
-    force: bool = False
-    name: str | None = None
-
-
-@dataclass
 class _Assembled:
     tokenizer: tf.Module
     encoder: tf.Module
@@ -127,15 +123,18 @@ def _tokenizer_from_vocab(vocab_file: Path, lower_case: bool, special: dict[str,
     from export.tokenizer import BertTokenizerModule
 
     special = special or {}
-    return BertTokenizerModule(
-        str(vocab_file),
-        lower_case,
-        unk_token=special.get("unk", "[UNK]"),
-        cls_token=special.get("cls", "[CLS]"),
-        sep_token=special.get("sep", "[SEP]"),
-        pad_token=special.get("pad", "[PAD]"),
-        mask_token=special.get("mask", "[MASK]"),
-    )
+    try:
+        return BertTokenizerModule(
+            str(vocab_file),
+            lower_case,
+            unk_token=special.get("unk", "[UNK]"),
+            cls_token=special.get("cls", "[CLS]"),
+            sep_token=special.get("sep", "[SEP]"),
+            pad_token=special.get("pad", "[PAD]"),
+            mask_token=special.get("mask", "[MASK]"),
+        )
+    except ValueError as exc:  # the vocabulary file is the user's input
+        raise IncompatibleModelError(str(exc)) from exc
 
 
 def _preprocess_tokenizer(preprocess: str):
@@ -146,11 +145,12 @@ def _preprocess_tokenizer(preprocess: str):
     return th.HubPreprocessTokenizer(th.load_savedmodel(path, "preprocess model"), where)
 
 
-def _assemble_hf(plan: sources.SourcePlan, opts: ExportOptions) -> _Assembled:
+def _assemble_hf(prep: Prepared) -> _Assembled:
     from export.bert_graph import BertEncoderModule
     from export.hf_checkpoint import load_hf_bert
 
-    hf = load_hf_bert(Path(plan.encoder))
+    plan = prep.plan
+    hf = load_hf_bert(Path(plan.encoder), prep.hf)
     if plan.preprocess:
         tokenizer = _preprocess_tokenizer(plan.preprocess)
         if tokenizer.vocab_size != hf.config.vocab_size:
@@ -170,9 +170,11 @@ def _assemble_hf(plan: sources.SourcePlan, opts: ExportOptions) -> _Assembled:
     )  # fmt: skip
 
 
-def _assemble_tfhub(plan: sources.SourcePlan, opts: ExportOptions) -> _Assembled:
+def _assemble_tfhub(prep: Prepared) -> _Assembled:
     from export import tfhub_source as th
+    from export.hf_checkpoint import warn_if_cased_off_on_uncased_vocab
 
+    plan = prep.plan
     where = plan.encoder
     path = th.resolve_handle(plan.encoder) if th.is_handle(plan.encoder) else Path(plan.encoder)
     encoder = th.HubEncoder(th.load_savedmodel(path, "encoder"), where)
@@ -186,6 +188,8 @@ def _assemble_tfhub(plan: sources.SourcePlan, opts: ExportOptions) -> _Assembled
                 "cannot be built from it; pass --preprocess with its matching preprocess model"
             )
         tokenizer = _tokenizer_from_vocab(vocab_file, lower_case)
+    if lower_case is False and vocab_file is not None:
+        warn_if_cased_off_on_uncased_vocab(vocab_file, f"{where}: do_lower_case is false")
     th.check_vocab_matches(encoder, tokenizer.vocab_size, where)
     max_position = encoder.max_position()
     return _Assembled(
@@ -223,6 +227,29 @@ def _versions(hub_used: bool) -> dict[str, str]:
     return versions
 
 
+def _requirement(module_version: str, *distributions: str) -> str:
+    """``dist==version`` for whichever of ``distributions`` is installed at that version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in distributions:
+        try:
+            if version(dist) == module_version:
+                return f"{dist}=={module_version}"
+        except PackageNotFoundError:
+            continue
+    return f"{distributions[0]}=={module_version}"
+
+
+def _requires() -> list[str]:
+    """What loading the SavedModel needs: this TensorFlow and the tensorflow-text that matches it."""
+    import tensorflow_text
+
+    return [
+        _requirement(tf.__version__, "tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos"),
+        _requirement(tensorflow_text.__version__, "tensorflow-text", "tensorflow-text-nightly"),
+    ]
+
+
 def _describe_encoder(plan: sources.SourcePlan) -> str:
     """What the card records as the encoder: the package for the default, not a local site-packages path."""
     if plan.kind == "default":
@@ -232,24 +259,79 @@ def _describe_encoder(plan: sources.SourcePlan) -> str:
     return plan.encoder
 
 
+def _make_world_readable(root: Path) -> None:
+    """Directories 0755, files 0644, whatever the umask or mkdtemp's 0700 said.
+
+    Lambda runs the function as a non-root user, and copies that keep modes (``COPY``, ``cp -a``,
+    ``tar``) would carry a 0700 directory into the image where that user cannot read it.
+    """
+    os.chmod(root, 0o755)
+    for here, dirs, files in os.walk(root):
+        for d in dirs:
+            os.chmod(os.path.join(here, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(here, f), 0o644)
+
+
+def _remove_tree(path: Path) -> OSError | None:
+    """rmtree that first makes read-only directories writable (we own them); the error if it failed."""
+    try:
+        shutil.rmtree(path)
+        return None
+    except OSError:
+        pass
+    for here, dirs, _files in os.walk(path):
+        for d in [here, *(os.path.join(here, d) for d in dirs)]:
+            try:
+                os.chmod(d, 0o700)
+            except OSError:
+                pass
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _replace_dir(tmp: Path, output: Path) -> None:
-    """Move ``tmp`` to ``output``; an old ``output`` (``--force``) is swapped out, then removed."""
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.rename(output, old)
-    os.rename(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Move ``tmp`` to ``output``; a previous export there (``--force``) is swapped out, then removed."""
+    if not os.path.lexists(output):
+        os.rename(tmp, output)
+        return
+    if not is_previous_export(output):  # changed since the pre-flight check
+        raise OutputRefusedError(f"--output {output}: is no longer a previous export; not replacing it")
+    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+    old.rmdir()
+    os.rename(output, old)
+    try:
+        os.rename(tmp, output)
+    except BaseException:
+        os.rename(old, output)
+        raise
+    error = _remove_tree(old)
+    if error is not None:
+        warn(f"the previous export was replaced but its old copy {old} could not be removed ({error}); remove it")
+
+
+def _created_parents(output: Path) -> list[Path]:
+    """The missing parent directories of ``output``, outermost first."""
+    missing = []
+    parent = Path(os.path.abspath(output)).parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing[::-1]
 
 
 def export_model(output: Path | str, opts: ExportOptions) -> dict[str, Any]:
     """Export ``opts.source`` to ``output``; returns the model card. Raises ``ExportError``."""
-    output = Path(output)
-    if output.exists() and not opts.force:
-        raise OutputExistsError(f"{output} already exists; pass --force to replace it")
-    plan = sources.plan(opts.source, opts.preprocess)
-    assembled = (_assemble_hf if plan.kind in ("default", "hf_checkpoint") else _assemble_tfhub)(plan, opts)
+    return build(prepare(output, opts))
+
+
+def build(prep: Prepared) -> dict[str, Any]:
+    """The slow part of an export, after ``preflight.prepare`` checked the request."""
+    output, opts, plan = prep.output, prep.opts, prep.plan
+    assembled = (_assemble_hf if plan.is_hf else _assemble_tfhub)(prep)
 
     pooling = opts.pooling or assembled.pooling
     if pooling not in contract.POOLINGS:
@@ -278,9 +360,13 @@ def export_model(output: Path | str, opts: ExportOptions) -> dict[str, Any]:
         max_seq_length=max_seq,
         vector_length=vector_length,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    created = _created_parents(output)
+    tmp = None
     try:
+        for parent in created:
+            parent.mkdir(mode=0o755)
+            os.chmod(parent, 0o755)  # mkdir's mode is masked by the umask
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         tf.saved_model.save(module, str(tmp), signatures={contract.SIGNATURE_NAME: module.serve})
         card = {
             "contract_version": contract.CONTRACT_VERSION,
@@ -297,14 +383,25 @@ def export_model(output: Path | str, opts: ExportOptions) -> dict[str, Any]:
             "lower_case": assembled.lower_case,
             "vocab_size": int(assembled.vocab_size),
             "versions": _versions(assembled.hub_used),
+            "requires": _requires(),
+            "load_hint": LOAD_HINT,
             "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "checksum": _checksum(tmp),
         }
         (tmp / contract.MODEL_CARD_FILENAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        if output.exists() and not opts.force:  # someone else won the race meanwhile
+        _make_world_readable(tmp)
+        if os.path.lexists(output) and not opts.force:  # someone else won the race meanwhile
             raise OutputExistsError(f"{output} already exists; pass --force to replace it")
         _replace_dir(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, OSError) and not isinstance(exc, ExportError):
+            raise OutputRefusedError(f"--output {output}: cannot write the export ({exc})") from exc
         raise
     return card

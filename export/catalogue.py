@@ -1,5 +1,5 @@
 """Catalogue of the Google BERT variants on TF Hub that vectorhub's ``Bert2Vec`` offered, plus the
-small BERTs, mapped to their TF2 encoder and matching preprocess handles (GUIDE.md §5).
+small BERTs, mapped to their TF2 encoder and matching preprocess handles.
 """
 
 from __future__ import annotations

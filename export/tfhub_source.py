@@ -16,14 +16,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from export.errors import HubUnavailableError, IncompatibleModelError, SourceFormatError
+from export.sources import is_handle, is_savedmodel_dir
 
-
-def is_handle(source: str) -> bool:
-    return source.startswith(("http://", "https://", "gs://"))
-
-
-def is_savedmodel_dir(path: Path) -> bool:
-    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+__all__ = ["HubEncoder", "HubPreprocessTokenizer", "is_handle", "is_savedmodel_dir", "load_savedmodel", "resolve_handle"]
 
 
 def resolve_handle(handle: str) -> Path:

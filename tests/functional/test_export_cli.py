@@ -132,14 +132,20 @@ def test_existing_output_refused_without_force(capsys, tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def _previous_export(path: Path) -> Path:
+    """A directory that looks like an earlier bert-export output (what --force may replace)."""
+    path.mkdir(parents=True)
+    (path / "model_card.json").write_text(json.dumps({"contract_version": 1, "name": "old"}))
+    (path / "old.txt").write_text("old")
+    return path
+
+
 def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     import tensorflow as tf
 
     from export.builder import ExportOptions, export_model
 
-    out = tmp_path / "m"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    out = _previous_export(tmp_path / "m")
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -155,7 +161,133 @@ def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeyp
     assert not (out / "old.txt").exists()
     assert (out / "saved_model.pb").is_file()
     assert json.loads((out / "model_card.json").read_text()) == card
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"], "no .m.old-* may remain"
+
+
+def _refused(capsys, argv: list[str], *fragments: str) -> str:
+    err = _err(capsys, argv)
+    assert err.count("\n") == 1 and err.startswith("bert-export: error: "), err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_force_refuses_a_directory_that_is_not_an_export(capsys, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    _refused(capsys, ["--output", str(out), "--force"], "without model_card.json", "only a previous export")
+    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"], "nothing may be left behind"
+
+
+def test_force_refuses_a_regular_file_and_a_symlink(capsys, tmp_path: Path) -> None:
+    target = _previous_export(tmp_path / "real")
+    (tmp_path / "f").write_text("data")
+    (tmp_path / "link").symlink_to(target)
+    _refused(capsys, ["--output", str(tmp_path / "f"), "--force"], "is a file")
+    _refused(capsys, ["--output", str(tmp_path / "link"), "--force"], "symbolic link")
+    assert (tmp_path / "f").read_text() == "data" and (target / "old.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "link", "real"]
+
+
+def test_force_refuses_cwd_and_its_ancestors_even_when_they_are_exports(capsys, tmp_path: Path, monkeypatch) -> None:
+    outer = _previous_export(tmp_path / "outer")
+    inner = _previous_export(outer / "inner")
+    monkeypatch.chdir(inner)
+    for output in (".", "..", str(outer)):
+        _refused(capsys, ["--output", output, "--force"], "current directory")
+    assert (inner / "old.txt").is_file() and (outer / "old.txt").is_file()
+
+
+def test_force_refuses_the_source_and_its_ancestors(capsys, tmp_path: Path) -> None:
+    outer = _previous_export(tmp_path / "outer")
+    src = _hf_copy(outer)
+    _refused(capsys, ["--model", str(src), "--output", str(outer), "--force"], "the source")
+    assert (src / "config.json").is_file() and (outer / "old.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--output", "/proc/bert2vec-x"], "cannot write in /proc"),
+        (["--max-seq-length", "0", "--output", "{tmp}/m"], "--max-seq-length 0: must be at least 3"),
+        (["--max-seq-length", "-5", "--output", "{tmp}/m"], "--max-seq-length -5: must be at least 3"),
+        (["--output", "{tmp}/file/m"], "is not a directory"),
+    ],
+)
+def test_bad_output_or_option_is_one_line(capsys, tmp_path: Path, argv: list[str], fragment: str) -> None:
+    (tmp_path / "file").write_text("x")
+    _refused(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+_NOBODY = 65534
+
+
+def _as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child that imports what it needs as root, then drops to uid/gid nobody.
+
+    The venv's interpreter lives under /root (0700 here), so the child cannot start as nobody;
+    dropping privileges after the imports still makes every file access of the test as nobody.
+    """
+    prelude = "import os, sys\n" + code.split("#DROP\n")[0] + f"os.setgid({_NOBODY}); os.setuid({_NOBODY})\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code.split("#DROP\n")[1], *args],
+        capture_output=True, text=True, timeout=300, cwd="/", env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+
+
+def test_read_only_parent_is_refused(capsys, tmp_path: Path) -> None:
+    import tempfile
+
+    ro = Path(tempfile.mkdtemp(prefix="bert2vec-ro-"))  # reachable by nobody, unlike tmp_path
+    try:
+        os.chmod(ro, 0o555)
+        if os.geteuid() != 0:
+            _refused(capsys, ["--output", str(ro / "m")], f"cannot write in {ro}", "Permission denied")
+        else:  # root ignores file modes: check as an unprivileged user
+            proc = _as_nobody(
+                "import locale, export.cli, export.preflight, export.errors\n#DROP\nsys.exit(export.cli.main(['--output', sys.argv[1]]))",
+                str(ro / "m"),
+            )
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr == f"bert-export: error: --output {ro / 'm'}: cannot write in {ro} (Permission denied)\n"
+        assert os.listdir(ro) == []
+    finally:
+        os.chmod(ro, 0o755)
+        shutil.rmtree(ro)
+
+
+def test_exported_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+    import tempfile
+
+    from export.builder import ExportOptions, export_model
+
+    base = Path(tempfile.mkdtemp(prefix="bert2vec-perm-"))  # reachable by nobody, unlike tmp_path
+    os.chmod(base, 0o755)
+    out = base / "new" / "model"
+    old_umask = os.umask(0o077)
+    try:
+        export_model(out, ExportOptions(max_seq_length=32))
+    finally:
+        os.umask(old_umask)
+    try:
+        for path in [base / "new", out, *out.rglob("*")]:
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o755 if path.is_dir() else 0o644), f"{path}: {oct(mode)}"
+        if os.geteuid() != 0:
+            pytest.skip("loading as another user needs root")
+        proc = _as_nobody(
+            "import tensorflow as tf, tensorflow_text\n#DROP\n"
+            "m = tf.saved_model.load(sys.argv[1])\n"
+            "print(m.signatures['serving_default'](text=tf.constant(['hi']))['embedding'].shape)",
+            str(out),
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == "(1, 384)"
+    finally:
+        shutil.rmtree(base)
 
 
 def test_user_error_exits_nonzero_without_traceback_as_a_process(tmp_path: Path) -> None:
@@ -169,3 +301,72 @@ def test_user_error_exits_nonzero_without_traceback_as_a_process(tmp_path: Path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "bert-export: error: unknown model" in proc.stderr
+
+
+def _cli_env() -> dict[str, str]:
+    """The environment without tests/conftest.py's TF_CPP_MIN_LOG_LEVEL, so the CLI's own default applies."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def _one_line_error(argv: list[str], cwd: Path | None = None) -> str:
+    exe = Path(sys.executable).with_name("bert-export")
+    proc = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=300, env=_cli_env(), cwd=cwd)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bert-export: error: "), proc.stderr
+    return proc.stderr
+
+
+def test_errors_are_exactly_one_line_on_stderr_as_a_process(tmp_path: Path) -> None:
+    (tmp_path / "exists").mkdir()
+    assert "already exists" in _one_line_error(["--output", str(tmp_path / "exists")])
+    assert "cannot write in /proc" in _one_line_error(["--output", "/proc/x"])
+    # After TensorFlow is imported: a SavedModel that cannot be loaded. No absl/oneDNN/CUDA lines.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    assert "cannot load the encoder SavedModel" in _one_line_error(["--model", str(broken), "--output", str(tmp_path / "m")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "exists"]
+
+
+def test_checks_run_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    """The "already exists" answer must not pay for importing TensorFlow (seconds)."""
+    (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "model_card.json").write_text('{"contract_version": 1}')
+    src = _hf_copy(tmp_path)
+    (src / "vocab.txt").write_bytes(b"\xef\xbb\xbf" + (src / "vocab.txt").read_bytes())
+    code = (
+        "import sys; from export.cli import main\n"
+        "codes = [main(['--output', sys.argv[1]]), main(['--model', sys.argv[2], '--output', sys.argv[3]])]\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "sys.exit(0 if codes == [2, 2] else 1)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "exists"), str(src), str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and "already exists" in lines[0] and "byte-order mark" in lines[1], lines
+
+
+def test_ctrl_c_mid_export_is_one_line_exit_130_and_leaves_everything_as_it_was(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = _previous_export(tmp_path / "m")
+    exe = Path(sys.executable).with_name("bert-export")
+    proc = subprocess.Popen(
+        [str(exe), "--output", str(out), "--force", "--max-seq-length", "32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not any(p.name.startswith(".m.tmp-") for p in tmp_path.iterdir()):  # the SavedModel is being written
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr == "bert-export: interrupted\n" and stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in out.iterdir()) == ["model_card.json", "old.txt"]

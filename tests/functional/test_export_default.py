@@ -48,6 +48,15 @@ def test_model_card(default_model_dir: Path) -> None:
     assert "tensorflow_hub" not in card["versions"]
 
 
+def test_model_card_says_what_loading_needs(default_model_dir: Path) -> None:
+    import tensorflow as tf
+    import tensorflow_text
+
+    card = json.loads((default_model_dir / contract.MODEL_CARD_FILENAME).read_text())
+    assert card["requires"] == [f"tensorflow=={tf.__version__}", f"tensorflow-text=={tensorflow_text.__version__}"]
+    assert "import tensorflow_text" in card["load_hint"] and "Op type not registered" in card["load_hint"]
+
+
 def test_signature_contract(default_model_dir: Path) -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

@@ -1,0 +1,180 @@
+"""Bad Hugging Face checkpoints are refused before the build with one line naming the file and the
+problem; surprising but workable ones export with a one-line warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.cli import main
+from export.sources import embedded_default_dir
+
+H, LAYERS, HEADS, INTER, VOCAB = 32, 2, 4, 64, 2000
+
+
+def _layer_tensors(rng: np.random.RandomState, n: int) -> dict[str, np.ndarray]:
+    def r(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    w = {}
+    q = f"encoder.layer.{n}."
+    for name, (o, i) in {
+        "attention.self.query": (H, H), "attention.self.key": (H, H), "attention.self.value": (H, H),
+        "attention.output.dense": (H, H), "intermediate.dense": (INTER, H), "output.dense": (H, INTER),
+    }.items():  # fmt: skip
+        w[q + name + ".weight"], w[q + name + ".bias"] = r(o, i), r(o)
+    for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+        w[q + ln + ".weight"], w[q + ln + ".bias"] = 1 + r(H), r(H)
+    return w
+
+
+def tiny_bert(d: Path, *, layers_in_file: int = LAYERS, config: dict | None = None, tokenizer: dict | None = None) -> Path:
+    """A 2-layer BertModel checkpoint on the first 2,000 entries of the real uncased vocabulary."""
+    from safetensors.numpy import save_file
+
+    d.mkdir(parents=True)
+    vocab = (embedded_default_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()[:VOCAB]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    rng = np.random.RandomState(3)
+    w = {
+        "embeddings.word_embeddings.weight": rng.standard_normal((VOCAB, H)).astype(np.float32) * 0.2,
+        "embeddings.position_embeddings.weight": rng.standard_normal((64, H)).astype(np.float32) * 0.2,
+        "embeddings.token_type_embeddings.weight": rng.standard_normal((2, H)).astype(np.float32) * 0.2,
+        "embeddings.LayerNorm.weight": np.ones(H, np.float32),
+        "embeddings.LayerNorm.bias": np.zeros(H, np.float32),
+    }
+    for n in range(layers_in_file):
+        w.update(_layer_tensors(rng, n))
+    save_file(w, str(d / "model.safetensors"))
+    cfg = {
+        "model_type": "bert", "architectures": ["BertModel"], "vocab_size": VOCAB, "hidden_size": H,
+        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": INTER,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+    }  # fmt: skip
+    (d / "config.json").write_text(json.dumps({**cfg, **(config or {})}))
+    if tokenizer is not None:
+        (d / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    return d
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], src: Path, out: Path) -> str:
+    code = main(["--model", str(src), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("bert-export: error: "), err
+    assert not out.exists()
+    return err
+
+
+def _edit_vocab(src: Path, edit) -> None:  # noqa: ANN001
+    path = src / "vocab.txt"
+    path.write_bytes(edit(path.read_bytes()))
+
+
+CASES = {
+    "duplicate vocab line": (
+        lambda src: _edit_vocab(src, lambda b: b.replace(b"[unused1]\n", b"[unused0]\n", 1)),
+        ["vocab.txt: line 3 repeats line 2 ('[unused0]')"],
+    ),
+    "utf-8 bom": (
+        lambda src: _edit_vocab(src, lambda b: b"\xef\xbb\xbf" + b),
+        ["vocab.txt: starts with a UTF-8 byte-order mark"],
+    ),
+    "vocab not utf-8": (
+        lambda src: _edit_vocab(src, lambda b: b.replace(b"[unused5]", b"[unused\xff]", 1)),
+        ["vocab.txt: line 7 is not valid UTF-8"],
+    ),
+    "truncated safetensors": (
+        lambda src: (src / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:5000]),
+        ["model.safetensors: truncated or not a safetensors file"],
+    ),
+    "heads do not divide hidden": ({"num_attention_heads": 5}, ["config.json: num_attention_heads 5 does not divide hidden_size 32"]),
+    "relu": ({"hidden_act": "relu"}, ["config.json: hidden_act 'relu' is not supported", "gelu"]),
+    "hidden_size as string": ({"hidden_size": "32"}, ["config.json: hidden_size must be a positive integer, got '32'"]),
+    "hidden_size fractional": ({"hidden_size": 32.5}, ["config.json: hidden_size must be a positive integer, got 32.5"]),
+    "non-bert model_type": ({"model_type": "distilbert", "architectures": ["DistilBertModel"]}, ["model_type is 'distilbert'", "only BERT"]),
+    "malformed modules.json": (
+        lambda src: (src / "modules.json").write_text('[{"type": "sentence_transformers.models.Pooling",'),
+        ["modules.json: cannot read JSON"],
+    ),
+    "modules.json not a list": (
+        lambda src: (src / "modules.json").write_text('{"0": "Transformer"}'),
+        ["modules.json: expected a JSON list of module objects"],
+    ),
+    "config says more layers than the file has": ({"num_hidden_layers": 3}, ["missing tensor 'encoder.layer.2.", "3 layers"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_checkpoint_is_one_line_naming_file_and_problem(case: str, capsys, tmp_path: Path) -> None:
+    change, fragments = CASES[case]
+    src = tiny_bert(tmp_path / "src", config=change if isinstance(change, dict) else None)
+    if callable(change):
+        change(src)
+    err = _one_line_error(capsys, src, tmp_path / "m")
+    for fragment in fragments:
+        assert fragment in err, err
+    assert "special tokens" not in err and "Traceback" not in err
+
+
+def test_bom_is_not_reported_as_missing_special_tokens(capsys, tmp_path: Path) -> None:
+    src = tiny_bert(tmp_path / "src")
+    _edit_vocab(src, lambda b: b"\xef\xbb\xbf" + b)
+    err = _one_line_error(capsys, src, tmp_path / "m")
+    assert str(src / "vocab.txt") in err and "remove the first 3 bytes" in err
+
+
+def _export_warnings(capsys, src: Path, out: Path) -> list[str]:
+    assert main(["--model", str(src), "--output", str(out)]) == 0
+    return capsys.readouterr().err.splitlines()
+
+
+def test_surplus_layer_is_named_in_one_warning_and_ignored(capsys, tmp_path: Path) -> None:
+    from function.encoder import Encoder
+    from tests.conftest import cached_export
+
+    plain = tiny_bert(tmp_path / "plain")
+    extra = tiny_bert(tmp_path / "extra", layers_in_file=LAYERS + 1)  # same seed: same first 2 layers
+    lines = _export_warnings(capsys, extra, tmp_path / "m")
+    assert lines == [
+        f"bert-export: warning: {extra}/model.safetensors: 16 tensors are not used by a 2-layer BERT as "
+        "config.json describes it: encoder.layer.2.* (16 tensors)"
+    ]
+    texts = ["hello world", "a b c"]
+    got = Encoder.load(tmp_path / "m").encode(texts).embeddings
+    np.testing.assert_array_equal(got, Encoder.load(cached_export(plain)).encode(texts).embeddings)
+
+
+def test_lower_case_false_on_uncased_vocab_warns(capsys, tmp_path: Path) -> None:
+    src = tiny_bert(tmp_path / "src", tokenizer={"do_lower_case": False})
+    lines = _export_warnings(capsys, src, tmp_path / "m")
+    assert len(lines) == 1 and lines[0].startswith(f"bert-export: warning: {src}: tokenizer_config.json sets do_lower_case false")
+    assert "no upper-case tokens" in lines[0]
+    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["lower_case"] is False  # warned, not changed
+
+
+def test_lower_case_false_on_cased_vocab_is_quiet(tmp_path: Path) -> None:
+    import warnings
+
+    from export.errors import ExportWarning
+    from export.preflight import ExportOptions, prepare
+
+    src = tiny_bert(tmp_path / "src", tokenizer={"do_lower_case": False})
+    _edit_vocab(src, lambda b: b.replace(b"[unused9]\n", b"Paris\n", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExportWarning)
+        prepared = prepare(tmp_path / "m", ExportOptions(source=str(src)))
+    assert prepared.hf is not None and prepared.hf.lower_case is False
+
+
+def test_tfhub_encoder_with_do_lower_case_false_on_uncased_vocab_warns(capsys, tmp_path: Path) -> None:
+    from tests.fixtures import tfhub_models as fx
+
+    enc = fx.cached_build("encoder", lower_case=False)  # the real uncased BERT vocabulary
+    assert main(["--model", str(enc), "--output", str(tmp_path / "m"), "--max-seq-length", "32"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bert-export: warning: {enc}: do_lower_case is false"), lines
+    assert "no upper-case tokens" in lines[0]
