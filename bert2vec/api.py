@@ -40,7 +40,9 @@ def resolve_model(model: str | os.PathLike[str] | None, cache_dir: str | None = 
                 f"{model!r} is not an exported model directory and the export tooling is not installed "
                 "(pip install 'bert2vec-lambda[export]')"
             ) from exc
-        export_model(target, ExportOptions(source=None if model is None else str(model), force=True))
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # an empty leftover; anything else is refused by the exporter, never deleted
+        export_model(target, ExportOptions(source=None if model is None else str(model), force=target.exists()))
     return target
 
 

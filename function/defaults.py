@@ -18,7 +18,15 @@ BATCH_SIZE = 8
 MAX_TEXT_CHARS = 100_000
 
 # ---- HTTP API (function.service) -------------------------------------------------------------
-MAX_TEXTS = 256  # texts per request
+MAX_TEXTS = 2048  # texts per request (OpenAI's own limit), within the two budgets below
+# The per-request budget that keeps every accepted request well inside API Gateway's 29 s
+# (docs/http-api.md, "Request budget", has the measurement): characters tokenised (after the
+# MAX_TEXT_CHARS cut) and wordpieces the model runs (each text counts at most max_seq_length).
+MAX_REQUEST_CHARS = 150_000
+MAX_REQUEST_TOKENS = 16_384
+
+# ---- bert-encode ------------------------------------------------------------------------------
+MAX_BATCH_SIZE = 256  # --batch-size above this is capped: bigger batches only pad more and use more memory
 
 # ---- S3 bulk path (function.bulk.config) -----------------------------------------------------
 INPUT_PREFIX = "incoming/"
@@ -31,3 +39,7 @@ SHARD_MAX_RECEIVES = 3  # the shard queue's redrive maxReceiveCount
 OVERLONG = "truncate"  # texts over the model's max_seq_length: truncate | reject
 TIME_MARGIN_MS = 30_000  # hand work on this long before the Lambda deadline
 WINDOW_TEXTS = 1_024  # texts per length-sorted encode window (bounds memory)
+# Hand-offs one chain of shard messages may take before it ends in a failed manifest. Each hop
+# runs up to the function timeout, so 1,000 hops of 15 minutes is ~10 days of work for one shard:
+# far beyond any real input, yet a bug that hands off without progress stops within a bound.
+MAX_HOPS = 1_000

@@ -11,9 +11,18 @@ from function.bulk.readers import ReaderOptions
 from function.bulk.writers import FORMATS
 
 
+class ConfigError(ValueError):
+    """Settings that contradict each other or cannot work; raised at init, naming the variables."""
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a whole number") from None
 
 
 @dataclass(frozen=True)
@@ -32,13 +41,22 @@ class BulkConfig:
     time_margin_ms: int = defaults.TIME_MARGIN_MS
     window: int = defaults.WINDOW_TEXTS
     batch_size: int = defaults.BATCH_SIZE
+    max_hops: int = defaults.MAX_HOPS
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:
         if self.output_format not in FORMATS:
             raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(FORMATS)}, got {self.output_format!r}")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
-            raise ValueError("need 1 <= CHUNK_BYTES <= SHARD_BYTES")
+            raise ConfigError(
+                f"CHUNK_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= CHUNK_BYTES <= "
+                "SHARD_BYTES (a shard is a whole number of chunks)"
+            )
+        for name, value in (("CHUNK_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
+                            ("BATCH_SIZE", self.batch_size), ("MAX_HOPS", self.max_hops),
+                            ("SHARD_MAX_RECEIVES", self.max_receives)):  # fmt: skip
+            if value < 1:
+                raise ConfigError(f"{name}={value}: must be >= 1")
 
     @classmethod
     def from_env(cls) -> BulkConfig:
@@ -58,6 +76,7 @@ class BulkConfig:
             time_margin_ms=_env_int("TIME_MARGIN_MS", d.time_margin_ms),
             window=_env_int("WINDOW_TEXTS", d.window),
             batch_size=_env_int("BATCH_SIZE", d.batch_size),
+            max_hops=_env_int("MAX_HOPS", d.max_hops),
             reader=ReaderOptions(
                 text_field=os.environ.get("TEXT_FIELD", "text"),
                 id_field=os.environ.get("ID_FIELD", "id"),
@@ -96,11 +115,17 @@ class OutputLayout:
     def errors_key(self) -> str:
         return f"{self.base}.errors.jsonl"
 
-    def part_key(self, chunk: int, suffix: str) -> str:
-        return f"{self.run}part-{chunk:06d}{suffix}"
+    def part_key(self, chunk: int, suffix: str, segment: int = 0) -> str:
+        seg = "" if segment == 0 else f"-{segment:04d}"
+        return f"{self.run}part-{chunk:06d}{seg}{suffix}"
 
-    def chunk_errors_key(self, chunk: int) -> str:
-        return f"{self.run}_chunks/{chunk:06d}.errors.jsonl"
+    def chunk_errors_key(self, chunk: int, segment: int = 0) -> str:
+        seg = "" if segment == 0 else f"-{segment:04d}"
+        return f"{self.run}_chunks/{chunk:06d}{seg}.errors.jsonl"
+
+    def progress_key(self, chunk: int) -> str:
+        """Where an unfinished chunk's segments and resume point are kept between invocations."""
+        return f"{self.run}_progress/{chunk:06d}.json"
 
     def marker_key(self, chunk: int) -> str:
         return f"{self.run}_chunks/{chunk:06d}.json"

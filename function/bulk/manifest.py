@@ -2,8 +2,9 @@
 what was lost and why. Built here for both the S3 path and ``bert-encode --input``, so a local run
 and an S3 run describe a file with the same fields (local runs put ``path`` where S3 has ``key``).
 
-``status`` is ``complete`` only when every line is accounted for: no chunk failed and
-``lines_read == encoded + rejected + blank``.
+``status`` is ``complete`` only when every line is accounted for: no chunk failed,
+``lines_read == encoded + rejected + blank``, and no rejected unit swallowed further lines (a CSV
+quote that never closes turns the rest of the file into one bad record: that is ``incomplete``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def model_summary(card: dict[str, Any]) -> dict[str, Any]:
 def status_of(counts: Counts, failed_chunks: int, total_chunks: int) -> str:
     if total_chunks and failed_chunks == total_chunks:
         return "failed"
-    if failed_chunks or not counts.balanced():
+    if failed_chunks or not counts.balanced() or counts.swallowed:
         return "incomplete"
     return "complete"
 

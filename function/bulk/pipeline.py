@@ -31,6 +31,7 @@ class Counts:
     rejected: int = 0
     blank: int = 0
     truncated: int = 0
+    swallowed: int = 0  # physical lines inside rejected units (e.g. after an unclosed CSV quote)
     tokens: int = 0
     encode_seconds: float = 0.0
 
@@ -70,6 +71,30 @@ def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield buf
 
 
+def _encode_isolating(
+    encoder: Encoder, texts: list[str], batch_size: int
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Encode ``texts``; if the encoder fails, bisect until the failing texts are isolated.
+
+    Returns (embeddings, token counts, {index: reason}) — rows of failed texts are zeros and must
+    be dropped by the caller. One poisoned line costs O(log n) extra calls and rejects only itself.
+    """
+    try:
+        result = encoder.encode(texts, batch_size=batch_size)
+        return result.embeddings, result.token_counts, {}
+    except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
+        if len(texts) == 1:
+            return (
+                np.zeros((1, encoder.vector_length), np.float32),
+                np.zeros(1, np.int32),
+                {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"},
+            )
+    half = len(texts) // 2
+    e1, c1, f1 = _encode_isolating(encoder, texts[:half], batch_size)
+    e2, c2, f2 = _encode_isolating(encoder, texts[half:], batch_size)
+    return np.concatenate([e1, e2]), np.concatenate([c1, c2]), {**f1, **{half + i: r for i, r in f2.items()}}
+
+
 def encode_items(
     items: Iterable[Item],
     encoder: Encoder,
@@ -95,6 +120,7 @@ def encode_items(
                 counts.blank += 1
             elif isinstance(item, Rejected):
                 rejected.append(item)
+                counts.swallowed += item.swallowed
             else:
                 text = item.text
                 if len(text) > opts.max_text_chars:
@@ -110,18 +136,21 @@ def encode_items(
         rows: list[OutputRow] = []
         if texts:
             t0 = time.perf_counter()
-            result = encoder.encode(texts, batch_size=opts.batch_size)
+            embeddings, token_counts, failed = _encode_isolating(encoder, texts, opts.batch_size)
             counts.encode_seconds += time.perf_counter() - t0
             for i, rec in enumerate(records):
-                too_long = bool(result.token_counts[i] > max_tokens)
+                if i in failed:
+                    rejected.append(Rejected(rec.line, failed[i], rec.id))
+                    continue
+                too_long = bool(token_counts[i] > max_tokens)
                 if too_long and opts.overlong == "reject":
                     rejected.append(
-                        Rejected(rec.line, f"text has {int(result.token_counts[i])} tokens, over the model's {max_tokens}", rec.id)
+                        Rejected(rec.line, f"text has {int(token_counts[i])} tokens, over the model's {max_tokens}", rec.id)
                     )
                     continue
                 counts.truncated += int(too_long or cut_chars[i])
-                counts.tokens += int(min(result.token_counts[i], max_tokens))
-                rows.append(OutputRow(rec.id, rec.line, np.asarray(result.embeddings[i], dtype=np.float32)))
+                counts.tokens += int(min(token_counts[i], max_tokens))
+                rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32)))
         writer.write(rows)
         counts.encoded += len(rows)
         if rejected:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -57,6 +58,7 @@ class Rejected:
     line: int
     reason: str
     id: str | int | None = None
+    swallowed: int = 0  # further physical lines inside this unit (a CSV quote that never closed)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,41 @@ class ReaderOptions:
             raise ValueError("max_line_bytes must be >= 1")
 
 
+# Byte-order marks of encodings we do not read: decoding them as UTF-8 gives NUL-laden garbage.
+_FOREIGN_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32 BE"),
+    (b"\xff\xfe\x00\x00", "UTF-32 LE"),
+    (b"\xfe\xff", "UTF-16 BE"),
+    (b"\xff\xfe", "UTF-16 LE"),
+)
+_NOTHING_TO_ENCODE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me", "Zs", "Zl", "Zp"})
+
+
+def sniff_text(head: bytes) -> str | None:
+    """Why bytes at the start of an input are not UTF-8 text, or None.
+
+    A UTF-16/32 byte-order mark, or NUL bytes (which UTF-8 text never contains, while UTF-16
+    without a BOM and binary files do), reject the whole input with the reason, instead of
+    "encoding" every line of garbage and reporting success.
+    """
+    for bom, name in _FOREIGN_BOMS:
+        if head.startswith(bom):
+            return f"the input is {name} text (byte-order mark {bom.hex(' ')}); re-encode it as UTF-8"
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        return (
+            f"the input holds NUL bytes (first at byte {nul}): binary data or UTF-16 without a byte-order mark, "
+            "not UTF-8 text"
+        )
+    return None
+
+
+def has_nothing_to_encode(text: str) -> bool:
+    """True when no character would become a wordpiece: only control, format (zero-width),
+    combining or space characters — BERT would see just ``[CLS] [SEP]``."""
+    return all(unicodedata.category(ch) in _NOTHING_TO_ENCODE for ch in text)
+
+
 def _too_long(limit: int) -> str:
     return f"line is longer than max_line_bytes ({limit} bytes)"
 
@@ -119,6 +156,18 @@ def _normalize_id(value: object) -> str | int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Gunzipped:
+    """A gzip stream read with ``read1``: each read returns what the decompressor has so far, so
+    a truncated or corrupt tail raises only after every line before it has been handed out (a
+    plain ``read(1 MiB)`` would drop up to a megabyte of good lines along with the error)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._gz = gzip.GzipFile(fileobj=stream, mode="rb")
+
+    def read(self, n: int = -1) -> bytes:
+        return self._gz.read1(n)
 
 
 @dataclass(frozen=True)
@@ -169,6 +218,8 @@ class InputFormat:
         if not text.strip():
             return Blank(line)
         if self.kind == "txt":
+            if has_nothing_to_encode(text):
+                return Rejected(line, "no encodable characters (only control, zero-width or combining characters)")
             return Record(line, line, text)
         return self._parse_json(text, line)
 
@@ -194,6 +245,8 @@ class InputFormat:
             return Rejected(line, "empty text" if not value else "empty text (whitespace only)", ident)
         if _has_surrogate(value):
             return Rejected(line, f"field {opts.text_field!r} contains an unpaired surrogate", ident)
+        if has_nothing_to_encode(value):
+            return Rejected(line, "no encodable characters (only control, zero-width or combining characters)", ident)
         return Record(line, line if ident is None else ident, value)
 
     # -- whole objects ----------------------------------------------------------------------
@@ -206,7 +259,7 @@ class InputFormat:
         """
         if skip_records < 0:
             raise ValueError("skip_records must be >= 0")
-        source = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb")) if self.gzip else stream
+        source = cast(BinaryIO, _Gunzipped(stream)) if self.gzip else stream
         if self.kind == "csv":
             yield from islice(self._iter_csv(source), skip_records, None)
             return
@@ -240,7 +293,8 @@ class InputFormat:
                     text = raw.decode("utf-8", "replace")
                 yield text + "\n"  # quoted newlines stay inside their field; CRLF is normalised to LF
 
-        reader = csv.reader(lines())
+        # strict: a quote that never closes is an error at end of file, not one giant last field.
+        reader = csv.reader(lines(), strict=True)
         consumed = 0  # physical lines the csv reader has taken so far
         header: list[str] | None = None
         text_col = id_col = -1
@@ -253,6 +307,8 @@ class InputFormat:
             except csv.Error as exc:
                 row, error = [], f"invalid CSV: {exc}"
             start, consumed = consumed + 1, reader.line_num
+            if error and consumed > start:
+                error += f" (the record starting on line {start} runs to line {consumed}; those lines are not rows)"
             bad = self._csv_problem(problems, start)
             problems.clear()
             blank = error is None and all(not cell.strip() for cell in row)
@@ -274,7 +330,7 @@ class InputFormat:
                 continue
 
             if error:
-                yield Rejected(start, error)
+                yield Rejected(start, error, swallowed=consumed - start)
             elif bad:
                 yield Rejected(start, bad)
             elif blank:
@@ -286,6 +342,8 @@ class InputFormat:
                 text = row[text_col]
                 if not text.strip():
                     yield Rejected(start, "empty text" if not text else "empty text (whitespace only)", ident)
+                elif has_nothing_to_encode(text):
+                    yield Rejected(start, "no encodable characters (only control, zero-width or combining characters)", ident)
                 else:
                     yield Record(start, start if ident is None else ident, text)
 

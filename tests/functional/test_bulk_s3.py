@@ -284,30 +284,95 @@ def test_worker_killed_mid_shard_then_retried(aws, default_encoder, monkeypatch)
     assert [r[1] for r in rows] == list(range(1, 121))
 
 
-def test_time_budget_hands_the_rest_on(aws, default_encoder) -> None:
+def _budget(calls_with_time: int):
+    """A Lambda clock that runs out after ``calls_with_time`` looks (the engine looks once per record)."""
+    calls = {"n": 0}
+
+    def remaining() -> int:
+        calls["n"] += 1
+        return 60_000 if calls["n"] <= calls_with_time else 10
+
+    return remaining
+
+
+def test_time_budget_hands_off_mid_chunk_and_resumes_at_the_line(aws, default_encoder) -> None:
     s3 = aws[0]
     put(s3, "incoming/slow.txt", ("\n".join(_corpus(100)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=1000)
-    budget = iter([60_000] + [10] * 1000)  # chunk 0 always runs; chunk 1 fits; then the deadline is near
-    summary = eng.handle_object(BUCKET, "incoming/slow.txt", lambda: next(budget))
-    assert summary["chunks_done"] == 2 and summary["handed_off_from_chunk"] == 2
-    assert _drain(aws, eng) == 1
-    rows = check_accounting(s3, manifest_of(s3, "incoming/slow.txt"))
+    eng = make_engine(aws, default_encoder, chunk_bytes=4096, shard_bytes=1 << 20, time_margin_ms=1000)
+    summary = eng.handle_object(BUCKET, "incoming/slow.txt", _budget(30))
+    assert summary["chunks_done"] == 0 and summary["handed_off_from_chunk"] == 0  # stopped inside chunk 0
+    progress = json.loads(s3.get_object(Bucket=BUCKET, Key=next(
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"] if "_progress/" in o["Key"]
+    ))["Body"].read())  # fmt: skip
+    assert progress["next_line"] > 1 and progress["resume"] > 0  # where the next invocation starts
+    assert _drain(aws, eng) >= 1
+    m = manifest_of(s3, "incoming/slow.txt")
+    assert m["status"] == "complete"
+    assert [p["segment"] for p in m["output"]["parts"] if p["chunk"] == 0][:2] == [0, 1]
+    rows = check_accounting(s3, m)
     assert [r[1] for r in rows] == list(range(1, 101))
 
 
-def test_a_budget_too_small_for_one_chunk_still_makes_progress(aws, default_encoder) -> None:
-    s3 = aws[0]
-    put(s3, "incoming/tight.txt", ("\n".join(_corpus(60)) + "\n").encode())
+def test_a_budget_that_fits_one_record_runs_more_than_16_hand_offs(aws, default_encoder) -> None:
+    """Lambda's recursive-loop detection would cut such a chain; ours counts hops itself instead."""
+    s3, sqs, queue_url = aws
+    put(s3, "incoming/tight.txt", ("\n".join(_corpus(30)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000)
     summary = eng.handle_object(BUCKET, "incoming/tight.txt", lambda: 5)
-    assert summary["chunks_done"] == 1 and summary["handed_off_from_chunk"] == 1
-    assert _drain(aws, eng, remaining_ms=lambda: 5) >= 2  # one chunk per invocation, still done
+    assert summary["handed_off_from_chunk"] == 0
+    hops = []
+    n = 0
+    while msgs := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for msg in msgs:
+            item = WorkItem.from_message(msg["Body"])
+            hops.append(item.hops)
+            eng.run(item, lambda: 5)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+            n += 1
+    assert n >= 29 and max(hops) > 16  # one record per invocation, still done
     rows = check_accounting(s3, manifest_of(s3, "incoming/tight.txt"))
-    assert [r[1] for r in rows] == list(range(1, 61))
+    assert [r[1] for r in rows] == list(range(1, 31))
 
 
-def test_poison_shard_is_reported_in_the_manifest(aws, default_encoder) -> None:
+def test_a_chain_past_max_hops_ends_in_a_failed_manifest(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/endless.txt", ("\n".join(_corpus(40)) + "\n").encode())
+    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000, max_hops=3)
+    eng.handle_object(BUCKET, "incoming/endless.txt", lambda: 5)
+    assert _drain(aws, eng, remaining_ms=lambda: 5) == 3
+    m = manifest_of(s3, "incoming/endless.txt")
+    assert m["status"] == "failed" and "MAX_HOPS" in m["error"]
+    assert {f["chunk"] for f in m["chunks"]["failed"]} == set(range(m["chunks"]["total"]))
+
+
+class _PoisonedEncoder:
+    """The real encoder, except that any batch holding ``poison`` raises (a text TensorFlow chokes on)."""
+
+    def __init__(self, real: Any, poison: str) -> None:
+        self._real, self._poison = real, poison
+        self.card, self.vector_length, self.max_seq_length = real.card, real.vector_length, real.max_seq_length
+
+    def encode(self, texts: list[str], batch_size: int = 8) -> Any:
+        if self._poison in texts:
+            raise RuntimeError("simulated kernel failure")
+        return self._real.encode(texts, batch_size=batch_size)
+
+
+def test_one_poisoned_line_is_rejected_alone(aws, default_encoder) -> None:
+    s3 = aws[0]
+    texts = _corpus(50)
+    texts[20] = "POISON"
+    put(s3, "incoming/poison-line.txt", ("\n".join(texts) + "\n").encode())
+    eng = make_engine(aws, _PoisonedEncoder(default_encoder, "POISON"))
+    assert eng.handle_object(BUCKET, "incoming/poison-line.txt", forever)["status"] == "complete"
+    m = manifest_of(s3, "incoming/poison-line.txt")
+    rows = check_accounting(s3, m)
+    assert m["counts"]["encoded"] == 49 and [r[1] for r in rows] == [i for i in range(1, 51) if i != 21]
+    (error,) = errors_of(s3, m)
+    assert error["line"] == 21 and "simulated kernel failure" in error["reason"]
+
+
+def test_poison_shard_fails_only_its_chunk_and_the_rest_is_queued_again(aws, default_encoder) -> None:
     s3, sqs, queue_url = aws
     put(s3, "incoming/poison.txt", ("\n".join(_corpus(200)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=2048)
@@ -316,16 +381,19 @@ def test_poison_shard_is_reported_in_the_manifest(aws, default_encoder) -> None:
     poison = WorkItem.from_message(msgs[1]["Body"])
     for msg in msgs:
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+    eng.in_progress = None  # the shard died before any chunk ran: its first chunk is the stuck one
     eng.fail(poison, "RuntimeError: simulated poison shard")
     for msg in msgs:
         if WorkItem.from_message(msg["Body"]).first_chunk != poison.first_chunk:
             eng.run(WorkItem.from_message(msg["Body"]), forever)
-    _drain(aws, eng)
+    assert _drain(aws, eng) == 1  # the chunks after the stuck one, queued again
     m = manifest_of(s3, "incoming/poison.txt")
     assert m["status"] == "incomplete"
-    assert {f["chunk"] for f in m["chunks"]["failed"]} == set(range(poison.first_chunk, poison.end_chunk))
-    assert all("simulated poison" in f["error"] for f in m["chunks"]["failed"])
+    assert [f["chunk"] for f in m["chunks"]["failed"]] == [poison.first_chunk]
+    assert "simulated poison" in m["chunks"]["failed"][0]["error"]
     check_accounting(s3, m)
+    encoded = {r[1] for r in read_outputs(s3, m)}
+    assert len(encoded) == m["counts"]["encoded"] and 200 - len(encoded) < 40  # one 512-byte chunk lost, not four
 
 
 def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
@@ -367,3 +435,195 @@ def test_message_round_trip() -> None:
     item = WorkItem("b", "incoming/x.txt", "abc", 10, "txt", False, "bytes", 4, 1, 3, 7)
     assert WorkItem.from_message(item.to_message("incoming/")) == item
     assert replace(item, end_chunk=None).total_chunks == 3
+
+
+# ---- hostile and unlucky inputs: every line accounted for, or a manifest that says why not ----
+
+
+def test_a_gz_that_is_not_gzip_gets_a_failed_manifest(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/fake.txt.gz", b"plain text, not gzip\nsecond line\n")
+    eng = make_engine(aws, default_encoder)
+    assert eng.handle_object(BUCKET, "incoming/fake.txt.gz", forever)["status"] == "failed"
+    m = manifest_of(s3, "incoming/fake.txt.gz")
+    assert m["status"] == "failed" and "BadGzipFile" in m["error"] and m["counts"]["lines_read"] == 0
+
+
+def test_a_truncated_gzip_keeps_every_line_read_before_the_cut(aws, default_encoder) -> None:
+    s3 = aws[0]
+    texts = _corpus(1000)
+    whole = gzip.compress(("\n".join(texts) + "\n").encode())
+    put(s3, "incoming/cut.txt.gz", whole[: len(whole) * 2 // 3])
+    eng = make_engine(aws, default_encoder, chunk_records=300)
+    eng.handle_object(BUCKET, "incoming/cut.txt.gz", forever)
+    m = manifest_of(s3, "incoming/cut.txt.gz")
+    assert m["status"] == "incomplete" and "EOFError" in m["error"] and "after line" in m["error"]
+    rows = check_accounting(s3, m)
+    read = m["counts"]["lines_read"]
+    assert 300 < read < 1000 and [r[1] for r in rows] == list(range(1, read + 1))
+    assert f"after line {read}" in m["error"]
+
+
+def test_csv_quote_that_never_closes_is_not_complete(aws, default_encoder) -> None:
+    s3 = aws[0]
+    rows = 'id,text\n1,"this quote never closes\n' + "".join(f"{i},row {i}\n" for i in range(2, 1002))
+    put(s3, "incoming/quote.csv", rows.encode())
+    eng = make_engine(aws, default_encoder)
+    eng.handle_object(BUCKET, "incoming/quote.csv", forever)
+    m = manifest_of(s3, "incoming/quote.csv")
+    assert m["status"] == "incomplete" and m["counts"]["swallowed"] == 1000
+    check_accounting(s3, m)
+    (error,) = errors_of(s3, m)
+    assert error["line"] == 2 and "runs to line 1002" in error["reason"]
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ("one\ntwo\n".encode("utf-16"), "UTF-16 LE"),
+        ("one\ntwo\n".encode("utf-32"), "UTF-32 LE"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "NUL bytes"),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_not_encoded(aws, default_encoder, data: bytes, why: str) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/foreign.txt", data)
+    eng = make_engine(aws, default_encoder)
+    assert eng.handle_object(BUCKET, "incoming/foreign.txt", forever)["status"] == "failed"
+    m = manifest_of(s3, "incoming/foreign.txt")
+    assert m["status"] == "failed" and why in m["error"] and m["counts"]["encoded"] == 0
+
+
+def test_lines_with_nothing_to_encode_are_rejected(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/controls.txt", "real text\n\u200b\u200d\n\x01\x02\n\u0301\nmore text\n".encode())
+    eng = make_engine(aws, default_encoder)
+    eng.handle_object(BUCKET, "incoming/controls.txt", forever)
+    m = manifest_of(s3, "incoming/controls.txt")
+    check_accounting(s3, m)
+    assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 3
+    assert {e["line"] for e in errors_of(s3, m)} == {2, 3, 4}
+
+
+def test_an_old_version_never_replaces_a_newer_versions_manifest(aws, default_encoder) -> None:
+    """v1 is still encoding when v2 is uploaded and finished: v1 must not write its manifest."""
+    s3 = aws[0]
+    key = "incoming/race.txt"
+    put(s3, key, ("\n".join(_corpus(20)) + "\n").encode())
+    v2_text = _corpus(5)
+    v2_engine = make_engine(aws, default_encoder)
+
+    class OverwritesMidway:
+        def __init__(self, real: Any) -> None:
+            self._real, self.fired = real, False
+            self.card, self.vector_length, self.max_seq_length = real.card, real.vector_length, real.max_seq_length
+
+        def encode(self, texts: list[str], batch_size: int = 8) -> Any:
+            if not self.fired:  # v1 has read its lines; now v2 lands and is processed completely
+                self.fired = True
+                put(s3, key, ("\n".join(v2_text) + "\n").encode())
+                assert v2_engine.handle_object(BUCKET, key, forever)["status"] == "complete"
+            return self._real.encode(texts, batch_size=batch_size)
+
+    v1_engine = make_engine(aws, OverwritesMidway(default_encoder))
+    summary = v1_engine.handle_object(BUCKET, key, forever)
+    assert "status" not in summary  # v1 finished its chunks but wrote no manifest
+    m = manifest_of(s3, key)
+    assert m["input"]["etag"] == s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+    assert m["counts"]["lines_read"] == 5
+    check_accounting(s3, m)
+
+
+def _respond(s3, operation: str, status: int, code: str, *, times: int, match: str = "") -> dict[str, int]:
+    """Make S3 answer ``operation`` with an error ``times`` times (botocore's before-send hook)."""
+    seen = {"n": 0}
+
+    def hook(request, **kwargs):
+        if match in request.url and seen["n"] < times:
+            seen["n"] += 1
+            from botocore.awsrequest import AWSResponse
+
+            body = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+            return AWSResponse(request.url, status, {}, _Raw(body))
+        return None
+
+    s3.meta.events.register(f"before-send.s3.{operation}", hook)
+    return seen
+
+
+def test_access_denied_on_a_missing_key_gets_a_manifest_that_says_so(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/denied.txt", b"hello\n")
+    _respond(s3, "HeadObject", 403, "AccessDenied", times=1)
+    eng = make_engine(aws, default_encoder)
+    summary = eng.handle_object(BUCKET, "incoming/denied.txt", forever)
+    assert summary["status"] == "failed" and "access denied" in summary["failed"]
+    m = manifest_of(s3, "incoming/denied.txt")
+    assert m["status"] == "failed" and "s3:ListBucket" in m["error"]
+
+
+def test_internal_errors_are_retried_by_the_client(aws, default_encoder) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/flaky.txt", b"alpha\nbeta\n")
+    seen = _respond(s3, "GetObject", 500, "InternalError", times=2, match="flaky.txt")
+    eng = make_engine(aws, default_encoder)
+    assert eng.handle_object(BUCKET, "incoming/flaky.txt", forever)["status"] == "complete"
+    assert seen["n"] == 2
+    check_accounting(s3, manifest_of(s3, "incoming/flaky.txt"))
+
+
+def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, default_encoder, monkeypatch) -> None:
+    s3 = aws[0]
+    put(s3, "incoming/reset.txt", ("\n".join(_corpus(50)) + "\n").encode())
+    eng = make_engine(aws, default_encoder, chunk_bytes=512)
+    real_open = eng._open
+    resets = {"n": 0}
+
+    class ResetsMidway:
+        def __init__(self, body: Any) -> None:
+            self._body, self._reads = body, 0
+
+        def read(self, n: int = -1) -> bytes:
+            self._reads += 1
+            if self._reads == 1:
+                return self._body.read(100)
+            from botocore.exceptions import ResponseStreamingError
+
+            raise ResponseStreamingError(error=ConnectionResetError(104, "Connection reset by peer"))
+
+        def close(self) -> None:
+            self._body.close()
+
+    def flaky_open(item: WorkItem, start: int = 0) -> Any:
+        if start > 0 and resets["n"] == 0:
+            resets["n"] += 1
+            return ResetsMidway(real_open(item, start))
+        return real_open(item, start)
+
+    monkeypatch.setattr(eng, "_open", flaky_open)
+    with pytest.raises(Exception, match="Connection reset"):
+        eng.handle_object(BUCKET, "incoming/reset.txt", forever)
+    failed = manifest_of(s3, "incoming/reset.txt")
+    assert failed["status"] == "failed" and failed["retryable"] is True  # visible while Lambda retries
+    assert eng.handle_object(BUCKET, "incoming/reset.txt", forever)["status"] == "complete"  # the retry
+    rows = check_accounting(s3, manifest_of(s3, "incoming/reset.txt"))
+    assert [r[1] for r in rows] == list(range(1, 51))  # no line twice, none lost
+
+
+def test_a_20mb_line_is_fetched_about_once_not_once_per_chunk(aws, default_encoder) -> None:
+    s3 = aws[0]
+    line = ("word " * 4_000_000).encode()  # 20 MB, one line, then a short one
+    put(s3, "incoming/one-line.txt", line + b"\nshort line\n")
+    fetched = {"bytes": 0}
+
+    def count(http_response=None, **kwargs):
+        if http_response is not None:
+            fetched["bytes"] += int(http_response.headers.get("Content-Length", 0))
+
+    s3.meta.events.register("after-call.s3.GetObject", count)
+    eng = make_engine(aws, default_encoder, chunk_bytes=1 << 20, shard_bytes=64 << 20)
+    eng.handle_object(BUCKET, "incoming/one-line.txt", forever)
+    m = manifest_of(s3, "incoming/one-line.txt")
+    rows = check_accounting(s3, m)
+    assert [r[1] for r in rows] == [1, 2] and m["counts"]["truncated"] == 1
+    assert fetched["bytes"] < 2.2 * len(line)  # was ~10x: every chunk re-read the line's tail
