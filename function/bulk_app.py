@@ -4,6 +4,10 @@
   encode small objects inline, fan big ones out over the shard queue.
 - ``sqs_handler``: the shard queue's worker, with partial batch responses
   (``ReportBatchItemFailures``) through Powertools' batch utility.
+
+The model loads and warms at init (so SnapStart can snapshot it; ``BERT2VEC_LAZY_INIT=1`` defers
+it to the first event, for tools that import this module without serving). After a SnapStart
+restore the AWS clients are made afresh: credentials and connections must not come from a snapshot.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from function import lifecycle
 from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
+from function.cpu import usable_cpus
 from function.encoder import Encoder
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
@@ -35,10 +41,29 @@ def engine() -> Engine:
     """Load the model and clients once per execution environment."""
     global _engine
     if _engine is None:
+        cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
         encoder = Encoder.load()  # sizes TF's thread pools from the cgroup quota first
         encoder.encode(["warm up"])
-        _engine = Engine(s3_client(), encoder, BulkConfig.from_env(), sqs_client())
+        _engine = Engine(s3_client(), encoder, cfg, sqs_client())
     return _engine
+
+
+def _before_snapshot() -> None:
+    eng = engine()
+    lifecycle.warm_shapes(eng.encoder, eng.cfg.batch_size)
+
+
+def _after_restore() -> None:
+    lifecycle.reseed()
+    eng = engine()
+    eng.s3, eng.sqs = s3_client(), sqs_client()
+    if usable_cpus() != eng.encoder.workers:
+        logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": eng.encoder.workers})
+
+
+if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
+    engine()
+    lifecycle.register(before_snapshot=_before_snapshot, after_restore=_after_restore, logger=logger)
 
 
 def _remaining(context: Any):

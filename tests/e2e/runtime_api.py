@@ -12,6 +12,14 @@ Endpoints (API version 2018-06-01, see the AWS "Using the Lambda runtime API for
 * ``POST /2018-06-01/runtime/invocation/{id}/response``   -> 202
 * ``POST /2018-06-01/runtime/invocation/{id}/error``      -> 202
 * ``POST /2018-06-01/runtime/init/error``                 -> 202
+* ``GET  /2018-06-01/runtime/restore/next``               -> 200 once the test "restores" the snapshot
+* ``POST /2018-06-01/runtime/restore/error``              -> 202
+
+SnapStart (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``): after init the runtime client runs the
+before-snapshot hooks and calls ``restore/next``; Lambda takes the snapshot while that call is
+parked and answers it when an environment is restored from it; the client then runs the
+after-restore hooks and only then polls ``invocation/next``. :meth:`RuntimeAPI.restore` plays the
+restore; ``lifecycle`` records the order of what the process did.
 
 Wire facts about awslambdaric 4.2.2 that shaped this server (read from its sources and the bundled
 aws-lambda-cpp 0.2.6 it links statically):
@@ -199,6 +207,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # --- endpoints ------------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path == f"{API_PREFIX}/restore/next":
+            if self.server.api._restore_next():
+                self._reply(200, b"", {})
+            else:
+                self.close_connection = True
+                self._record(0)
+            return
         if self.path != f"{API_PREFIX}/invocation/next":
             self._json_reply(404, {"errorType": "NotFound", "errorMessage": self.path})
             return
@@ -225,6 +240,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers = dict(self.headers.items())
         if self.path == f"{API_PREFIX}/init/error":
             self.server.api._init_error(body, headers)
+            self._json_reply(202, {"status": "OK"})
+            return
+        if self.path == f"{API_PREFIX}/restore/error":
+            self.server.api._restore_error(body, headers)
             self._json_reply(202, {"status": "OK"})
             return
         prefix = f"{API_PREFIX}/invocation/"
@@ -265,6 +284,9 @@ class RuntimeAPI:
         self.late_results: list[InvocationResult] = []  # posts for invocations invoke() gave up on
         self.requests: list[RequestRecord] = []  # in completion order; sort by .at for arrival order
         self.next_calls: list[float] = []  # time.monotonic() of every `next` that arrived
+        self.lifecycle: list[str] = []  # "restore/next", "restored", "restore/error", "next" (first only)
+        self.restore_errors: list[InitError] = []
+        self._restored = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -396,6 +418,25 @@ class RuntimeAPI:
                 self._cond.wait(min(remaining, _POLL_S))
             return self.init_errors[0]
 
+    def wait_for_snapshot(self, timeout: float) -> bool:
+        """Block until the process has called ``restore/next`` (init and before-snapshot hooks done)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while "restore/next" not in self.lifecycle:
+                if self._process_gone():
+                    raise RuntimeExitedError("function process exited before calling `restore/next`" + self._diagnose())
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, _POLL_S))
+            return True
+
+    def restore(self) -> None:
+        """Answer the parked ``restore/next``: the environment is now "restored from the snapshot"."""
+        with self._cond:
+            self._restored = True
+            self._cond.notify_all()
+
     @property
     def first_next_at(self) -> float | None:
         """``time.monotonic()`` of the first ``next`` call: the end of the process's init phase."""
@@ -404,8 +445,28 @@ class RuntimeAPI:
 
     # --- called from handler threads ------------------------------------------------------------
 
+    def _restore_next(self) -> bool:
+        with self._cond:
+            self.lifecycle.append("restore/next")
+            self._cond.notify_all()
+            while not self._restored:
+                if self._closing:
+                    return False
+                self._cond.wait(_POLL_S)
+            self.lifecycle.append("restored")
+            return True
+
+    def _restore_error(self, body: bytes, headers: dict[str, str]) -> None:
+        error_type = next((v for k, v in headers.items() if k.lower() == ERROR_TYPE_HEADER.lower()), None)
+        with self._cond:
+            self.lifecycle.append("restore/error")
+            self.restore_errors.append(InitError(error_type, body, headers, time.monotonic()))
+            self._cond.notify_all()
+
     def _next_invocation(self) -> _Invocation | None:
         with self._cond:
+            if not self.next_calls:
+                self.lifecycle.append("next")
             self.next_calls.append(time.monotonic())
             self._waiting_next += 1
             self._cond.notify_all()
