@@ -11,24 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
 
 from export import catalogue
 from function import contract
-
-# Lines TensorFlow's C++ runtime writes to stderr while it is imported, before its logging honours
-# TF_CPP_MIN_LOG_LEVEL (absl prints them unconditionally): the absl pre-init notice, then
-# "I0000 ... port.cc:153] oneDNN custom operations are on ...", "cudart_stub.cc ... Could not
-# find cuda drivers ...". Severity letter -> the TF_CPP_MIN_LOG_LEVEL that hides it.
-_ABSL_PREINIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-_ABSL_LINE = re.compile(r"^([IWE])\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] ")
-_LEVELS = {"I": 1, "W": 2, "E": 3}
+from function.tf_quiet import import_tensorflow as import_tensorflow_quietly
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,46 +52,6 @@ def _print_catalogue() -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     for name, handle, dim in rows:
         print(f"{name:<{widths[0]}}  {handle:<{widths[1]}}  {dim}")
-
-
-def _min_log_level() -> int:
-    try:
-        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
-    except ValueError:
-        return 0
-
-
-def _is_banner(line: str, level: int) -> bool:
-    if line == _ABSL_PREINIT:
-        return level >= 1
-    m = _ABSL_LINE.match(line)
-    return bool(m) and level >= _LEVELS[m.group(1)]
-
-
-def import_tensorflow_quietly() -> None:
-    """Import tensorflow + tensorflow_text with stderr captured at the file-descriptor level.
-
-    What TensorFlow's C++ side prints during import is replayed, minus the start-up lines that
-    TF_CPP_MIN_LOG_LEVEL is meant to hide, so real errors (and Python warnings) still show.
-    """
-    if "tensorflow" in sys.modules and "tensorflow_text" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-            import tensorflow_text  # noqa: F401
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            level = _min_log_level()
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if not _is_banner(line, level):
-                    print(line, file=sys.stderr)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -29,6 +29,7 @@ from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
 from function.cpu import usable_cpus
 from function.encoder import Encoder
+from function.tf_quiet import import_tensorflow
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"))
@@ -42,6 +43,7 @@ def engine() -> Engine:
     global _engine
     if _engine is None:
         cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
+        import_tensorflow()  # without the C++ start-up banners in the function's logs
         encoder = Encoder.load()  # sizes TF's thread pools from the cgroup quota first
         encoder.encode(["warm up"])
         _engine = Engine(s3_client(), encoder, cfg, sqs_client())
