@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             os.environ["MODEL_DIR"] = args.model
         from bert2vec.local_invoke import LocalContext
-
         from function import bulk_app
 
         eng = bulk_app.engine()

@@ -7,7 +7,8 @@ only after that.
 
 ``handler`` routes API Gateway REST (v1), HTTP API (v2) and Function URL events through Powertools
 resolvers, and treats anything else as a direct invoke: ``{"text"}`` / ``{"texts"}`` → the
-``/encode`` body, or ``{"error", "error_type", "status"}`` on bad input.
+``/encode`` body, ``{"inputs"}`` → TEI's list of vectors, or ``{"error", "error_type", "status"}``
+on bad input.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from function import lifecycle
 from function.cpu import configure_tensorflow_threads, usable_cpus
 from function.encoder import Encoder
 from function.errors import Bert2VecError
 from function.routes import Routes, build_resolvers, cors_config, event_kind
+from function.search import VectorSearch
 from function.service import EncodeService, Limits
+from function.tf_quiet import import_tensorflow
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"))
 metrics = Metrics(
@@ -47,8 +51,9 @@ def init(model_dir: str | None = None) -> EncodeService:
     if _service is not None:
         return _service
     t0 = time.perf_counter()
+    import_tensorflow()  # without the C++ start-up banners in the function's logs
     threads = usable_cpus()
-    threads_applied = configure_tensorflow_threads(threads)  # imports TensorFlow
+    threads_applied = configure_tensorflow_threads(threads)
     t1 = time.perf_counter()
     encoder = Encoder.load(model_dir, workers=threads)
     t2 = time.perf_counter()
@@ -62,13 +67,20 @@ def init(model_dir: str | None = None) -> EncodeService:
     return _service
 
 
-routes = Routes(lambda: _service, logger, metrics)
+vector_search = VectorSearch.from_env()
+routes = Routes(lambda: _service, logger, metrics, vector_search)
 resolvers = build_resolvers(routes, cors_config(os.environ.get("CORS_ORIGINS", "")))
 
 
-def direct(event: Any) -> dict[str, Any]:
-    """Direct invoke (``aws lambda invoke``, Step Functions, SDKs): no HTTP envelope."""
+def direct(event: Any) -> dict[str, Any] | list[list[float]]:
+    """Direct invoke (``aws lambda invoke``, Step Functions, SDKs): no HTTP envelope.
+
+    ``{"text"}`` / ``{"texts"}`` answer like ``/encode``; ``{"inputs"}`` (the SageMaker / TEI
+    payload) answers like TEI's ``/embed``: a list of vectors.
+    """
     try:
+        if isinstance(event, dict) and "inputs" in event and not ({"text", "texts"} & event.keys()):
+            return routes.tei(event)
         return routes.encode(event)
     except Bert2VecError as exc:
         status, body = routes.reject(exc)
@@ -77,7 +89,7 @@ def direct(event: Any) -> dict[str, Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | list[list[float]]:
     kind = event_kind(event)
     logger.append_keys(event_source=kind)
     if kind == "direct":
@@ -85,5 +97,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return resolvers[kind].resolve(event, context)
 
 
+def _before_snapshot() -> None:
+    """SnapStart: warm every shape the first requests will hit, so no restored environment pays for it."""
+    svc = init()
+    lifecycle.warm_shapes(svc.encoder, svc.encoder.workers * 8)
+
+
+def _after_restore() -> None:
+    """SnapStart: fresh randomness per environment; say so if the CPU quota differs from the snapshot's."""
+    lifecycle.reseed()
+    vector_search.refresh_client()  # no AWS credentials or connections from the snapshot
+    if _service is not None and usable_cpus() != _service.encoder.workers:
+        logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": _service.encoder.workers})
+
+
 if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
     init()
+    lifecycle.register(before_snapshot=_before_snapshot, after_restore=_after_restore, logger=logger)

@@ -1,7 +1,8 @@
 """Lambda entry points of the S3 bulk path (same image as the encode function, other CMDs).
 
 - ``s3_handler``: S3 ``ObjectCreated`` notifications and EventBridge "Object Created" events →
-  encode small objects inline, fan big ones out over the shard queue.
+  encode small objects inline, fan big ones out over the shard queue; and S3 Batch Operations
+  invocations (backfilling objects already in S3), answered per task.
 - ``sqs_handler``: the shard queue's worker, with partial batch responses
   (``ReportBatchItemFailures``) through Powertools' batch utility.
 
@@ -27,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from function import lifecycle
 from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
+from function.bulk.vectors import s3vectors_client
 from function.cpu import usable_cpus
 from function.encoder import Encoder
 from function.tf_quiet import import_tensorflow
@@ -59,6 +61,8 @@ def _after_restore() -> None:
     lifecycle.reseed()
     eng = engine()
     eng.s3, eng.sqs = s3_client(), sqs_client()
+    if eng.vectors is not None:
+        eng.vectors = s3vectors_client()
     if usable_cpus() != eng.encoder.workers:
         logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": eng.encoder.workers})
 
@@ -90,9 +94,65 @@ def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+# Errors worth another try by S3 Batch Operations (it retries TemporaryFailure) rather than a verdict.
+_TRANSIENT_CODES = {"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "Throttling",
+                    "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed"}  # fmt: skip
+
+
+def _task_result(summary: dict[str, Any]) -> tuple[str, str]:
+    """(resultCode, resultString) for one object's summary from ``Engine.handle_object``."""
+    if "ignored" in summary:
+        return "PermanentFailure", f"not encoded: {summary['ignored']}"
+    if "failed" in summary:
+        return "PermanentFailure", f"{summary['failed']} (manifest {summary.get('manifest')})"
+    if "skipped" in summary:
+        return "Succeeded", f"already encoded (manifest {summary['manifest']})"
+    if "shards" in summary:
+        return "Succeeded", f"fanned out as {summary['shards']} shards; the manifest appears when they finish"
+    if summary.get("stale"):
+        return "Succeeded", "the object changed while it was read; its newer version is encoded by its own event"
+    if "handed_off_from_chunk" in summary:
+        return "Succeeded", f"chunks from {summary['handed_off_from_chunk']} continue on the shard queue"
+    return "Succeeded", f"{summary.get('status')}: {summary.get('counts', {}).get('encoded', 0)} lines encoded"
+
+
+def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = None) -> dict[str, Any]:
+    """S3 Batch Operations (schema 1.0 and 2.0): every task goes through ``handle_object``, exactly
+    like an upload event, so a backfill and a later upload of the same object never double the
+    output (the manifest's ETag makes the second one a no-op)."""
+    from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+    from botocore.exceptions import ClientError
+
+    batch = S3BatchOperationEvent(event)
+    results: list[dict[str, str]] = []
+    eng = eng or engine()
+    for task in batch.tasks:
+        logger.append_keys(bucket=task.s3_bucket, key=task.s3_key, task_id=task.task_id)
+        try:
+            code, text = _task_result(eng.handle_object(task.s3_bucket, task.s3_key, _remaining(context)))
+        except ClientError as exc:
+            error = exc.response.get("Error", {}).get("Code", "")
+            code = "TemporaryFailure" if error in _TRANSIENT_CODES else "PermanentFailure"
+            text = f"{error}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - every task gets an answer; S3 retries temporary ones
+            code, text = "TemporaryFailure", f"{type(exc).__name__}: {exc}"
+        logger.info("batch task", extra={"result": code, "detail": text})
+        results.append({"taskId": task.task_id, "resultCode": code, "resultString": text[:1000]})
+    # Built here rather than with Powertools' response class, which allows one task per invocation
+    # (what S3 sends today); the schema itself is a list.
+    return {
+        "invocationSchemaVersion": batch.invocation_schema_version,
+        "treatMissingKeysAs": "PermanentFailure",
+        "invocationId": batch.invocation_id,
+        "results": results,
+    }
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "invocationSchemaVersion" in event:
+        return batch_operations(event, context)
     eng = engine()
     results = []
     for bucket, key in objects_in(event):

@@ -23,7 +23,7 @@ MAX_TEXTS = 2048  # texts per request (OpenAI's own limit), within the two budge
 # (docs/http-api.md, "Request budget", has the measurement): characters tokenised (after the
 # MAX_TEXT_CHARS cut) and wordpieces the model runs (each text counts at most max_seq_length).
 MAX_REQUEST_CHARS = 150_000
-MAX_REQUEST_TOKENS = 16_384
+MAX_REQUEST_TOKENS = 8_192
 
 # ---- bert-encode ------------------------------------------------------------------------------
 MAX_BATCH_SIZE = 256  # --batch-size above this is capped: bigger batches only pad more and use more memory
@@ -43,3 +43,6 @@ WINDOW_TEXTS = 1_024  # texts per length-sorted encode window (bounds memory)
 # runs up to the function timeout, so 1,000 hops of 15 minutes is ~10 days of work for one shard:
 # far beyond any real input, yet a bug that hands off without progress stops within a bound.
 MAX_HOPS = 1_000
+# OUTPUT_FORMAT=s3vectors: a line's text is stored in its vector's metadata up to this size (S3
+# Vectors allows 40 KB of metadata per vector; the template declares "text" non-filterable).
+VECTOR_TEXT_MAX_BYTES = 8_192

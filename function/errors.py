@@ -9,9 +9,16 @@ from __future__ import annotations
 
 
 class Bert2VecError(Exception):
-    """Base: an error the caller caused or can fix (never a bug)."""
+    """Base: an error the caller caused or can fix (never a bug).
+
+    ``param``: the request field at fault, when there is one (OpenAI's error object reports it).
+    """
 
     error_type = "bad_request"
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ModelNotFoundError(Bert2VecError):
@@ -48,6 +55,12 @@ class TooManyTextsError(Bert2VecError):
     error_type = "too_many_texts"
 
 
+class RequestTooLargeError(Bert2VecError):
+    """More characters or wordpieces in one request than ``MAX_REQUEST_CHARS`` / ``MAX_REQUEST_TOKENS``."""
+
+    error_type = "request_too_large"
+
+
 class TextTooLargeError(Bert2VecError):
     """A text over ``MAX_TEXT_CHARS`` when the caller asked not to truncate."""
 
@@ -78,3 +91,9 @@ class RouteNotFoundError(Bert2VecError):
 
 class MethodNotAllowedError(Bert2VecError):
     error_type = "method_not_allowed"
+
+
+class SearchNotConfiguredError(Bert2VecError):
+    """``POST /search`` on a function with no vector index configured."""
+
+    error_type = "not_configured"

@@ -7,10 +7,12 @@ REST API (payload v1), HTTP API (v2) and Function URLs each get their own Powert
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import time
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -26,20 +28,27 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 
+from function import search
 from function.errors import (
     Bert2VecError,
     MalformedJSONError,
     MethodNotAllowedError,
     ModelNotLoadedError,
     RouteNotFoundError,
+    UnsupportedOptionError,
 )
+from function.search import VectorSearch
 from function.service import EncodeService, check_payload_size
-from function.wire import error_body, native, openai_api, tei
+from function.wire import clip, error_body, native, openai_api, tei
 
 ROUTES: dict[str, str] = {
     "/encode": "POST",
     "/v1/embeddings": "POST",
     "/embed": "POST",
+    "/": "POST",  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
+    "/info": "GET",
+    "/tokenize": "POST",
+    "/search": "POST",  # only answers when a vector index is configured (404 not_configured otherwise)
     "/health": "GET",
     "/model": "GET",
 }
@@ -52,8 +61,10 @@ HTTP_STATUS: dict[str, int] = {
     "malformed_json": 400,
     "empty_input": 400,
     "not_found": 404,
+    "not_configured": 404,
     "method_not_allowed": 405,
     "too_many_texts": 413,
+    "request_too_large": 413,
     "text_too_large": 413,
     "response_too_large": 413,
     "validation": 422,
@@ -77,8 +88,36 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def error_response(exc: Bert2VecError, headers: dict[str, str] | None = None) -> Response:
-    return json_response(status_for(exc), error_body(exc), headers)
+def error_shape(path: str, status: int, exc: Bert2VecError | None, **kw: Any) -> dict[str, Any]:
+    """OpenAI's error object under ``/v1/``; ``{"error", "error_type"}`` everywhere else (and TEI)."""
+    if path.startswith(openai_api.PATH_PREFIX):
+        return openai_api.error_body(exc, status, message=kw.pop("message", ""), error_type=kw.pop("error_type", ""))
+    return error_body(exc, **kw)
+
+
+def error_response(exc: Bert2VecError, path: str = "", headers: dict[str, str] | None = None) -> Response:
+    status = status_for(exc)
+    return json_response(status, error_shape(path, status, exc), headers)
+
+
+def decode_body(raw: str | None, is_base64: bool) -> str | None:
+    """The body as text. API Gateway marks binary bodies ``isBase64Encoded``: decode them strictly,
+    so a body that is not base64 says so instead of decoding to nothing."""
+    if not is_base64 or raw is None:
+        return raw
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedJSONError(
+            f"request body is marked base64 (isBase64Encoded) but is not valid base64: {exc}"
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedJSONError(
+            f"request body is marked base64 but cannot be decoded: its bytes are not UTF-8 ({exc.reason} at byte "
+            f"{exc.start})"
+        ) from None
 
 
 def parse_json_body(raw: str | None) -> Any:
@@ -91,15 +130,33 @@ def parse_json_body(raw: str | None) -> Any:
         raise MalformedJSONError(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise MalformedJSONError("request body nests JSON arrays or objects too deeply to parse") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
+        raise MalformedJSONError(f"request body is not usable JSON: {clip(str(exc))}") from None
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("bert2vec-lambda")
+    except metadata.PackageNotFoundError:  # the Lambda image holds function/ only
+        return "unknown"
 
 
 class Routes:
     """The route functions, bound to the service that the app initialises once."""
 
-    def __init__(self, service_getter: Callable[[], EncodeService | None], logger: Logger, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        service_getter: Callable[[], EncodeService | None],
+        logger: Logger,
+        metrics: Metrics,
+        vector_search: VectorSearch | None = None,
+    ) -> None:
         self._service = service_getter
         self.logger = logger
         self.metrics = metrics
+        self.vector_search = vector_search or VectorSearch(None, None)
 
     def service(self) -> EncodeService:
         svc = self._service()
@@ -112,7 +169,9 @@ class Routes:
         t0 = time.perf_counter()
         enc = svc.encode(req_parse(body))
         self.metrics.add_metric(name="TextsEncoded", unit=MetricUnit.Count, value=len(enc.request.texts))
-        self.metrics.add_metric(name="EncodeLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - t0) * 1e3)
+        self.metrics.add_metric(
+            name="EncodeLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - t0) * 1e3
+        )
         return svc, enc
 
     def encode(self, body: Any) -> dict[str, Any]:
@@ -121,19 +180,49 @@ class Routes:
 
     def openai(self, body: Any) -> dict[str, Any]:
         svc = self.service()
-        req, fmt = openai_api.parse(body)
+        req, fmt = openai_api.parse(body, svc.encoder.vector_length)
         _, enc = self._encode(lambda _: req, body)
         return openai_api.render(enc, svc.encoder.name, fmt, svc.encoder.max_seq_length)
 
     def tei(self, body: Any) -> list[list[float]]:
-        _, enc = self._encode(tei.parse, body)
+        svc = self.service()
+        _, enc = self._encode(lambda b: tei.parse(b, svc.encoder.vector_length), body)
         return tei.render(enc)
 
-    def reject(self, exc: Bert2VecError) -> tuple[int, dict[str, Any]]:
+    def tei_info(self) -> dict[str, Any]:
+        svc = self.service()
+        lim = svc.limits
+        return tei.info(
+            svc.encoder.card,
+            max_texts=lim.max_texts,
+            max_request_tokens=lim.max_request_tokens,
+            max_request_chars=lim.max_request_chars,
+            version=package_version(),
+        )
+
+    def tokenize(self, body: Any) -> list[list[dict[str, Any]]]:
+        svc = self.service()
+        req, add_special = tei.parse_tokenize(body)
+        texts = svc.check_texts(req)
+        if not svc.tokenizer.available:
+            raise UnsupportedOptionError(
+                f"model {svc.encoder.name} was exported without its tokenize function; re-export it with this "
+                "version of bert-export to use /tokenize"
+            )
+        ids = svc.tokenizer.ids(texts)
+        special = {row[0] for row in ids} | {row[-1] for row in ids}  # every packed row is [CLS] ... [SEP]
+        return tei.render_tokenize(ids, svc.tokenizer.vocab, special, add_special)
+
+    def search(self, body: Any) -> dict[str, Any]:
+        return self.vector_search.search(self.service(), search.parse(body))
+
+    def reject(self, exc: Bert2VecError, path: str = "") -> tuple[int, dict[str, Any]]:
         """Log a rejected request once and give its status and body (HTTP routes and direct invokes)."""
         status = status_for(exc)
-        self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": str(exc)})
-        return status, error_body(exc)
+        body = error_shape(path, status, exc)
+        message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
+        self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": message})
+        return status, body
 
     def health(self) -> tuple[int, dict[str, Any]]:
         svc = self._service()
@@ -148,19 +237,23 @@ class Routes:
         """Attach every route and error mapping to a Powertools resolver."""
 
         def body() -> Any:
-            try:
-                raw = app.current_event.decoded_body
-            except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-                raise MalformedJSONError(f"request body is marked base64 but cannot be decoded: {exc}") from exc
-            return parse_json_body(raw)
+            event = app.current_event
+            return parse_json_body(decode_body(event.body, bool(event.is_base64_encoded)))
 
         def ok(payload: Any) -> Response:
             text = check_payload_size(json.dumps(payload, separators=(",", ":")))
             return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=text)
 
+        def path() -> str:
+            return app.current_event.path or ""
+
         app.post("/encode")(lambda: ok(self.encode(body())))
         app.post("/v1/embeddings")(lambda: ok(self.openai(body())))
         app.post("/embed")(lambda: ok(self.tei(body())))
+        app.post("/")(lambda: ok(self.tei(body())))
+        app.get("/info")(lambda: ok(self.tei_info()))
+        app.post("/tokenize")(lambda: ok(self.tokenize(body())))
+        app.post("/search")(lambda: ok(self.search(body())))
         app.get("/model")(lambda: ok(self.model()))
 
         @app.get("/health")
@@ -170,26 +263,32 @@ class Routes:
 
         @app.exception_handler(Bert2VecError)
         def _known(exc: Bert2VecError) -> Response:
-            return json_response(*self.reject(exc))
+            return json_response(*self.reject(exc, path()))
 
         @app.not_found
         def _not_found(exc: NotFoundError) -> Response:
-            path, method = app.current_event.path, app.current_event.http_method
-            allowed = ROUTES.get(path)
+            where, method = path(), app.current_event.http_method
+            allowed = ROUTES.get(where)
+            shown, verb = clip(where), clip(method)
             if allowed and allowed != method:
                 return error_response(
-                    MethodNotAllowedError(f"{method} {path} is not allowed; use {allowed}"), {"Allow": allowed}
+                    MethodNotAllowedError(f"{verb} {shown} is not allowed; use {allowed}"),
+                    where,
+                    {"Allow": allowed},
                 )
             known = ", ".join(f"{m} {p}" for p, m in ROUTES.items())
-            return error_response(RouteNotFoundError(f"no route {method} {path}; routes: {known}"))
+            return error_response(RouteNotFoundError(f"no route {verb} {shown}; routes: {known}"), where)
 
         @app.exception_handler(Exception)
         def _unexpected(exc: Exception) -> Response:
             request_id = getattr(app.lambda_context, "aws_request_id", None)
             self.logger.exception("unexpected error", extra={"request_id": request_id})
-            return json_response(
-                500, error_body(message="internal error", error_type="internal", request_id=request_id)
-            )
+            if path().startswith(openai_api.PATH_PREFIX):
+                payload = openai_api.error_body(None, 500, message=f"internal error (request id {request_id})",
+                                                error_type="internal")  # fmt: skip
+            else:
+                payload = error_body(message="internal error", error_type="internal", request_id=request_id)
+            return json_response(500, payload)
 
         return app
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from function.encoder import Encoder, EncodeResult
 from function.errors import (
     EmptyInputError,
     PayloadTooLargeError,
+    RequestTooLargeError,
     TextTooLargeError,
     TextTooLongForModelError,
     TooManyTextsError,
@@ -24,21 +27,73 @@ from function.errors import (
 )
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Wordpieces one character can become. Every wordpiece covers at least one character of the
+# normalised text, and normalisation (NFD for uncased models) turns one character into at most
+# three that survive accent stripping: a Hangul syllable into its jamo ("한" → ᄒ ᅡ ᆫ).
+WORDPIECES_PER_CHAR = 3
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits, from the environment (see the README's configuration table)."""
+    """Request limits, from the environment (docs/http-api.md, "Configuration")."""
 
     max_texts: int = defaults.MAX_TEXTS
     max_text_chars: int = defaults.MAX_TEXT_CHARS
+    max_request_chars: int = defaults.MAX_REQUEST_CHARS
+    max_request_tokens: int = defaults.MAX_REQUEST_TOKENS
 
     @classmethod
     def from_env(cls) -> Limits:
         return cls(
             max_texts=int(os.environ.get("MAX_TEXTS", cls.max_texts)),
             max_text_chars=int(os.environ.get("MAX_TEXT_CHARS", cls.max_text_chars)),
+            max_request_chars=int(os.environ.get("MAX_REQUEST_CHARS", cls.max_request_chars)),
+            max_request_tokens=int(os.environ.get("MAX_REQUEST_TOKENS", cls.max_request_tokens)),
         )
+
+
+class ModelTokenizer:
+    """The exported model's own in-graph tokenizer, run without the encoder.
+
+    Every SavedModel ``bert-export`` writes keeps, beside ``serving_default``, the serving module's
+    ``pack`` function (texts → word ids padded to the batch's longest, mask, token_count): the
+    exact tokenizer and truncation ``serving_default`` runs, minus BERT. It is not part of the
+    signature contract, so a model without it still serves; only the exact wordpiece count
+    (a bound from characters is used instead) and ``/tokenize`` are then unavailable.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self._pack = getattr(getattr(encoder, "_loaded", None), "pack", None)
+
+    @property
+    def available(self) -> bool:
+        return self._pack is not None
+
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        word_ids, mask, token_count = self._pack(tf.constant(texts, dtype=tf.string))
+        return word_ids.numpy(), mask.numpy(), token_count.numpy()
+
+    def counts(self, texts: list[str]) -> np.ndarray:
+        """Wordpieces per text incl. [CLS]/[SEP], before truncation (``token_count``'s meaning)."""
+        return self._run(texts)[2]
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """The word ids the encoder sees: [CLS] ... [SEP], truncated to ``max_seq_length``."""
+        word_ids, mask, _ = self._run(texts)
+        return [row[: int(m.sum())].tolist() for row, m in zip(word_ids, mask, strict=True)]
+
+    @cached_property
+    def vocab(self) -> list[str] | None:
+        """The vocabulary baked into the SavedModel's assets (id → token), if it is a plain vocab.txt."""
+        path = Path(self.encoder.model_dir) / "assets" / "vocab.txt"
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f]
+        except OSError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -67,45 +122,112 @@ class EncodeService:
     def __init__(self, encoder: Encoder, limits: Limits | None = None) -> None:
         self.encoder = encoder
         self.limits = limits or Limits.from_env()
+        self.tokenizer = ModelTokenizer(encoder)
 
-    def validate(self, req: EncodeRequest) -> list[str]:
-        """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed)."""
+    def check_texts(self, req: EncodeRequest) -> list[str]:
+        """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
         if not req.texts:
-            raise EmptyInputError(f"'{req.field}' is empty; send at least one text")
+            raise EmptyInputError(f"'{req.field}' is empty; send at least one text", param=req.field)
         if len(req.texts) > self.limits.max_texts:
             raise TooManyTextsError(
                 f"'{req.field}' has {len(req.texts)} texts; at most {self.limits.max_texts} per request "
-                "(MAX_TEXTS). For bulk work upload a file to the S3 input prefix."
+                "(MAX_TEXTS). For bulk work upload a file to the S3 input prefix.",
+                param=req.field,
             )
         texts = []
         for i, t in enumerate(req.texts):
             if not t.strip():
-                raise EmptyInputError(f"{req.name(i)} is empty or only whitespace")
+                raise EmptyInputError(f"{req.name(i)} is empty or only whitespace", param=req.field)
             if len(t) > self.limits.max_text_chars:
                 if not req.truncate:
                     raise TextTooLargeError(
                         f"{req.name(i)} has {len(t)} characters; at most {self.limits.max_text_chars} "
-                        "(MAX_TEXT_CHARS) unless \"truncate\": true"
+                        '(MAX_TEXT_CHARS) unless "truncate": true',
+                        param=req.field,
                     )
                 t = t[: self.limits.max_text_chars]
             texts.append(t)
+        chars = sum(len(t) for t in texts)
+        if chars > self.limits.max_request_chars:
+            raise RequestTooLargeError(
+                f"the request has {chars} characters in {len(texts)} texts; at most "
+                f"{self.limits.max_request_chars} per request (MAX_REQUEST_CHARS). Send fewer or shorter texts: "
+                f"model {self.encoder.name} reads only the first {self.encoder.max_seq_length} wordpieces of each "
+                "text (about 4 characters each in English); for bulk work use the S3 input prefix.",
+                param=req.field,
+            )
+        return texts
+
+    def check_tokens(self, req: EncodeRequest, texts: list[str]) -> np.ndarray | None:
+        """The wordpiece budget: counts each text at most ``max_seq_length`` (what the encoder runs).
+
+        A bound from characters (``WORDPIECES_PER_CHAR``) admits most requests without
+        tokenising; only when the bound exceeds the budget are the texts counted exactly with the
+        model's own tokenizer (a fraction of the encoding's cost). Returns those counts, if any.
+        """
+        cap, budget = self.encoder.max_seq_length, self.limits.max_request_tokens
+        bound = sum(min(cap, WORDPIECES_PER_CHAR * len(t) + 2) for t in texts)
+        if bound <= budget:
+            return None
+        if not self.tokenizer.available:
+            used, how = bound, "up to"
+            counts = None
+        else:
+            counts = self.tokenizer.counts(texts)
+            used, how = int(np.minimum(counts, cap).sum()), "that is"
+        if used > budget:
+            raise RequestTooLargeError(
+                f"the request has {how} {used} wordpieces to encode in {len(texts)} texts (each text counts at most "
+                f"max_seq_length = {cap}); at most {budget} per request (MAX_REQUEST_TOKENS). Split it into requests "
+                f"of fewer texts, or use the S3 bulk path.",
+                param=req.field,
+            )
+        return counts
+
+    def check_not_blank(self, req: EncodeRequest, counts: np.ndarray) -> None:
+        """A text the tokenizer turns into nothing (only control, format, zero-width, combining or
+        space characters) would come back as the vector of a bare [CLS] [SEP]: refuse it."""
+        blank = np.flatnonzero(np.asarray(counts) <= 2)
+        if blank.size:
+            i = int(blank[0])
+            raise EmptyInputError(
+                f"{req.name(i)} has no characters the model can read (only control, zero-width, combining or "
+                "space characters)",
+                param=req.field,
+            )
+
+    def check_fits_model(self, req: EncodeRequest, counts: np.ndarray) -> None:
+        """With ``"truncate": false``, a text over the model's ``max_seq_length`` wordpieces is refused."""
+        over = np.flatnonzero(np.asarray(counts) > self.encoder.max_seq_length)
+        if not req.truncate and over.size:
+            i = int(over[0])
+            raise TextTooLongForModelError(
+                f"{req.name(i)} has {int(counts[i])} tokens; model {self.encoder.name} takes "
+                f'at most {self.encoder.max_seq_length} (send "truncate": true to cut it, keeping [SEP])',
+                param=req.field,
+            )
+
+    def validate(self, req: EncodeRequest) -> list[str]:
+        """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed)."""
+        texts = self.check_texts(req)
         model_normalized = bool(self.encoder.card.get("normalize"))
         if req.normalize is False and model_normalized:
             raise UnsupportedOptionError(
-                f"\"normalize\": false is not available: model {self.encoder.name} was exported with "
-                "--normalize; export it with --no-normalize to get raw vectors"
+                f'"normalize": false is not available: model {self.encoder.name} was exported with '
+                '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
+                param="normalize",
             )
         return texts
 
     def encode(self, req: EncodeRequest) -> Encoded:
         texts = self.validate(req)
+        counts = self.check_tokens(req, texts)
+        if counts is not None:  # known before encoding: refuse before doing the work
+            self.check_not_blank(req, counts)
+            self.check_fits_model(req, counts)
         result = self.encoder.encode(texts)
-        if not req.truncate and result.truncated.any():
-            i = int(np.argmax(result.truncated))
-            raise TextTooLongForModelError(
-                f"{req.name(i)} has {int(result.token_counts[i])} tokens; model {self.encoder.name} takes "
-                f"at most {self.encoder.max_seq_length} (send \"truncate\": true to cut it, keeping [SEP])"
-            )
+        self.check_not_blank(req, result.token_counts)
+        self.check_fits_model(req, result.token_counts)
         truncated = result.truncated | np.array([len(t) > len(c) for t, c in zip(req.texts, texts, strict=True)])
         result = EncodeResult(result.embeddings, result.token_counts, truncated)
         vectors = result.embeddings
@@ -120,6 +242,6 @@ def check_payload_size(body: str) -> str:
     if size > LAMBDA_SYNC_PAYLOAD_BYTES - 16 * 1024:  # leave room for the HTTP envelope
         raise PayloadTooLargeError(
             f"the response would be {size} bytes, over Lambda's 6 MB synchronous limit; send fewer "
-            "texts per request, use \"encoding_format\": \"base64\", or use the S3 bulk path"
+            'texts per request, use "encoding_format": "base64", or use the S3 bulk path'
         )
     return body

@@ -1,15 +1,17 @@
 """``bert-encode``: encode texts, files or Lambda events locally with an exported SavedModel.
 
-Three modes, one per way people try the encoder before (or instead of) deploying it:
+Four modes, one per way people try the encoder before (or instead of) deploying it:
 
 * ``bert-encode "text" ["more" ...]`` (:mod:`bert2vec.cli.texts`);
 * ``bert-encode --input FILE`` — the S3 bulk path, locally (:mod:`bert2vec.cli.files`);
-* ``bert-encode --event events/x.json`` — a Lambda handler in-process (:mod:`bert2vec.cli.events`).
+* ``bert-encode --event events/x.json`` — a Lambda handler in-process (:mod:`bert2vec.cli.events`);
+* ``bert-encode --serve`` — the HTTP API on a local port, for real clients (:mod:`bert2vec.cli.serve`).
 
 Exit codes: 0 when anything was encoded (or the input held nothing to encode), 1 when nothing
 could be encoded (missing model, unreadable input, every line rejected, an error response to an
 event), 2 for usage errors (bad flags, unknown extension, existing output without ``--force``,
-options the model cannot honour), 130 on Ctrl-C — which never leaves an output file behind.
+options the model cannot honour), 130 on Ctrl-C — which never leaves an output file behind (and
+is how ``--serve`` stops).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from collections.abc import Sequence
 
 from bert2vec.cli import events as event_mode
 from bert2vec.cli import files as file_mode
+from bert2vec.cli import serve as serve_mode
 from bert2vec.cli import texts as text_mode
 from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, UsageError, encoder_for, silence_stdout
 from function.bulk.pipeline import OVERLONG_POLICIES, PipelineOptions
 from function.bulk.writers import FORMATS
+from function.defaults import MAX_BATCH_SIZE
 from function.encoder import DEFAULT_BATCH_SIZE
 
 
@@ -48,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  bert-encode --input docs.jsonl --format parquet      # docs.jsonl.parquet (+ .manifest.json, .errors.jsonl)\n"
         "  zcat docs.txt.gz | bert-encode --input - --output - > vectors.jsonl\n"
         "  bert-encode --event events/direct_encode.json\n"
+        "  bert-encode --serve --port 8080                      # then OpenAI(base_url='http://127.0.0.1:8080/v1')\n"
         "exit codes: 0 ok, 1 nothing could be encoded, 2 usage error, 130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -101,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = p.add_argument_group("encoding")
     enc.add_argument(
-        "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help="texts per model call"
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"texts per model call (at most {MAX_BATCH_SIZE}: larger batches only pad more and use more memory)",
     )
     enc.add_argument(
         "--max-seq-length",
@@ -124,7 +133,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the handler on this event JSON and print the response; with several files, one "
         '{"event", "response"} JSON line each (exit 0 when every handler returned, 4xx included)',
     )
-    ev.add_argument("--handler", default="function.app.handler", metavar="MODULE.FUNC", help="default: %(default)s")
+    ev.add_argument(
+        "--handler",
+        default=event_mode.DEFAULT_HANDLER,
+        metavar="MODULE.FUNC",
+        help="default: %(default)s; S3/EventBridge events need function.bulk_app.s3_handler, SQS shard "
+        "messages function.bulk_app.sqs_handler",
+    )
+
+    srv = p.add_argument_group("server mode (the HTTP API on a local port, no Docker)")
+    srv.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the function over HTTP: each request becomes the API Gateway HTTP API event the deployed "
+        "function receives (routes /encode, /v1/embeddings, /embed, /, /info, /tokenize, /health, /model)",
+    )
+    srv.add_argument("--port", type=int, default=8080, metavar="N", help="port (default %(default)s; 0 = any free)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+
+    bf = p.add_argument_group("backfill mode (encode what is already in S3, with S3 Batch Operations)")
+    bf.add_argument(
+        "--backfill", metavar="S3_URL", help="start a job over every supported object under s3://bucket/prefix"
+    )
+    bf.add_argument("--role-arn", metavar="ARN", help="the role the job assumes (stack output BatchOperationsRoleArn)")
+    bf.add_argument("--function-arn", metavar="ARN", help="the planner's alias (stack output BulkPlannerAliasArn)")
+    bf.add_argument(
+        "--report",
+        metavar="S3_URL",
+        help="where the job's generated manifest and completion report go (default: s3://<bucket>/batch-reports/)",
+    )
     return p
 
 
@@ -135,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_intermixed_args(argv)  # texts may come before or after options
     except SystemExit as exc:  # --help (0) and argparse usage errors (2)
         return int(exc.code or 0)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return _dispatch(args)
     except CliError as exc:
@@ -149,14 +186,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _cap_batch_size(args: argparse.Namespace) -> None:
+    if args.batch_size > MAX_BATCH_SIZE:
+        print(
+            f"{PROG}: --batch-size {args.batch_size} is capped at {MAX_BATCH_SIZE} (larger batches only pad more "
+            "and use more memory)",
+            file=sys.stderr,
+        )
+        args.batch_size = MAX_BATCH_SIZE
+
+
+def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
+    """Start an S3 Batch Operations job over a prefix; prints the job id (no model is loaded)."""
+    from bert2vec.backfill import S3Location, account_of, start_backfill
+
+    if not (args.role_arn and args.function_arn):
+        raise UsageError("--backfill needs --role-arn and --function-arn (the stack's outputs BatchOperationsRoleArn "
+                         "and BulkPlannerAliasArn)")  # fmt: skip
+    try:
+        source = S3Location.parse(args.backfill)
+        report = S3Location.parse(args.report) if args.report else S3Location(source.bucket, "batch-reports/")
+        account_of(args.role_arn)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3control")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        job = start_backfill(client, source=source, role_arn=args.role_arn, function_arn=args.function_arn, report=report)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"could not create the S3 Batch Operations job: {exc}") from exc
+    print(job)
+    print(
+        f"{PROG}: job {job} started over s3://{source.bucket}/{source.prefix}; follow it with "
+        f"`aws s3control describe-job --account-id <account> --job-id {job}`; report in s3://{report.bucket}/{report.prefix}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    modes = [
-        name for name, given in (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event)) if given
-    ]
+    given = (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event), ("--serve", args.serve),
+             ("--backfill", args.backfill))  # fmt: skip
+    modes = [name for name, on in given if on]
     if len(modes) > 1:
-        raise UsageError(f"give only one of TEXT..., --input FILE or --event FILE (got {' and '.join(modes)})")
+        raise UsageError(
+            f"give only one of TEXT..., --input FILE, --event FILE, --serve or --backfill (got {' and '.join(modes)})"
+        )
     if not modes:
-        raise UsageError("nothing to encode: give TEXT..., --input FILE (or - for stdin) or --event FILE; see --help")
+        raise UsageError(
+            "nothing to encode: give TEXT..., --input FILE (or - for stdin), --event FILE, --serve or --backfill; "
+            "see --help"
+        )
+    if args.backfill:
+        return _backfill(args)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    _cap_batch_size(args)
+    if args.serve:
+        return serve_mode.run_serve(args)
     if args.event:
         return event_mode.run_event(args)
     file_only = [
@@ -176,8 +269,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if plan is None:
         return text_mode.encode_texts(args.texts, encoder, args.batch_size)
     return file_mode.encode_file(args, plan, encoder)
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from typing import Any
 
 from function.encoder import Encoder, default_model_dir, read_model_card
 from function.errors import ModelNotFoundError
+from function.tf_quiet import import_tensorflow
 
 PROG = "bert-encode"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -96,6 +97,7 @@ def load_encoder(model_dir: Path) -> Encoder:
     """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
     key = model_dir.resolve()
     if key not in _ENCODERS:
+        import_tensorflow()  # no C++ start-up banners on the user's terminal
         try:  # Encoder.load sizes TF's threads from the cgroup quota, not host cores
             _ENCODERS[key] = Encoder.load(model_dir)
         except ModelNotFoundError as exc:

@@ -15,6 +15,42 @@ from bert2vec.cli.common import EXIT_FAILED, CliError, UsageError
 from function.encoder import read_model_card
 from function.errors import ModelNotFoundError
 
+DEFAULT_HANDLER = "function.app.handler"
+# Events the encode function cannot take, and the handler (template.yaml function) that does.
+BULK_HANDLERS = {
+    "s3": ("an S3 event notification", "function.bulk_app.s3_handler"),
+    "eventbridge": ("an EventBridge S3 event", "function.bulk_app.s3_handler"),
+    "sqs": ("an SQS message batch", "function.bulk_app.sqs_handler"),
+}
+
+
+def bulk_source(event: Any) -> str | None:
+    """``s3`` / ``eventbridge`` / ``sqs`` for the bulk path's events, else ``None``."""
+    if not isinstance(event, dict):
+        return None
+    if event.get("source") == "aws.s3" and "detail-type" in event:
+        return "eventbridge"
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        source = records[0].get("eventSource")
+        return {"aws:s3": "s3", "aws:sqs": "sqs"}.get(source)
+    return None
+
+
+def _check_handler(paths: list[Path], events: list[Any], handler: str) -> None:
+    """The default (encode) handler would answer a bulk event with a confusing 'texts' error: say
+    which handler takes it instead."""
+    if handler != DEFAULT_HANDLER:
+        return
+    for path, event in zip(paths, events, strict=True):
+        source = bulk_source(event)
+        if source:
+            what, right = BULK_HANDLERS[source]
+            raise UsageError(
+                f"{path} is {what}, which the encode handler {DEFAULT_HANDLER} does not take; run it with "
+                f"--handler {right} (the bulk path needs its S3 bucket and queue: see docs/s3-bulk.md)"
+            )
+
 
 @contextlib.contextmanager
 def _model_dir_env(model: str | None) -> Iterator[None]:
@@ -48,6 +84,7 @@ def run_event(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.event]
     events = [_read_event(p) for p in paths]
+    _check_handler(paths, events, args.handler)
     if args.model:
         try:
             read_model_card(Path(args.model))  # fail here, with the fix, rather than inside the handler's init
@@ -77,5 +114,3 @@ def _is_error_response(response: Any) -> bool:
         return False
     status = response.get("statusCode", response.get("status"))
     return (isinstance(status, int) and status >= 400) or ("error" in response and "error_type" in response)
-
-

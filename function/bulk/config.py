@@ -10,6 +10,13 @@ from function import defaults
 from function.bulk.readers import ReaderOptions
 from function.bulk.writers import FORMATS
 
+OUTPUT_FORMATS = (*FORMATS, "s3vectors")
+
+
+def vector_bucket_name(value: str) -> str:
+    """``VECTOR_BUCKET`` as a name; an ARN (what CloudFormation's Ref gives) is reduced to its name."""
+    return value.split(":bucket/", 1)[1].split("/", 1)[0] if value.startswith("arn:") else value
+
 
 class ConfigError(ValueError):
     """Settings that contradict each other or cannot work; raised at init, naming the variables."""
@@ -42,11 +49,16 @@ class BulkConfig:
     window: int = defaults.WINDOW_TEXTS
     batch_size: int = defaults.BATCH_SIZE
     max_hops: int = defaults.MAX_HOPS
+    vector_bucket: str | None = None  # OUTPUT_FORMAT=s3vectors: the S3 Vectors bucket and index
+    vector_index: str | None = None
+    vector_text_max_bytes: int = defaults.VECTOR_TEXT_MAX_BYTES
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:
-        if self.output_format not in FORMATS:
-            raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(FORMATS)}, got {self.output_format!r}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}")
+        if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
+            raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
             raise ConfigError(
                 f"CHUNK_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= CHUNK_BYTES <= "
@@ -77,6 +89,9 @@ class BulkConfig:
             window=_env_int("WINDOW_TEXTS", d.window),
             batch_size=_env_int("BATCH_SIZE", d.batch_size),
             max_hops=_env_int("MAX_HOPS", d.max_hops),
+            vector_bucket=vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None,
+            vector_index=os.environ.get("VECTOR_INDEX") or None,
+            vector_text_max_bytes=_env_int("VECTOR_TEXT_MAX_BYTES", d.vector_text_max_bytes),
             reader=ReaderOptions(
                 text_field=os.environ.get("TEXT_FIELD", "text"),
                 id_field=os.environ.get("ID_FIELD", "id"),

@@ -150,7 +150,7 @@ def encode_items(
                     continue
                 counts.truncated += int(too_long or cut_chars[i])
                 counts.tokens += int(min(token_counts[i], max_tokens))
-                rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32)))
+                rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32), rec.text))
         writer.write(rows)
         counts.encoded += len(rows)
         if rejected:

@@ -48,7 +48,8 @@ from function.bulk.readers import (
     iter_range_lines,
     sniff_text,
 )
-from function.bulk.writers import ErrorWriter, open_part_writer
+from function.bulk.vectors import S3VectorsPartWriter, VectorTarget, read_keys, s3vectors_client
+from function.bulk.writers import ErrorWriter, PartWriter, open_part_writer
 from function.encoder import Encoder
 
 log = logging.getLogger("bert2vec.bulk")
@@ -150,6 +151,7 @@ class Engine:
         self.encoder = encoder
         self.cfg = cfg
         self.in_progress: tuple[WorkItem, int] | None = None  # (item, chunk) being encoded right now
+        self.vectors = s3vectors_client() if cfg.output_format == "s3vectors" else None
         self.opts = PipelineOptions(
             overlong=cfg.overlong, max_text_chars=cfg.max_text_chars, window=cfg.window, batch_size=cfg.batch_size
         )
@@ -479,7 +481,7 @@ class Engine:
                 done_here[0] += 1
                 yield it
 
-        counts, segment = self._encode_segment(layout, k, s, items())
+        counts, segment = self._encode_segment(item, layout, k, s, items())
         progress["segments"].append(segment)
         progress["next_line"] = last_line[0] + 1
         progress["resume"] = position[0]
@@ -511,7 +513,21 @@ class Engine:
             log.error("s3://%s/%s: %s", item.bucket, item.key, read_error[0])
         return True, marker
 
-    def _encode_segment(self, layout: OutputLayout, k: int, s: int, items: Iterable[Item]) -> tuple[Counts, dict]:
+    def _vector_target(self, item: WorkItem) -> VectorTarget:
+        cfg = self.cfg
+        assert cfg.vector_bucket and cfg.vector_index  # BulkConfig checks it for s3vectors
+        return VectorTarget(
+            self.vectors, cfg.vector_bucket, cfg.vector_index, item.bucket, item.key, item.etag, cfg.vector_text_max_bytes
+        )
+
+    def _part_writer(self, item: WorkItem, path: Path) -> PartWriter:
+        if self.cfg.output_format == "s3vectors":
+            return S3VectorsPartWriter(path, self.encoder.vector_length, self._vector_target(item))
+        return open_part_writer(self.cfg.output_format, path, self.encoder.vector_length)
+
+    def _encode_segment(
+        self, item: WorkItem, layout: OutputLayout, k: int, s: int, items: Iterable[Item]
+    ) -> tuple[Counts, dict]:
         """Encode ``items`` into one part file (+ errors file) and upload them; the segment's entry."""
         with tempfile.TemporaryDirectory(prefix="bert2vec-") as tmp:
             name = f"part-{k:06d}" if s == 0 else f"part-{k:06d}-{s:04d}"
@@ -523,7 +539,7 @@ class Engine:
                     lines.append(it.line)
                     yield it
 
-            with open_part_writer(self.cfg.output_format, part_path, self.encoder.vector_length) as writer, ErrorWriter(
+            with self._part_writer(item, part_path) as writer, ErrorWriter(
                 Path(tmp) / "errors.jsonl"
             ) as errors:
                 counts = encode_items(tracked(), self.encoder, writer, errors, self.opts)
@@ -623,6 +639,8 @@ class Engine:
         failed = [{"chunk": m["chunk"], "error": m["error"]} for m in ordered if m.get("failed")]
         read_errors = [m["read_error"] for m in ordered if m.get("read_error")]
         self._merge_errors(layout, ordered)
+        parts = [self._part_entry(m, seg) for m in ordered if not m.get("failed") for seg in m["segments"] if seg["parts"]]
+        stale = self._delete_stale_vectors(item, layout, parts) if self.cfg.output_format == "s3vectors" else None
         status = manifests.status_of(counts, len(failed), len(ordered))
         if read_errors and status == "complete":
             status = "incomplete" if counts.lines_read else "failed"
@@ -635,9 +653,10 @@ class Engine:
             output={
                 "bucket": layout.bucket,
                 "format": self.cfg.output_format,
-                "parts": [self._part_entry(m, seg) for m in ordered if not m.get("failed")
-                          for seg in m["segments"] if seg["parts"]],
+                "parts": parts,
                 "errors_key": layout.errors_key,
+                **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
+                                             "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
             },
             counts=counts,
             chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.chunk_size, "failed": failed},
@@ -651,6 +670,23 @@ class Engine:
         self._put_json(layout.bucket, layout.manifest_key, manifest)
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         return manifest
+
+    def _part_keys(self, bucket: str, parts: list[dict[str, Any]]) -> set[str]:
+        keys: set[str] = set()
+        for part in parts:
+            keys |= read_keys(self.s3.get_object(Bucket=bucket, Key=part["key"])["Body"].read())
+        return keys
+
+    def _delete_stale_vectors(self, item: WorkItem, layout: OutputLayout, parts: list[dict[str, Any]]) -> int:
+        """Keys the previous version of this object put into the index that this version did not."""
+        previous = self._get_json(layout.bucket, layout.manifest_key)
+        if not previous or previous.get("input", {}).get("etag") in (None, item.etag):
+            return 0
+        if previous.get("output", {}).get("format") != "s3vectors":
+            return 0
+        old = self._part_keys(layout.bucket, previous["output"].get("parts", []))
+        stale = old - self._part_keys(layout.bucket, parts)
+        return self._vector_target(item).delete(stale) if stale else 0
 
     def _still_current(self, item: WorkItem) -> bool:
         from botocore.exceptions import ClientError

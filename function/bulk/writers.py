@@ -32,11 +32,12 @@ import numpy as np
 
 from function.bulk.readers import Rejected
 
-FORMATS = ("jsonl", "parquet", "npy")
+FORMATS = ("jsonl", "parquet", "npy")  # files; the S3 path can also write to an index (function.bulk.vectors)
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "jsonl": (".jsonl",),
     "parquet": (".parquet",),
     "npy": (".npy", ".ids.jsonl"),
+    "s3vectors": (".keys.jsonl",),
 }
 ROW_GROUP_BYTES = 32 * 1024 * 1024  # parquet row-group target: big enough for fast scans, small enough for Lambda
 _NPY_HEADER_BYTES = 128  # fixed .npy header size, reserved up front so the row count can be filled in at close
@@ -50,6 +51,7 @@ class OutputRow:
     id: str | int | None
     line: int
     vector: np.ndarray
+    text: str | None = None  # the input text, for sinks that store it (S3 Vectors metadata)
 
 
 def part_suffixes(fmt: str) -> list[str]:

@@ -1,8 +1,10 @@
 """OpenAI's ``POST /v1/embeddings``.
 
-``{"input": str|[str], "model", "encoding_format": "float"|"base64"}`` →
-``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}``;
-``base64`` is little-endian float32, as the OpenAI client decodes it.
+``{"input": str|[str], "model", "encoding_format": "float"|"base64"|null, "dimensions"?, "user"?}``
+→ ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}``;
+``base64`` is little-endian float32, as the OpenAI client decodes it. Errors are OpenAI's object,
+``{"error": {"message", "type", "param", "code"}}``: the OpenAI clients show ``error.message``
+only when ``error`` is an object.
 """
 
 from __future__ import annotations
@@ -12,21 +14,51 @@ from typing import Any
 
 import numpy as np
 
-from function.errors import InvalidInputError
+from function.errors import Bert2VecError, InvalidInputError, UnsupportedOptionError
 from function.service import Encoded, EncodeRequest
-from function.wire import require_object, texts_field
+from function.wire import echo, error_message, require_object, texts_field
 
 ENCODING_FORMATS = ("float", "base64")
+PATH_PREFIX = "/v1/"  # every route under it answers errors in OpenAI's shape
+
+TOKEN_ARRAYS = (
+    "'input' holds token ids (a list of integers or of lists of integers); this server takes text only, "
+    "tokenized by the model's own tokenizer. LangChain's OpenAIEmbeddings sends tiktoken ids unless you "
+    "set check_embedding_ctx_length=False: OpenAIEmbeddings(..., check_embedding_ctx_length=False)"
+)
 
 
-def parse(body: Any) -> tuple[EncodeRequest, str]:
-    """The request and its ``encoding_format``."""
+def _is_token_array(value: Any) -> bool:
+    def ints(x: Any) -> bool:
+        return isinstance(x, list) and bool(x) and all(isinstance(i, int) for i in x)
+
+    return ints(value) or (isinstance(value, list) and bool(value) and all(ints(x) for x in value))
+
+
+def parse(body: Any, dimension: int | None = None) -> tuple[EncodeRequest, str]:
+    """The request and its ``encoding_format``; ``dimension``: the model's, which ``dimensions`` must equal."""
     body = require_object(body)
     if "input" not in body:
-        raise InvalidInputError("'input' is required (a string or a list of strings)")
-    fmt = body.get("encoding_format", "float")
+        raise InvalidInputError("'input' is required (a string or a list of strings)", param="input")
+    fmt = body.get("encoding_format")
+    if fmt is None:
+        fmt = "float"
     if fmt not in ENCODING_FORMATS:
-        raise InvalidInputError(f"'encoding_format' must be 'float' or 'base64', got {fmt!r}")
+        raise InvalidInputError(
+            f"'encoding_format' must be 'float' or 'base64', got {echo(fmt)}", param="encoding_format"
+        )
+    dims = body.get("dimensions")
+    if dims is not None:
+        if not isinstance(dims, int) or isinstance(dims, bool):
+            raise InvalidInputError(f"'dimensions' must be an integer, got {echo(dims)}", param="dimensions")
+        if dimension is not None and dims != dimension:
+            raise UnsupportedOptionError(
+                f"'dimensions' is {dims}, but this model's vectors have {dimension} dimensions and cannot be "
+                f"shortened; omit it or send {dimension}",
+                param="dimensions",
+            )
+    if _is_token_array(body["input"]):
+        raise InvalidInputError(TOKEN_ARRAYS, param="input")
     req = EncodeRequest(texts_field(body["input"], "input"), None, True, "input", single=isinstance(body["input"], str))
     return req, fmt
 
@@ -42,4 +74,16 @@ def render(enc: Encoded, model: str, encoding_format: str, max_seq_length: int) 
         "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def error_body(exc: Bert2VecError | None, status: int, *, message: str = "", error_type: str = "") -> dict[str, Any]:
+    """OpenAI's error object; ``code`` carries our ``error_type``, ``type`` OpenAI's class of error."""
+    return {
+        "error": {
+            "message": error_message(exc, message),
+            "type": "invalid_request_error" if status < 500 else "server_error",
+            "param": getattr(exc, "param", None),
+            "code": error_type or (exc.error_type if exc else "error"),
+        }
     }

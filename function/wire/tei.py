@@ -1,22 +1,34 @@
-"""Hugging Face text-embeddings-inference's ``POST /embed``.
+"""Hugging Face text-embeddings-inference (TEI): ``POST /embed`` and ``POST /``, ``GET /info``,
+``POST /tokenize``.
 
-``{"inputs": str|[str], "normalize"?: bool, "truncate"?: bool}`` (TEI's defaults: normalise, do
-not truncate) → ``[[float, ...], ...]``.
+``{"inputs": str|[str], "normalize"?: bool, "truncate"?: bool, "truncation_direction"?,
+"prompt_name"?, "dimensions"?, "encoding_format"?}`` (TEI's defaults: normalise, do not truncate)
+→ ``[[float, ...], ...]``. Options this server cannot honour are refused (422), never ignored:
+there are no prompts, truncation keeps the start of a text (``"right"``), and normalisation is
+baked into the exported model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from function.errors import InvalidInputError
+from function.errors import InvalidInputError, UnsupportedOptionError
 from function.service import Encoded, EncodeRequest
-from function.wire import bool_field, require_object, texts_field
+from function.wire import bool_field, echo, require_object, texts_field
+
+TRUNCATION_DIRECTIONS = {"right": "right", "Right": "right", "left": "left", "Left": "left"}
 
 
-def parse(body: Any) -> EncodeRequest:
-    body = require_object(body)
+def _inputs(body: dict[str, Any]) -> EncodeRequest:
     if "inputs" not in body:
-        raise InvalidInputError("'inputs' is required (a string or a list of strings)")
+        raise InvalidInputError("'inputs' is required (a string or a list of strings)", param="inputs")
+    prompt = body.get("prompt_name")
+    if prompt is not None:
+        raise UnsupportedOptionError(
+            f"'prompt_name' {echo(prompt)}: this server has no prompts configured; prepend the prompt to each "
+            "input yourself",
+            param="prompt_name",
+        )
     return EncodeRequest(
         texts_field(body["inputs"], "inputs"),
         bool_field(body, "normalize", True),
@@ -26,5 +38,80 @@ def parse(body: Any) -> EncodeRequest:
     )
 
 
+def parse(body: Any, dimension: int | None = None) -> EncodeRequest:
+    body = require_object(body)
+    req = _inputs(body)
+    direction = body.get("truncation_direction")
+    if direction is not None:
+        if direction not in TRUNCATION_DIRECTIONS:
+            raise InvalidInputError(
+                f"'truncation_direction' must be 'right' or 'left', got {echo(direction)}",
+                param="truncation_direction",
+            )
+        if TRUNCATION_DIRECTIONS[direction] == "left":
+            raise UnsupportedOptionError(
+                "'truncation_direction' 'left' is not available: the exported model truncates inside its graph "
+                'and keeps the start of each text ("right"); cut texts yourself to keep their end',
+                param="truncation_direction",
+            )
+    dims = body.get("dimensions")
+    if dims is not None and (dimension is None or dims != dimension or isinstance(dims, bool)):
+        raise UnsupportedOptionError(
+            f"'dimensions' {echo(dims)}: this model's vectors have {dimension} dimensions and cannot be "
+            "shortened; omit it",
+            param="dimensions",
+        )
+    fmt = body.get("encoding_format")
+    if fmt not in (None, "float"):
+        raise UnsupportedOptionError(
+            f"'encoding_format' {echo(fmt)}: /embed answers float lists; POST /v1/embeddings offers base64",
+            param="encoding_format",
+        )
+    return req
+
+
 def render(enc: Encoded) -> list[list[float]]:
     return enc.vectors.tolist()
+
+
+def parse_tokenize(body: Any) -> tuple[EncodeRequest, bool]:
+    """``POST /tokenize``: ``{"inputs", "add_special_tokens"?: bool (default true)}``."""
+    body = require_object(body)
+    req = _inputs(body)
+    return req, bool(bool_field(body, "add_special_tokens", True))
+
+
+def render_tokenize(
+    ids: list[list[int]], vocab: list[str] | None, special: set[int], add_special_tokens: bool
+) -> list[list[dict[str, Any]]]:
+    """TEI's ``SimpleToken`` lists. ``start``/``stop`` (character offsets) are ``null``: the exported
+    tokenizer reports ids only (TEI's schema allows ``null`` there)."""
+
+    def token(i: int) -> dict[str, Any]:
+        text = vocab[i] if vocab is not None and 0 <= i < len(vocab) else None
+        return {"id": i, "text": text, "special": i in special, "start": None, "stop": None}
+
+    return [[token(i) for i in row if add_special_tokens or i not in special] for row in ids]
+
+
+def info(card: dict[str, Any], *, max_texts: int, max_request_tokens: int, max_request_chars: int,
+         version: str) -> dict[str, Any]:  # fmt: skip
+    """``GET /info``: TEI's fields that apply, plus the exported settings a client cannot change."""
+    return {
+        "model_id": card.get("name"),
+        "model_sha": card.get("checksum"),
+        "model_dtype": "float32",
+        "model_type": {"embedding": {"pooling": card.get("pooling")}},
+        "dimension": card.get("vector_length"),
+        "pooling": card.get("pooling"),
+        "normalize": bool(card.get("normalize")),
+        "max_input_length": card.get("max_seq_length"),
+        "max_concurrent_requests": 1,
+        "max_batch_tokens": max_request_tokens,
+        "max_batch_requests": None,
+        "max_client_batch_size": max_texts,
+        "max_request_chars": max_request_chars,
+        "auto_truncate": False,
+        "tokenization_workers": 1,
+        "version": version,
+    }

@@ -139,3 +139,20 @@ def test_bad_shard_message_is_a_batch_item_failure(worker) -> None:
     event["Records"][0]["body"] = json.dumps({"v": 99})
     result = runtime.invoke(event, timeout=60).json()
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+def test_batch_operations_event_through_the_planner_process(planner, clients) -> None:
+    runtime, process = planner
+    s3 = clients[0]
+    event = load_event("s3_batch_operations.json")
+    key = event["tasks"][0]["s3Key"]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"already in the bucket\nbefore the stack existed\n")
+    result = runtime.invoke(event, timeout=120)
+    assert result.kind == "response", process.output_tail()
+    answer = result.json()
+    assert answer["invocationId"] == event["invocationId"] and answer["treatMissingKeysAs"] == "PermanentFailure"
+    (task,) = answer["results"]
+    assert task["taskId"] == event["tasks"][0]["taskId"] and task["resultCode"] == "Succeeded", task
+    assert _manifest(s3, key)["counts"]["encoded"] == 2
+    again = runtime.invoke(event, timeout=120).json()["results"][0]
+    assert again["resultCode"] == "Succeeded" and "already encoded" in again["resultString"]

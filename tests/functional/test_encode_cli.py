@@ -147,7 +147,7 @@ def test_file_is_encoded_like_the_s3_path(capsys, model, jsonl_file: Path, defau
     manifest = read_manifest(data.with_name(data.name + ".manifest.json"))
     assert manifest["status"] == "complete"
     assert manifest["counts"] | {"encode_seconds": 0} == {
-        "lines_read": 6, "encoded": 3, "rejected": 2, "blank": 1, "truncated": 0,
+        "lines_read": 6, "encoded": 3, "rejected": 2, "blank": 1, "truncated": 0, "swallowed": 0,
         "tokens": manifest["counts"]["tokens"], "encode_seconds": 0,
     }  # fmt: skip
     assert manifest["input"]["format"] == {"kind": "jsonl", "gzip": False}
@@ -392,3 +392,44 @@ def test_several_events_one_line_each(default_model_dir, capsys) -> None:
     assert lines[0]["response"]["dimension"] == 384
     assert lines[1]["response"]["statusCode"] == 400
     assert lines[2]["response"]["statusCode"] == 200
+
+
+# ---- --batch-size cap, bulk events, --serve ---------------------------------------------------
+
+
+def test_batch_size_above_the_cap_is_capped_with_a_notice(capsys, model, default_encoder) -> None:
+    code, out, err = run(capsys, [*model, "--batch-size", "100000", "hello world", "dogs"])
+    assert code == 0
+    notices = [line for line in err.splitlines() if "--batch-size" in line]
+    assert notices == [
+        "bert-encode: --batch-size 100000 is capped at 256 (larger batches only pad more and use more memory)"
+    ]
+    rows = [json.loads(line) for line in out.splitlines()]
+    np.testing.assert_allclose(
+        [r["vector"] for r in rows], expected(default_encoder, ["hello world", "dogs"]), atol=1e-6
+    )
+    code, _, err = run(capsys, [*model, "--batch-size", "256", "hello"])
+    assert code == 0 and "capped" not in err
+
+
+@pytest.mark.parametrize(
+    ("event", "handler"),
+    [
+        ("s3_object_created.json", "function.bulk_app.s3_handler"),
+        ("eventbridge_object_created.json", "function.bulk_app.s3_handler"),
+        ("sqs_shard.json", "function.bulk_app.sqs_handler"),
+    ],
+)
+def test_bulk_event_with_the_encode_handler_names_the_right_one(capsys, model, event: str, handler: str) -> None:
+    code, out, err = run(capsys, [*model, "--event", str(EVENTS / event)])
+    assert code == 2 and out == ""
+    assert f"--handler {handler}" in err and "function.app.handler" in err
+    code, _, err = run(capsys, [*model, "--event", str(EVENTS / "direct_encode.json"), str(EVENTS / event)])
+    assert code == 2 and f"--handler {handler}" in err  # checked before anything runs
+
+
+def test_serve_is_a_mode_of_its_own(capsys, model) -> None:
+    code, _, err = run(capsys, [*model, "--serve", "hello"])
+    assert code == 2 and "only one of" in err and "--serve" in err
+    code, _, err = run(capsys, [*model, "--serve", "--port", "70000"])
+    assert code == 2 and "--port" in err

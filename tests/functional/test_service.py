@@ -11,6 +11,7 @@ from function.errors import (
     EmptyInputError,
     InvalidInputError,
     PayloadTooLargeError,
+    RequestTooLargeError,
     TextTooLargeError,
     TextTooLongForModelError,
     TooManyTextsError,
@@ -109,3 +110,56 @@ def test_payload_limit() -> None:
     assert check_payload_size("{}") == "{}"
     with pytest.raises(PayloadTooLargeError, match="S3 bulk path"):
         check_payload_size("x" * (6 * 1024 * 1024))
+
+
+# ---- the per-request budget -------------------------------------------------------------------
+
+
+def test_character_budget_counts_texts_after_the_per_text_cut(default_encoder) -> None:
+    svc = EncodeService(default_encoder, Limits(max_text_chars=50, max_request_chars=100))
+    enc = svc.encode(native.parse({"texts": ["y " * 40, "z " * 40]}))  # 160 sent, 100 tokenised
+    assert enc.result.truncated.tolist() == [True, True]
+    with pytest.raises(RequestTooLargeError, match=r"101 characters in 3 texts; at most 100 .*MAX_REQUEST_CHARS"):
+        svc.encode(native.parse({"texts": ["y " * 40, "z " * 40, "w"]}))
+
+
+def test_wordpiece_budget_counts_at_most_max_seq_length_per_text(default_encoder) -> None:
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=600))
+    long = "word " * 300  # 302 wordpieces, 256 encoded
+    assert svc.encode(native.parse({"texts": [long, long]})).result.token_counts.tolist() == [302, 302]
+    with pytest.raises(RequestTooLargeError, match=r"that is 768 wordpieces .* at most 600 .*MAX_REQUEST_TOKENS"):
+        svc.encode(native.parse({"texts": [long, long, long]}))
+
+
+def test_wordpieces_are_counted_by_the_models_tokenizer_only_past_the_bound(default_encoder, monkeypatch) -> None:
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=100))
+    calls = []
+    real = svc.tokenizer.counts
+    monkeypatch.setattr(svc.tokenizer, "counts", lambda texts: calls.append(len(texts)) or real(texts))
+    svc.encode(native.parse({"texts": ["hello world"] * 3}))  # bound 3 x 35 > 100: counted, 3 x 4 fits
+    assert calls == [3]
+    svc.encode(native.parse({"texts": ["hi"]}))  # bound 8: no tokenizer call
+    assert calls == [3]
+
+
+def test_without_the_tokenizer_the_bound_decides(default_encoder, monkeypatch) -> None:
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=100))
+    monkeypatch.setattr(svc.tokenizer, "_pack", None)
+    with pytest.raises(RequestTooLargeError, match="up to 105 wordpieces"):
+        svc.encode(native.parse({"texts": ["hello world"] * 3}))
+
+
+def test_the_bound_holds_for_hangul_which_nfd_splits_into_jamo(default_encoder) -> None:
+    texts = ["한국어 문장", "日本語", "!?!?", "ﬁ ǅ", "[CLS] [SEP]", "a.b.c"]
+    counts = default_encoder.encode(texts).token_counts
+    assert counts[0] > len(texts[0]) + 2  # one character can be several wordpieces...
+    from function.service import WORDPIECES_PER_CHAR
+
+    assert all(c <= WORDPIECES_PER_CHAR * len(t) + 2 for t, c in zip(texts, counts, strict=True))  # ...but few
+
+
+def test_blank_text_is_refused_before_encoding_when_counted(default_encoder, monkeypatch) -> None:
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=10))
+    monkeypatch.setattr(svc.encoder, "encode", lambda *a, **k: pytest.fail("encoded a request it should refuse"))
+    with pytest.raises(EmptyInputError, match=r"'texts\[1\]' has no characters the model can read"):
+        svc.encode(native.parse({"texts": ["ok", "\u200b\u200b\u200b"]}))

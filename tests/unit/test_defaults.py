@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS: dict[str, tuple[str | None, Any]] = {
     "MAX_TEXTS": ("MaxTexts", defaults.MAX_TEXTS),
     "MAX_TEXT_CHARS": ("MaxTextChars", defaults.MAX_TEXT_CHARS),
+    "MAX_REQUEST_CHARS": ("MaxRequestChars", defaults.MAX_REQUEST_CHARS),
+    "MAX_REQUEST_TOKENS": ("MaxRequestTokens", defaults.MAX_REQUEST_TOKENS),
+    "MAX_HOPS": (None, defaults.MAX_HOPS),
+    "VECTOR_TEXT_MAX_BYTES": (None, defaults.VECTOR_TEXT_MAX_BYTES),
     "INPUT_PREFIX": ("InputPrefix", defaults.INPUT_PREFIX),
     "OUTPUT_PREFIX": ("OutputPrefix", defaults.OUTPUT_PREFIX),
     "OUTPUT_FORMAT": ("OutputFormat", defaults.OUTPUT_FORMAT),
@@ -47,6 +51,8 @@ def test_the_code_reads_its_defaults_from_one_module(monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     cfg, limits = BulkConfig.from_env(), Limits.from_env()
     assert (limits.max_texts, limits.max_text_chars) == (defaults.MAX_TEXTS, defaults.MAX_TEXT_CHARS)
+    assert (limits.max_request_chars, limits.max_request_tokens) == (defaults.MAX_REQUEST_CHARS, defaults.MAX_REQUEST_TOKENS)
+    assert cfg.max_hops == defaults.MAX_HOPS and cfg.vector_text_max_bytes == defaults.VECTOR_TEXT_MAX_BYTES
     got = (cfg.input_prefix, cfg.output_prefix, cfg.output_format, cfg.shard_bytes, cfg.chunk_bytes,
            cfg.chunk_records, cfg.max_receives, cfg.overlong, cfg.max_text_chars, cfg.time_margin_ms,
            cfg.window, cfg.batch_size)  # fmt: skip

@@ -8,9 +8,11 @@ response against ``events/expectations.json``; here we only prove the files are 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -33,6 +35,9 @@ ROUTES: dict[str, str] = {
     "/encode": "POST",
     "/v1/embeddings": "POST",
     "/embed": "POST",
+    "/": "POST",
+    "/info": "GET",
+    "/tokenize": "POST",
     "/health": "GET",
     "/model": "GET",
 }
@@ -41,7 +46,7 @@ ENCODE_HANDLER = "function.app.handler"
 PLANNER_HANDLER = "function.bulk_app.s3_handler"
 WORKER_HANDLER = "function.bulk_app.sqs_handler"
 # The bulk events' sources and the handler that takes each.
-BULK_SOURCES = {"s3": PLANNER_HANDLER, "eventbridge": PLANNER_HANDLER, "sqs": WORKER_HANDLER}
+BULK_SOURCES = {"s3": PLANNER_HANDLER, "eventbridge": PLANNER_HANDLER, "sqs": WORKER_HANDLER, "s3batch": PLANNER_HANDLER}
 INPUT_PREFIX = "incoming/"  # template.yaml defaults
 OUTPUT_PREFIX = "vectors/"
 INPUT_BUCKET = "bert2vec-input"
@@ -69,9 +74,21 @@ BODY_KEYS = {
     "/encode": ["vectors", "dimension", "model", "token_counts", "truncated"],
     "/v1/embeddings": ["object", "data", "model", "usage"],
     "/embed": [],
+    "/": [],
+    "/tokenize": [],
     "/health": ["status", "model", "dimension"],
 }
-TEXT_FIELDS = {"/encode": ("text", "texts"), "/v1/embeddings": ("input",), "/embed": ("inputs",)}
+LIST_BODIES = {"/embed", "/", "/tokenize"}  # TEI answers bare lists (vectors; token lists)
+TEXT_FIELDS = {
+    "/encode": ("text", "texts"),
+    "/v1/embeddings": ("input",),
+    "/embed": ("inputs",),
+    "/": ("inputs",),
+    "/tokenize": ("inputs",),
+}
+MAX_TEXTS = 2048  # function/defaults.py
+MAX_REQUEST_TOKENS = 8_192
+MAX_SEQ_LENGTH = 256  # the default model's
 
 HttpEvent = APIGatewayProxyEvent | APIGatewayProxyEventV2 | LambdaFunctionUrlEvent
 
@@ -127,6 +144,7 @@ def test_every_expectation_names_its_handler() -> None:
     assert len(ENCODE_EVENTS) >= 16
     assert BULK_EVENTS == [
         "eventbridge_object_created.json",
+        "s3_batch_operations.json",
         "s3_object_created.json",
         "s3_object_created_output_prefix.json",
         "sqs_shard.json",
@@ -147,9 +165,11 @@ def test_expectation_entry_is_well_formed(name: str) -> None:
         path = exp["path"] or "/encode"  # a direct invoke is an /encode
         if path in BODY_KEYS:
             assert exp["keys"] == BODY_KEYS[path]
-        assert (exp["body_type"] == "list") == (path == "/embed")
+        assert (exp["body_type"] == "list") == (path in LIST_BODIES)
         if path in TEXT_FIELDS:
             assert isinstance(exp["vectors"], int) and exp["vectors"] >= 1
+    elif (exp["path"] or "").startswith("/v1/"):  # OpenAI's error object: {"error": {"message", ..., "code"}}
+        assert exp["keys"] == ["error"] and exp["exact_keys"] is True
     else:
         assert exp["keys"] == ["error", "error_type"] and exp["exact_keys"] is True
         assert exp["body_type"] == "object"
@@ -187,7 +207,7 @@ def test_event_dispatches_to_its_front_door(name: str) -> None:
 
 
 def test_direct_event_has_no_envelope() -> None:
-    names = [n for n, e in EXPECTATIONS.items() if e["source"] == "direct"]
+    names = [n for n, e in EXPECTATIONS.items() if e["source"] == "direct"]  # {"inputs"}: tests/functional
     assert names == ["direct_encode.json"]
     event = load_event("direct_encode.json")
     assert "requestContext" not in event and "httpMethod" not in event
@@ -216,10 +236,21 @@ def test_post_bodies(name: str) -> None:
     exp = EXPECTATIONS[name]
     event = parse(name)
     assert event.body
+    if exp.get("error_type") == "malformed_json" and load_event(name).get("isBase64Encoded"):  # not base64 at all
+        with pytest.raises(binascii.Error):
+            base64.b64decode(event.body, validate=True)
+        return
     text = event.decoded_body
     if exp.get("error_type") == "malformed_json":
-        with pytest.raises(json.JSONDecodeError):
-            json.loads(text)
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        texts = body["texts"]  # valid JSON, but a text holds a lone surrogate: no UTF-8 exists for it
+        bad = [t for t in texts if any(0xD800 <= ord(c) <= 0xDFFF for c in t)]
+        assert bad
+        with pytest.raises(UnicodeEncodeError):
+            bad[0].encode("utf-8")
         return
     body = json.loads(text)
     assert isinstance(body, dict)
@@ -238,7 +269,7 @@ def test_base64_event_decodes_to_json() -> None:
     assert isinstance(body["text"], str) and body["text"]
     assert json.loads(APIGatewayProxyEvent(raw).decoded_body) == body
     others = [n for n in http_events() if load_event(n).get("isBase64Encoded")]
-    assert others == ["api_gateway_v1_encode_base64.json"]
+    assert others == ["api_gateway_v1_encode_base64.json", "bad_invalid_base64.json"]
 
 
 def test_openai_events() -> None:
@@ -252,7 +283,32 @@ def test_openai_events() -> None:
 def test_bad_request_bodies() -> None:
     assert json.loads(parse("bad_empty_text.json").decoded_body) == {"texts": ["ok", ""]}
     assert json.loads(parse("bad_wrong_type.json").decoded_body) == {"texts": [1, 2]}
-    assert json.loads(parse("bad_too_many_texts.json").decoded_body) == {"texts": ["x"] * 257}
+    assert json.loads(parse("bad_too_many_texts.json").decoded_body) == {"texts": ["x"] * (MAX_TEXTS + 1)}
+
+
+def test_budget_event_is_over_the_wordpiece_budget_only() -> None:
+    """33 texts of 255 one-letter words: 257 wordpieces each, counted at max_seq_length = 256."""
+    texts = json.loads(parse("bad_request_too_large.json").decoded_body)["texts"]
+    assert len(texts) <= MAX_TEXTS and sum(map(len, texts)) <= 150_000  # within MAX_TEXTS / MAX_REQUEST_CHARS
+    assert len(texts) * MAX_SEQ_LENGTH > MAX_REQUEST_TOKENS >= (len(texts) - 1) * MAX_SEQ_LENGTH
+    assert all(len(t.split()) + 2 > MAX_SEQ_LENGTH for t in texts)
+
+
+def test_blank_text_event_has_only_unreadable_characters() -> None:
+    texts = json.loads(parse("bad_blank_text.json").decoded_body)["texts"]
+    assert texts[0] == "ok"
+    assert texts[1].strip() and {unicodedata.category(c) for c in texts[1]} <= {"Cc", "Cf", "Mn", "Me"}
+
+
+def test_tei_and_openai_client_events() -> None:
+    assert (
+        json.loads(parse("tei_root.json").decoded_body)["inputs"]
+        == json.loads(parse("openai_embeddings.json").decoded_body)["input"]
+    )
+    assert json.loads(parse("tei_tokenize.json").decoded_body) == {"inputs": "Serverless BERT on Lambda"}
+    tokens = json.loads(parse("bad_openai_token_array.json").decoded_body)["input"]
+    assert all(isinstance(i, int) for row in tokens for i in row)  # what LangChain sends by default
+    assert json.loads(parse("bad_tei_prompt_name.json").decoded_body)["prompt_name"] == "query"
 
 
 def test_unroutable_events_miss_the_routes() -> None:
@@ -267,7 +323,7 @@ def test_unroutable_events_miss_the_routes() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# bulk path (issue #4): S3 / EventBridge Object Created -> planner, SQS shard -> worker
+# bulk path: S3 / EventBridge Object Created and S3 Batch Operations -> planner, SQS shard -> worker
 # ---------------------------------------------------------------------------------------------
 
 
@@ -360,3 +416,12 @@ def test_sqs_shard_event() -> None:
     assert body["key"].startswith(body["input_prefix"]) and body["input_prefix"] == INPUT_PREFIX
     assert 0 <= body["first_chunk"] < body["end_chunk"]
     assert body["end_chunk"] * body["chunk_size"] <= body["size"]
+
+
+def test_batch_operations_event_is_what_powertools_reads() -> None:
+    from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+
+    event = S3BatchOperationEvent(load_event("s3_batch_operations.json"))
+    assert event.invocation_schema_version == "2.0" and event.job.user_arguments == {}
+    (task,) = list(event.tasks)
+    assert task.s3_bucket == INPUT_BUCKET and task.s3_key.startswith(INPUT_PREFIX) and task.s3_version_id is None

@@ -208,6 +208,12 @@ def test_bulk_iam_is_scoped() -> None:
     """No wildcard actions or resources; object grants end at a prefix; listing is prefix-conditioned."""
     listed: set[str] = set()
     for st in RES["BulkAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        if "Fn::If" in st:  # the S3 Vectors grant, only with OutputFormat=s3vectors
+            condition, st, otherwise = st["Fn::If"]
+            assert condition == "UseVectors" and otherwise == NO_VALUE
+            assert sorted(st["Action"]) == ["s3vectors:DeleteVectors", "s3vectors:PutVectors"]
+            assert all(b["Fn::Sub"].endswith("/index/${VectorIndexName}") for b in st["Resource"]["Fn::If"][1:])
+            continue
         assert st["Effect"] == "Allow"
         assert not any("*" in a for a in _listed(st["Action"])), st
         for r in _listed(st["Resource"]):
@@ -238,6 +244,23 @@ def test_shard_queue_fits_the_worker() -> None:
     env = props(TPL, "BulkWorkerFunction")["Environment"]["Variables"]
     assert "Ref" in redrive["maxReceiveCount"] and env["SHARD_MAX_RECEIVES"] == redrive["maxReceiveCount"]
     assert refs(redrive["deadLetterTargetArn"]) <= set(RES)
+
+
+def test_search_and_backfill_grants_are_scoped() -> None:
+    (search,) = props(TPL, "EncodeFunction")["Policies"]
+    condition, policy, otherwise = search["Fn::If"]
+    assert condition == "UseVectors" and otherwise == NO_VALUE
+    (st,) = policy["Statement"]
+    assert sorted(st["Action"]) == ["s3vectors:GetVectors", "s3vectors:QueryVectors"]
+    assert all(b["Fn::Sub"].endswith("/index/${VectorIndexName}") for b in st["Resource"]["Fn::If"][1:])
+    role = RES["BatchOperationsRole"]["Properties"]
+    (principal,) = [s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"]]
+    assert principal == "batchoperations.s3.amazonaws.com"
+    grants = {st["Sid"]: st for st in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert grants["InvokePlanner"]["Resource"] == {"Ref": "BulkPlannerFunction.Alias"}
+    for sid in ("ReadInputObjects", "ManifestsAndReports"):
+        assert re.search(r"/\$\{\w+Prefix\}\*$", grants[sid]["Resource"]["Fn::Sub"][0])
+    assert not any("*" in a for st in grants.values() for a in _listed(st["Action"]))
 
 
 def test_worker_hand_off_chains_are_not_cut_by_loop_detection() -> None:
@@ -355,7 +378,9 @@ def test_version_description_follows_the_configuration(name: str) -> None:
     parameter the version's configuration holds, and fit Lambda's 256 characters."""
     p = props(TPL, name)
     config = [p["Environment"], p["MemorySize"], p["Timeout"], p["SnapStart"]]
-    needed = refs(config) & set(PARAMS)
+    # The vector bucket/index names do not fit in 256 characters beside the rest; docs/deploy.md
+    # says that changing only them needs an image build (or any described parameter) to take effect.
+    needed = refs(config) & set(PARAMS) - {"VectorBucketName", "VectorIndexName"}
     described = refs(p["VersionDescription"]) & set(PARAMS)
     assert needed <= described, needed - described
     sub = p["VersionDescription"]["Fn::Sub"]

@@ -1,0 +1,55 @@
+"""``bert-encode --backfill``: the S3 Batch Operations job it creates, checked against botocore's
+service model with ``Stubber`` (moto does not implement S3 Control's CreateJob)."""
+
+from __future__ import annotations
+
+import argparse
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from bert2vec.backfill import S3Location, create_job_request
+from bert2vec.cli import _backfill, build_parser, main
+
+ROLE = "arn:aws:iam::123456789012:role/bert2vec-BatchOperationsRole-abc"
+PLANNER = "arn:aws:lambda:us-east-1:123456789012:function:bert2vec-BulkPlannerFunction-x:live"
+
+
+def args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_intermixed_args(list(argv))
+
+
+def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
+    client = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    expected = create_job_request(
+        S3Location("bert2vec-input", "incoming/"), role_arn=ROLE, function_arn=PLANNER,
+        report=S3Location("bert2vec-input", "batch-reports/"), token="t",
+    )  # fmt: skip
+    expected["ClientRequestToken"] = ANY
+    with Stubber(client) as stub:  # validates every parameter against the CreateJob input shape
+        stub.add_response("create_job", {"JobId": "job-1"}, expected)
+        code = _backfill(args("--backfill", "s3://bert2vec-input/incoming/", "--role-arn", ROLE, "--function-arn", PLANNER), client)
+        stub.assert_no_pending_responses()
+    out, err = capsys.readouterr()
+    assert code == 0 and out.strip() == "job-1" and "describe-job" in err
+    gen = expected["ManifestGenerator"]["S3JobManifestGenerator"]
+    assert gen["SourceBucket"] == "arn:aws:s3:::bert2vec-input"
+    assert gen["Filter"]["KeyNameConstraint"]["MatchAnyPrefix"] == ["incoming/"]
+    assert ".jsonl.gz" in gen["Filter"]["KeyNameConstraint"]["MatchAnySuffix"]
+    assert expected["Operation"]["LambdaInvoke"] == {"FunctionArn": PLANNER, "InvocationSchemaVersion": "2.0"}
+    assert expected["AccountId"] == "123456789012" and expected["Report"]["Enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--backfill", "s3://b/p/"], "needs --role-arn and --function-arn"),
+        (["--backfill", "b/p/", "--role-arn", ROLE, "--function-arn", PLANNER], "expected s3://bucket/prefix"),
+        (["--backfill", "s3://b/", "--role-arn", "not-an-arn", "--function-arn", PLANNER], "IAM role ARN"),
+        (["--backfill", "s3://b/", "hello"], "give only one of"),
+    ],
+)
+def test_bad_backfill_arguments_are_usage_errors(capsys, argv: list[str], fragment: str) -> None:
+    assert main(argv) == 2
+    assert fragment in capsys.readouterr().err
