@@ -26,7 +26,15 @@ from typing import IO, Any, BinaryIO, cast
 from bert2vec.cli.common import EXIT_FAILED, PROG, CliError, UsageError, isatty
 from function.bulk import manifest as manifests
 from function.bulk.pipeline import Counts, PipelineOptions, encode_items
-from function.bulk.readers import BLOCK_SIZE, InputFormat, InputFormatError, Item, ReaderOptions, UnsupportedFormatError
+from function.bulk.readers import (
+    BLOCK_SIZE,
+    InputFormat,
+    InputFormatError,
+    Item,
+    ReaderOptions,
+    UnsupportedFormatError,
+    sniff_text,
+)
 from function.bulk.writers import FORMATS, ErrorWriter, PartWriter, open_part_writer, part_suffixes
 from function.encoder import Encoder
 
@@ -106,6 +114,10 @@ def plan_file(args: argparse.Namespace) -> FilePlan:
     if source is not None and not source.is_file():
         why = "is a directory" if source.is_dir() else "does not exist"
         raise CliError(f"cannot read input {source}: it {why}")
+    if source is not None:
+        not_text = _sniff(source, input_format.gzip)
+        if not_text:
+            raise CliError(f"cannot encode {source}: {not_text}")
 
     to_stdout = args.output == "-" or (args.output is None and stdin)
     named = None if to_stdout or args.output is None else _format_from_name(args.output)
@@ -143,6 +155,16 @@ def plan_file(args: argparse.Namespace) -> FilePlan:
     if existing and not args.force:
         raise UsageError(f"output exists: {', '.join(existing)}; pass --force to replace it")
     return plan
+
+
+def _sniff(path: Path, gz: bool) -> str | None:
+    """Why the file is not UTF-8 text (the S3 path's check on its first 4 KiB), or None."""
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            head = f.read(4096)
+    except (OSError, EOFError, zlib.error):
+        return None  # the real read reports it, with the line where it stopped
+    return sniff_text(head)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -233,6 +233,22 @@ def test_unknown_extension_is_explained_and_input_format_overrides(capsys, model
     assert (tmp_path / "docs.tsv.jsonl").is_file()
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "why"),
+    [
+        ("utf16.txt", "one\ntwo\n".encode("utf-16"), "UTF-16 LE"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL bytes"),
+        ("utf16.txt.gz", gzip.compress("one\n".encode("utf-16")), "UTF-16 LE"),
+    ],
+)
+def test_input_that_is_not_utf8_text_is_refused(capsys, model, tmp_path: Path, name: str, data: bytes, why: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    code, out, err = run(capsys, [*model, "--input", str(path)])
+    assert code == 1 and out == "" and why in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
+
+
 def test_missing_input_file(capsys, model, tmp_path: Path) -> None:
     code, _, err = run(capsys, [*model, "--input", str(tmp_path / "nope.txt")])
     assert code == 1 and "cannot read input" in err and "does not exist" in err
