@@ -91,6 +91,12 @@ def plan(source: str | None, preprocess: str | None = None) -> SourcePlan:
         )
     if path.exists():
         raise SourceFormatError(f"{source}: is a file; expected a model directory, handle or catalogue name")
+    if len(path.parts) > 1 and Path(path.parts[0]).expanduser().is_dir():
+        # `models/my-bert` beside an existing `models/`: a mistyped local path, not a Hub id to download.
+        raise UnknownModelError(
+            f"{source}: no such directory (its parent {path.parent} exists; a Hugging Face id like org/name is "
+            f"only looked up when no local directory {path.parts[0]!r} exists)"
+        )
     model_id = hf_hub.parse_model_id(source)
     if model_id is not None:
         repo_id, revision = model_id

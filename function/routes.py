@@ -12,7 +12,6 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -28,6 +27,7 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 
+import function
 from function import search
 from function.errors import (
     Bert2VecError,
@@ -137,10 +137,8 @@ def parse_json_body(raw: str | None) -> Any:
 
 
 def package_version() -> str:
-    try:
-        return metadata.version("bert2vec-lambda")
-    except metadata.PackageNotFoundError:  # the Lambda image holds function/ only
-        return "unknown"
+    """The served code's version (the image holds ``function/`` only, not the installed package)."""
+    return function.__version__
 
 
 class Routes:

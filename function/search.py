@@ -18,6 +18,7 @@ from typing import Any
 
 from function.errors import InvalidInputError, SearchNotConfiguredError
 from function.service import EncodeRequest, EncodeService
+from function.vector_index import vector_bucket_name
 from function.wire import clip, require_object
 
 MAX_TOP_K = 30  # QueryVectors' limit
@@ -56,8 +57,6 @@ class VectorSearch:
 
     @classmethod
     def from_env(cls) -> VectorSearch:
-        from function.bulk.config import vector_bucket_name
-
         return cls(vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None, os.environ.get("VECTOR_INDEX") or None)
 
     @property

@@ -7,6 +7,14 @@ the environment Lambda provides, pointed at a :class:`~tests.e2e.runtime_api.Run
 someone changes the image's command, the tests run the new one. The reader is deliberately small:
 it understands the Dockerfile this project owns (continuation lines, exec form, ``ENV K=V ...``)
 and fails loudly on anything else rather than guessing.
+
+A bare ``python`` in that command runs this interpreter (``sys.executable``), unless the environment
+variable ``BERT2VEC_E2E_PYTHON`` names another one: then the function runs on that interpreter's
+packages, e.g. a venv built like the image's (``.cache/venv-lean``, see ``bench/image_size.py``)::
+
+    BERT2VEC_E2E_PYTHON=.cache/venv-lean/bin/python pytest tests/e2e/test_function_e2e.py
+
+The tests themselves still run here; only the function process changes interpreter.
 """
 
 from __future__ import annotations
@@ -82,9 +90,21 @@ def dockerfile_env(dockerfile: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------
 
 _PYTHON_NAME = re.compile(r"python(3(\.\d+)?)?")
+E2E_PYTHON_VAR = "BERT2VEC_E2E_PYTHON"
 # Inherited variables that would change how awslambdaric behaves (multi-concurrency, telemetry fd,
 # thread polling...) must come from the test, never leak in from whoever runs pytest.
 _LAMBDA_ONLY_PREFIXES = ("AWS_LAMBDA_", "_LAMBDA_", "_X_AMZN_", "AWS_EXECUTION_ENV", "_HANDLER", "LAMBDA_")
+
+
+def function_python() -> str:
+    """The interpreter that stands for the image's ``python``: ``$BERT2VEC_E2E_PYTHON`` or this one."""
+    chosen = os.environ.get(E2E_PYTHON_VAR, "").strip()
+    if not chosen:
+        return sys.executable
+    path = Path(chosen).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise FileNotFoundError(f"{E2E_PYTHON_VAR}={chosen}: not an executable file")
+    return str(path.absolute())  # not resolved: a venv's bin/python symlink is what selects the venv
 
 
 class _Tail:
@@ -130,7 +150,7 @@ class LambdaProcess:
     """The image's command running locally against a :class:`RuntimeAPI`; use as a context manager.
 
     ``argv`` is the container command (typically :func:`dockerfile_command`). A bare ``python`` /
-    ``python3`` is replaced by this interpreter so the venv's packages are used. The environment is
+    ``python3`` is replaced by :func:`function_python` (this interpreter, or ``$BERT2VEC_E2E_PYTHON``). The environment is
     this process's (minus Lambda-specific variables), then Lambda's standard variables, then ``env``;
     ``AWS_LAMBDA_RUNTIME_API``, ``LAMBDA_TASK_ROOT`` (= ``cwd``, standing in for ``/var/task``) and
     ``_HANDLER`` are always set by the harness.
@@ -152,7 +172,7 @@ class LambdaProcess:
     ) -> None:
         if not argv:
             raise ValueError("empty argv")
-        self.argv = [sys.executable if _PYTHON_NAME.fullmatch(argv[0]) else argv[0], *argv[1:]]
+        self.argv = [function_python() if _PYTHON_NAME.fullmatch(argv[0]) else argv[0], *argv[1:]]
         self.runtime = runtime
         self.cwd = Path(cwd)
         self.handler = handler if handler is not None else argv[-1]
@@ -339,5 +359,6 @@ __all__ = [
     "RuntimeExitedError",
     "dockerfile_command",
     "dockerfile_env",
+    "function_python",
     "lambda_session",
 ]

@@ -91,3 +91,13 @@ def test_catalogue_names_with_a_slash_still_win(hub_cache: Path, tmp_path: Path)
 
     prepared = prepare(tmp_path / "m", ExportOptions(source="google/bert_uncased_L-12_H-768_A-12"))
     assert prepared.plan.kind == "catalogue" and prepared.plan.encoder.startswith("https://tfhub.dev/")
+
+
+def test_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch) -> None:
+    from export.errors import UnknownModelError
+    from export.sources import plan
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownModelError, match="models/my-bert: no such directory"):
+        plan("models/my-bert")

@@ -75,3 +75,27 @@ def test_every_error_type_has_one_http_status() -> None:
     assert not [c for c in classes if "status" in vars(c)], "statuses belong in routes.HTTP_STATUS only"
     caller_faults = {t: s for t, s in HTTP_STATUS.items() if t not in ("model_not_found", "model_not_loaded")}
     assert all(400 <= s < 500 for s in caller_faults.values())
+
+
+def test_the_encode_handler_imports_no_bulk_parquet_or_aws_sdk_code_at_init() -> None:
+    """Init imports only what serving an encode request needs (the bulk path and pyarrow are lazy)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, function.app; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'boto3', 'tensorflow') "
+        "or m.startswith('function.bulk')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={"BERT2VEC_LAZY_INIT": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_version_is_written_once() -> None:
+    import function
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and 'attr = "function.__version__"' in pyproject
+    assert function.__version__.count(".") == 2
