@@ -367,6 +367,16 @@ def bench_model(model: ModelSpec, runtimes: list[str], texts: list[str], args: a
     return result
 
 
+def side_report(module: str, *args: str) -> str:
+    """Another bench module's markdown (image size, long texts, single text), run in .venv."""
+    log(f"{module} {' '.join(args)}")
+    res = subprocess.run([python_of(".venv"), "-m", module, *args], cwd=REPO, env=worker_env(),
+                         capture_output=True, text=True)  # fmt: skip
+    if res.returncode != 0:
+        return f"({module} failed: {res.stderr[-1500:]})"
+    return res.stdout.strip()
+
+
 def function_latency(model_dir: Path, n: int) -> str:
     log(f"function latency through awslambdaric ({model_dir.name}, n={n})")
     res = subprocess.run([python_of(".venv"), "-m", "bench.function_latency", "--model", str(model_dir), "--n", str(n)],
@@ -458,6 +468,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"| {rt} | {s['total_mb']:.0f} | {s['what']} ({s.get('count', '?')} packages) | {top} |")
     lines += ["", "## The encode function through the real awslambdaric process (`bench/function_latency.py`)", "",
               report["function_latency"], ""]  # fmt: skip
+    for title, key in (("Image size (`bench/image_size.py`)", "image_size"),
+                       ("Long documents (`bench/long_text.py`)", "long_text"),
+                       ("One text per call (`bench/single_text.py`)", "single_text")):  # fmt: skip
+        if report.get(key):
+            lines += ["", f"## {title}", "", report[key], ""]
     return "\n".join(lines)
 
 
@@ -543,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
 
     report["function_latency"] = (function_latency(models[0].saved_model, args.function_latency_n)
                                   if args.function_latency_n > 0 else "(skipped)")  # fmt: skip
+    model_dir = str(models[0].saved_model)
+    report["image_size"] = side_report("bench.image_size", "--model", model_dir)
+    for key, module in (("long_text", "bench.long_text"), ("single_text", "bench.single_text")):
+        if (REPO / "bench" / f"{module.split('.')[1]}.py").is_file():
+            report[key] = side_report(module, "--model", model_dir)
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start
 
