@@ -10,33 +10,77 @@ cold-start time and peak RSS.
 Numerics follow Hugging Face's ``BertModel`` (post-layer-norm residuals, exact erf GELU, biased
 variance in layer norm, attention scale ``1/sqrt(head_dim)``) so converted checkpoints reproduce
 the reference to float32 rounding.
+
+Split graphs (``parts``): one text is too little work for two cores inside a matmul (one intra-op
+thread each is fastest), but the layer itself splits cleanly. With ``parts = p`` every layer runs
+as ``p`` independent branches that TensorFlow's inter-op pool schedules on ``p`` cores: branch
+``j`` owns heads ``[j·nh/p, (j+1)·nh/p)`` — its own fused Q/K/V columns, its attention, its rows
+of the attention-output kernel — and columns ``j`` of the first FFN matmul, then the matching
+rows of the second. The partial outputs are summed with one ``AddN`` (together with the residual)
+before each layer norm. It is exact algebra; only the float summation order changes.
+Row splits are dim-0 slices of the same variables (no copy, no extra memory); the column-split
+kernels (fused Q/K/V, first FFN matmul) are stored once more per exported parts count, in the
+order the branches read them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from export.bert_weights import GELU_ACTIVATIONS, BertConfig, BertWeights, LayerWeights
 
-__all__ = ["BertConfig", "BertEncoderModule", "BertWeights", "LayerWeights"]
+__all__ = ["DEFAULT_PARTS", "BertConfig", "BertEncoderModule", "BertWeights", "LayerWeights", "valid_parts"]
 
 _MASK_NEG = -1e9  # additive mask; exp() underflows to exactly 0 for padded keys
+
+#: Split graphs exported by default besides the unsplit one (Lambda gives up to 6 vCPUs; 2 is
+#: the common multi-core size). Each costs one more copy of the Q/K/V and first FFN kernels.
+DEFAULT_PARTS: tuple[int, ...] = (2,)
+
+
+def valid_parts(config: BertConfig, parts: int) -> bool:
+    """Whether ``parts`` branches divide this architecture's heads and FFN width evenly."""
+    return parts >= 1 and config.num_heads % parts == 0 and config.intermediate_size % parts == 0
 
 
 def _var(value: np.ndarray, name: str) -> tf.Variable:
     return tf.Variable(np.asarray(value, dtype=np.float32), trainable=False, name=name)
 
 
+def _qkv(w: LayerWeights, scale: float, heads: slice, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fused ``[Q | K | V]`` kernel and bias for ``heads``, the softmax scale folded into Q."""
+    cols = slice(heads.start * head_dim, heads.stop * head_dim)
+    kernel = np.concatenate([w.q_kernel[:, cols] * scale, w.k_kernel[:, cols], w.v_kernel[:, cols]], axis=1)
+    bias = np.concatenate([w.q_bias[cols] * scale, w.k_bias[cols], w.v_bias[cols]], axis=0)
+    return kernel, bias
+
+
+class _Split(tf.Module):
+    """One layer's column-split kernels for ``parts`` branches (row splits slice the shared ones)."""
+
+    def __init__(self, w: LayerWeights, config: BertConfig, parts: int) -> None:
+        super().__init__(name=f"parts_{parts}")
+        scale = 1.0 / math.sqrt(config.head_dim)
+        heads, inter = config.num_heads // parts, config.intermediate_size // parts
+        self.qkv_kernel, self.qkv_bias, self.inter_kernel, self.inter_bias = [], [], [], []
+        for j in range(parts):
+            kernel, bias = _qkv(w, scale, slice(j * heads, (j + 1) * heads), config.head_dim)
+            self.qkv_kernel.append(_var(kernel, f"qkv_kernel_{j}"))
+            self.qkv_bias.append(_var(bias, f"qkv_bias_{j}"))
+            self.inter_kernel.append(_var(w.inter_kernel[:, j * inter : (j + 1) * inter], f"inter_kernel_{j}"))
+            self.inter_bias.append(_var(w.inter_bias[j * inter : (j + 1) * inter], f"inter_bias_{j}"))
+
+
 class _Layer(tf.Module):
-    def __init__(self, w: LayerWeights, config: BertConfig, index: int) -> None:
+    def __init__(self, w: LayerWeights, config: BertConfig, index: int, parts: Sequence[int]) -> None:
         super().__init__(name=f"layer_{index}")
         scale = 1.0 / math.sqrt(config.head_dim)
         # Fused QKV with the softmax scale folded into the query projection.
-        qkv_kernel = np.concatenate([w.q_kernel * scale, w.k_kernel, w.v_kernel], axis=1)
-        qkv_bias = np.concatenate([w.q_bias * scale, w.k_bias, w.v_bias], axis=0)
+        qkv_kernel, qkv_bias = _qkv(w, scale, slice(0, config.num_heads), config.head_dim)
         self.qkv_kernel = _var(qkv_kernel, "qkv_kernel")
         self.qkv_bias = _var(qkv_bias, "qkv_bias")
         self.attn_out_kernel = _var(w.attn_out_kernel, "attn_out_kernel")
@@ -49,6 +93,16 @@ class _Layer(tf.Module):
         self.out_bias = _var(w.out_bias, "out_bias")
         self.out_ln_gamma = _var(w.out_ln_gamma, "out_ln_gamma")
         self.out_ln_beta = _var(w.out_ln_beta, "out_ln_beta")
+        # A list (not a dict keyed by int) so tf.Module/SavedModel tracking names stay plain.
+        self.splits = [_Split(w, config, p) for p in parts]
+        self._split_parts = tuple(parts)
+
+    def branches(self, parts: int) -> tuple[list, list, list, list]:
+        """Per-branch (qkv kernel, qkv bias, inter kernel, inter bias) variables for ``parts``."""
+        if parts == 1:
+            return [self.qkv_kernel], [self.qkv_bias], [self.inter_kernel], [self.inter_bias]
+        split = self.splits[self._split_parts.index(parts)]
+        return split.qkv_kernel, split.qkv_bias, split.inter_kernel, split.inter_bias
 
 
 class BertEncoderModule(tf.Module):
@@ -59,7 +113,11 @@ class BertEncoderModule(tf.Module):
     which is all an embedding service needs.
     """
 
-    def __init__(self, config: BertConfig, weights: BertWeights, name: str = "bert") -> None:
+    def __init__(
+        self, config: BertConfig, weights: BertWeights, name: str = "bert", *, parts: Sequence[int] = DEFAULT_PARTS
+    ) -> None:
+        """``parts``: split-graph sizes to support besides 1 (sizes that do not divide the heads
+        and the FFN width are skipped); see ``parts_counts``."""
         super().__init__(name=name)
         weights.check(config)
         self.config = config
@@ -73,7 +131,9 @@ class BertEncoderModule(tf.Module):
         self.type0_embedding = _var(weights.type_embeddings[0], "type0_embedding")
         self.emb_ln_gamma = _var(weights.emb_ln_gamma, "emb_ln_gamma")
         self.emb_ln_beta = _var(weights.emb_ln_beta, "emb_ln_beta")
-        self.layers = [_Layer(w, config, n) for n, w in enumerate(weights.layers)]
+        #: Branch counts ``__call__`` accepts, 1 (the unsplit graph) first.
+        self.parts_counts: tuple[int, ...] = (1, *sorted({p for p in parts if p > 1 and valid_parts(config, p)}))
+        self.layers = [_Layer(w, config, n, self.parts_counts[1:]) for n, w in enumerate(weights.layers)]
         self.has_pooler = weights.pooler_kernel is not None
         if self.has_pooler:
             self.pooler_kernel = _var(weights.pooler_kernel, "pooler_kernel")
@@ -83,37 +143,53 @@ class BertEncoderModule(tf.Module):
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
         return (x - mean) * tf.math.rsqrt(var + self._eps) * gamma + beta
 
-    def __call__(self, word_ids: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+    def __call__(self, word_ids: tf.Tensor, mask: tf.Tensor, parts: int = 1) -> tuple[tf.Tensor, tf.Tensor | None]:
         cfg = self.config
-        h, nh, hd = cfg.hidden_size, cfg.num_heads, cfg.head_dim
+        if parts not in self.parts_counts:
+            raise ValueError(f"parts={parts}: this encoder was built for {self.parts_counts}")
+        h, hd = cfg.hidden_size, cfg.head_dim
+        nh = cfg.num_heads // parts  # heads per branch
+        rows = nh * hd  # attention-output rows per branch
+        inter = cfg.intermediate_size // parts  # FFN-output rows per branch
         batch = tf.shape(word_ids)[0]
         seq = tf.shape(word_ids)[1]
 
-        x = tf.gather(self.word_embeddings, word_ids) + self.type0_embedding
-        x = x + self.position_embeddings[:seq][tf.newaxis]
-        x = tf.reshape(x, [-1, h])  # stay 2-D between layers: [B*S, H]
-        x = self._layer_norm(x, self.emb_ln_gamma, self.emb_ln_beta)
+        with tf.name_scope("embeddings"):
+            x = tf.gather(self.word_embeddings, word_ids) + self.type0_embedding
+            x = x + self.position_embeddings[:seq][tf.newaxis]
+            x = tf.reshape(x, [-1, h])  # stay 2-D between layers: [B*S, H]
+            x = self._layer_norm(x, self.emb_ln_gamma, self.emb_ln_beta)
+            mask_add = (1.0 - tf.cast(mask, tf.float32)) * _MASK_NEG
+            mask_add = mask_add[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
 
-        mask_add = (1.0 - tf.cast(mask, tf.float32)) * _MASK_NEG
-        mask_add = mask_add[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
-
-        for layer in self.layers:
-            qkv = tf.matmul(x, layer.qkv_kernel) + layer.qkv_bias  # [B*S, 3H]
-            qkv = tf.reshape(qkv, [batch, seq, 3, nh, hd])
-            qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, nh, S, hd]
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = tf.matmul(q, k, transpose_b=True) + mask_add
-            probs = tf.nn.softmax(scores, axis=-1)
-            ctx = tf.matmul(probs, v)  # [B, nh, S, hd]
-            ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [-1, h])
-            attn = tf.matmul(ctx, layer.attn_out_kernel) + layer.attn_out_bias
-            x = self._layer_norm(attn + x, layer.attn_ln_gamma, layer.attn_ln_beta)
-            inter = tf.nn.gelu(
-                tf.matmul(x, layer.inter_kernel) + layer.inter_bias,
-                approximate=self._approximate_gelu,
-            )
-            out = tf.matmul(inter, layer.out_kernel) + layer.out_bias
-            x = self._layer_norm(out + x, layer.out_ln_gamma, layer.out_ln_beta)
+        for n, layer in enumerate(self.layers):
+            qkv_k, qkv_b, inter_k, inter_b = layer.branches(parts)
+            with tf.name_scope(f"layer_{n}"):
+                attn = []
+                for j in range(parts):
+                    with tf.name_scope(f"attention_{j}"):
+                        qkv = tf.matmul(x, qkv_k[j]) + qkv_b[j]  # [B*S, 3·rows]
+                        qkv = tf.reshape(qkv, [batch, seq, 3, nh, hd])
+                        qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, nh, S, hd]
+                        q, k, v = qkv[0], qkv[1], qkv[2]
+                        scores = tf.matmul(q, k, transpose_b=True) + mask_add
+                        probs = tf.nn.softmax(scores, axis=-1)
+                        ctx = tf.matmul(probs, v)  # [B, nh, S, hd]
+                        ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [-1, rows])
+                        kernel = (
+                            layer.attn_out_kernel if parts == 1 else layer.attn_out_kernel[j * rows : (j + 1) * rows]
+                        )
+                        attn.append(tf.matmul(ctx, kernel))
+                attn = tf.add_n([*attn, x]) + layer.attn_out_bias
+                x = self._layer_norm(attn, layer.attn_ln_gamma, layer.attn_ln_beta)
+                ffn = []
+                for j in range(parts):
+                    with tf.name_scope(f"ffn_{j}"):
+                        act = tf.nn.gelu(tf.matmul(x, inter_k[j]) + inter_b[j], approximate=self._approximate_gelu)
+                        kernel = layer.out_kernel if parts == 1 else layer.out_kernel[j * inter : (j + 1) * inter]
+                        ffn.append(tf.matmul(act, kernel))
+                out = tf.add_n([*ffn, x]) + layer.out_bias
+                x = self._layer_norm(out, layer.out_ln_gamma, layer.out_ln_beta)
 
         sequence_output = tf.reshape(x, [batch, seq, h])
         pooled = None

@@ -52,7 +52,8 @@ def configure_tensorflow_threads(n: int) -> bool:
     costs more in synchronisation than it gains — a single text takes 3.6 ms with one intra-op
     thread against 5.0 ms with two — while running ``n`` batches side by side, one core each,
     is 1.4x faster in bulk than one batch at a time on ``n`` cores. ``Encoder`` runs batches
-    concurrently to use the ``n`` inter-op slots.
+    concurrently to use the ``n`` inter-op slots, and runs a single batch on the exported graph
+    split into ``n`` branches per layer (``serving_parts_<n>``), whose branches fill those slots.
 
     Pools are fixed once TensorFlow executes its first op, so this must run first; in Lambda it
     runs at init. A host process that used TensorFlow earlier keeps its own settings.
