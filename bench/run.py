@@ -560,9 +560,14 @@ def main(argv: list[str] | None = None) -> int:
                                   if args.function_latency_n > 0 else "(skipped)")  # fmt: skip
     model_dir = str(models[0].saved_model)
     report["image_size"] = side_report("bench.image_size", "--model", model_dir)
-    for key, module in (("long_text", "bench.long_text"), ("single_text", "bench.single_text")):
-        if (REPO / "bench" / f"{module.split('.')[1]}.py").is_file():
-            report[key] = side_report(module, "--model", model_dir)
+    report["long_text"] = side_report("bench.long_text", "--model", model_dir)
+    ort = subprocess.run([python_of(".venv-ref"), "-m", "bench.long_text_ort", "--onnx", str(models[0].onnx),
+                          "--hf-dir", str(models[0].hf_dir)], cwd=REPO, env=worker_env(), capture_output=True, text=True)  # fmt: skip
+    report["long_text"] += "\n\nONNX Runtime, the same windows (`bench/long_text_ort.py`): " + (
+        ort.stdout.strip() if ort.returncode == 0 else f"failed: {ort.stderr[-800:]}")
+    # The split graph (what Encoder picks for one batch on 2+ CPUs) against the same model's unsplit graph.
+    report["single_text"] = side_report("bench.single_text", f"split={model_dir}", "--signature",
+                                        "unsplit=split:serving_default", "--rounds", "3")  # fmt: skip
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start
 

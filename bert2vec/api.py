@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from function import contract
+from function import long_text as long_texts
 from function.encoder import DEFAULT_BATCH_SIZE, Encoder, default_model_dir
 from function.errors import ModelNotFoundError
 
@@ -61,8 +63,29 @@ class Bert2Vec:
     def vector_length(self) -> int:
         return self.encoder.vector_length
 
-    def encode(self, text: str) -> list[float]:
-        return self.encoder.encode([text]).embeddings[0].tolist()
+    def encode(self, text: str, *, long_text: str = "truncate", stride: int | None = None) -> list[float]:
+        """One text's vector. ``long_text``: what happens past the model's ``max_seq_length``
+        wordpieces — ``"truncate"`` (read the start), ``"reject"`` (raise
+        ``TextTooLongForModelError``) or ``"chunk"`` (read it all as windows overlapping by
+        ``stride`` wordpieces and average them; see docs/python-api.md)."""
+        return self.bulk_encode([text], long_text=long_text, stride=stride)[0]
 
-    def bulk_encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[float]]:
-        return self.encoder.encode(list(texts), batch_size=batch_size).embeddings.tolist()
+    def bulk_encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        long_text: str = "truncate",
+        stride: int | None = None,
+    ) -> list[list[float]]:
+        result = long_texts.encode(self.encoder, list(texts), long_text=long_text, stride=stride, batch_size=batch_size)
+        return result.embeddings.tolist()
+
+    def encode_chunks(self, text: str, *, stride: int | None = None) -> list[dict[str, Any]]:
+        """One entry per window of ``text`` (for retrieval): ``{"chunk", "start", "end", "vector"}``,
+        where ``text[start:end]`` is the window's span (whole words, character offsets)."""
+        got = long_texts.LongTextEncoder(self.encoder).encode_chunks([text], stride=stride)
+        return [
+            {"chunk": k, "start": int(got.start[k]), "end": int(got.end[k]), "vector": got.embeddings[k].tolist()}
+            for k in range(len(got.text_index))
+        ]

@@ -10,6 +10,7 @@ truncation, so callers can tell a text was cut.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -22,12 +23,16 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
-from export import sources
+from export import long_text, sources
 from export.errors import ExportError, IncompatibleModelError, OutputExistsError, OutputRefusedError, warn
 from export.preflight import ExportOptions, Prepared, is_previous_export, prepare
 from function import contract
 
-__all__ = ["ExportOptions", "ServingModule", "build", "export_model"]
+__all__ = ["PARTS_SIGNATURE", "ExportOptions", "ServingModule", "build", "export_model"]
+
+#: Extra signatures (same input and outputs as ``serving_default``) for encoders that can split
+#: each layer into branches run on several cores (``export.bert_graph``): one text, all cores.
+PARTS_SIGNATURE = "serving_parts_{}"
 
 LOAD_HINT = (
     "import tensorflow_text before tf.saved_model.load(): the in-graph tokenizer uses its ops "
@@ -74,24 +79,38 @@ class ServingModule(tf.Module):
         self._pad = int(tokenizer.pad_id)
         spec = [tf.TensorSpec([None], tf.string, name=contract.INPUT_KEY)]
         self.serve = tf.function(self._serve, input_signature=spec)
+        self.split_serves = {
+            PARTS_SIGNATURE.format(p): tf.function(functools.partial(self._serve, parts=p), input_signature=spec)
+            for p in getattr(encoder, "parts_counts", (1,))
+            if p > 1
+        }
         # Not part of the contract: exposes packing so tests and debugging can see the padded ids.
         self.pack = tf.function(self._pack, input_signature=spec)
 
     def _pack(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         ids = self.tokenizer.tokenize(text)  # int32 ragged [B, (T)], no specials
-        token_count = tf.cast(ids.row_lengths(), tf.int32) + 2
-        ids = ids[:, : self._max_seq_length - 2]  # keep room for [CLS] ... [SEP]
-        batch = ids.nrows()
-        cls = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(self._cls, tf.int32)))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(self._sep, tf.int32)))
-        packed = tf.concat([cls, ids, sep], axis=1)
-        word_ids = packed.to_tensor(default_value=self._pad)  # padded to this batch's longest
-        mask = tf.sequence_mask(packed.row_lengths(), maxlen=tf.shape(word_ids)[1], dtype=tf.int32)
+        # Dense index arithmetic instead of ragged slice/concat/to_tensor: the same ids without
+        # the ragged ops' validation branches, which run on every call for input known valid.
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        token_count = lengths + 2
+        kept = tf.minimum(lengths, self._max_seq_length - 2)[:, tf.newaxis]  # room for [CLS] ... [SEP]
+        width = tf.reduce_max(tf.concat([kept[:, 0] + 2, [0]], axis=0))  # this batch's longest
+        pos = tf.range(width)[tf.newaxis, :]  # [1, W]
+        values = tf.concat([ids.flat_values, [self._pad]], axis=0)  # never empty
+        starts = tf.cast(ids.row_starts(), tf.int32)[:, tf.newaxis]
+        pieces = tf.gather(values, tf.clip_by_value(starts + pos - 1, 0, tf.size(values) - 1))
+        word_ids = tf.where(
+            (pos >= 1) & (pos <= kept),
+            pieces,
+            tf.where(pos == 0, self._cls, tf.where(pos == kept + 1, self._sep, self._pad)),
+        )
+        mask = tf.cast(pos <= kept + 1, tf.int32)
         return word_ids, mask, token_count
 
-    def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _serve(self, text: tf.Tensor, parts: int = 1) -> dict[str, tf.Tensor]:
         word_ids, mask, token_count = self._pack(text)
-        sequence_output, pooled_output = self.encoder(word_ids, mask)
+        split = {"parts": parts} if parts > 1 else {}
+        sequence_output, pooled_output = self.encoder(word_ids, mask, **split)
         if self._pooling == "pooled":
             emb = pooled_output
         elif self._pooling == "cls":
@@ -367,7 +386,9 @@ def build(prep: Prepared) -> dict[str, Any]:
             parent.mkdir(mode=0o755)
             os.chmod(parent, 0o755)  # mkdir's mode is masked by the umask
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-        tf.saved_model.save(module, str(tmp), signatures={contract.SIGNATURE_NAME: module.serve})
+        signatures = {contract.SIGNATURE_NAME: module.serve, **module.split_serves}
+        signatures.update(long_text.attach(module))  # encode_long / encode_chunks (export/long_text.py)
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         card = {
             "contract_version": contract.CONTRACT_VERSION,
             "name": opts.name or plan.name,

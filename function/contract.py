@@ -33,3 +33,13 @@ MODEL_CARD_FIELDS = (
     "exported_at",
     "checksum",
 )
+
+# Long texts (export/long_text.py): extra signatures, absent from models exported before them.
+LONG_SIGNATURE_NAME = "encode_long"  # (text, stride) -> embedding, token_count, chunks
+CHUNKS_SIGNATURE_NAME = "encode_chunks"  # (text, stride) -> chunk_embedding, text_index, start, end, token_count
+INPUT_STRIDE = "stride"  # int32 []: wordpieces shared by consecutive windows, 0 <= stride < max_seq_length - 2
+OUTPUT_CHUNKS = "chunks"  # int32 [None]: windows per text
+OUTPUT_CHUNK_EMBEDDING = "chunk_embedding"  # float32 [W, D], pooled and normalised like serving_default
+OUTPUT_TEXT_INDEX = "text_index"  # int32 [W]: the input each window belongs to
+OUTPUT_START = "start"  # int32 [W]: character offset (code points) of the window's span in the input
+OUTPUT_END = "end"  # int32 [W]: exclusive end of that span

@@ -18,6 +18,7 @@ from function import defaults
 from function.encoder import Encoder, EncodeResult
 from function.errors import (
     EmptyInputError,
+    InvalidInputError,
     PayloadTooLargeError,
     RequestTooLargeError,
     TextTooLargeError,
@@ -25,6 +26,7 @@ from function.errors import (
     TooManyTextsError,
     UnsupportedOptionError,
 )
+from function.long_text import MODES, LongTextEncoder, check_stride, windows_for
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Wordpieces one character can become. Every wordpiece covers at least one character of the
@@ -64,7 +66,7 @@ class ModelTokenizer:
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self._pack = getattr(getattr(encoder, "_loaded", None), "pack", None)
+        self._pack = encoder.function("pack")
 
     @property
     def available(self) -> bool:
@@ -103,6 +105,19 @@ class EncodeRequest:
     truncate: bool = True
     field: str = "texts"  # the request field named in error messages
     single: bool = False  # the field held one string rather than a list
+    long_text: str | None = None  # truncate | reject | chunk (function.long_text); None: from ``truncate``
+    stride: int | None = None  # chunk mode: overlap of consecutive windows; None: the default
+
+    def __post_init__(self) -> None:
+        if self.long_text is not None and self.long_text not in MODES:
+            raise InvalidInputError(
+                f"'long_text' must be one of {', '.join(MODES)}, got {self.long_text!r}", param="long_text"
+            )
+
+    @property
+    def mode(self) -> str:
+        """What happens to a text over the model's ``max_seq_length``: truncate, reject or chunk."""
+        return self.long_text or ("truncate" if self.truncate else "reject")
 
     def name(self, i: int) -> str:
         """How error messages point at text ``i``: ``'text'`` or ``'texts[3]'``."""
@@ -114,6 +129,7 @@ class Encoded:
     request: EncodeRequest
     result: EncodeResult
     vectors: np.ndarray  # after any request-level normalisation
+    chunks: np.ndarray | None = None  # chunk mode: windows per text
 
 
 class EncodeService:
@@ -123,6 +139,7 @@ class EncodeService:
         self.encoder = encoder
         self.limits = limits or Limits.from_env()
         self.tokenizer = ModelTokenizer(encoder)
+        self.long_text = LongTextEncoder(encoder)
 
     def check_texts(self, req: EncodeRequest) -> list[str]:
         """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
@@ -139,12 +156,14 @@ class EncodeService:
             if not t.strip():
                 raise EmptyInputError(f"{req.name(i)} is empty or only whitespace", param=req.field)
             if len(t) > self.limits.max_text_chars:
-                if not req.truncate:
+                if req.mode != "truncate":
                     raise TextTooLargeError(
                         f"{req.name(i)} has {len(t)} characters; at most {self.limits.max_text_chars} "
-                        '(MAX_TEXT_CHARS) unless "truncate": true',
+                        + ('(MAX_TEXT_CHARS): "long_text": "chunk" encodes whole texts and never cuts them; '
+                           "split the document, or use the S3 bulk path"
+                           if req.mode == "chunk" else '(MAX_TEXT_CHARS) unless "truncate": true'),
                         param=req.field,
-                    )
+                    )  # fmt: skip
                 t = t[: self.limits.max_text_chars]
             texts.append(t)
         chars = sum(len(t) for t in texts)
@@ -158,15 +177,24 @@ class EncodeService:
             )
         return texts
 
+    def _work(self, req: EncodeRequest, counts: np.ndarray) -> int:
+        """Wordpieces the encoder runs for texts of ``counts`` wordpieces (incl. [CLS]/[SEP]): each
+        text at most ``max_seq_length``, or in chunk mode each of its windows as ``max_seq_length``."""
+        cap = self.encoder.max_seq_length
+        if req.mode == "chunk":
+            return int(windows_for(counts, cap, check_stride(req.stride, cap)).sum()) * cap
+        return int(np.minimum(counts, cap).sum())
+
     def check_tokens(self, req: EncodeRequest, texts: list[str]) -> np.ndarray | None:
-        """The wordpiece budget: counts each text at most ``max_seq_length`` (what the encoder runs).
+        """The wordpiece budget: counts each text at most ``max_seq_length`` (what the encoder runs),
+        or in chunk mode each window of each text as ``max_seq_length``.
 
         A bound from characters (``WORDPIECES_PER_CHAR``) admits most requests without
         tokenising; only when the bound exceeds the budget are the texts counted exactly with the
         model's own tokenizer (a fraction of the encoding's cost). Returns those counts, if any.
         """
         cap, budget = self.encoder.max_seq_length, self.limits.max_request_tokens
-        bound = sum(min(cap, WORDPIECES_PER_CHAR * len(t) + 2) for t in texts)
+        bound = self._work(req, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts], np.int64))
         if bound <= budget:
             return None
         if not self.tokenizer.available:
@@ -174,12 +202,18 @@ class EncodeService:
             counts = None
         else:
             counts = self.tokenizer.counts(texts)
-            used, how = int(np.minimum(counts, cap).sum()), "that is"
+            used, how = self._work(req, counts), "that is"
         if used > budget:
+            each = (
+                f"each window of {cap - 2} wordpieces, overlapping by {check_stride(req.stride, cap)}, counts as "
+                f"max_seq_length = {cap}"
+                if req.mode == "chunk"
+                else f"each text counts at most max_seq_length = {cap}"
+            )
             raise RequestTooLargeError(
-                f"the request has {how} {used} wordpieces to encode in {len(texts)} texts (each text counts at most "
-                f"max_seq_length = {cap}); at most {budget} per request (MAX_REQUEST_TOKENS). Split it into requests "
-                f"of fewer texts, or use the S3 bulk path.",
+                f"the request has {how} {used} wordpieces to encode in {len(texts)} texts ({each}); at most "
+                f"{budget} per request (MAX_REQUEST_TOKENS). Split it into requests of fewer texts, or use the S3 "
+                "bulk path.",
                 param=req.field,
             )
         return counts
@@ -197,13 +231,18 @@ class EncodeService:
             )
 
     def check_fits_model(self, req: EncodeRequest, counts: np.ndarray) -> None:
-        """With ``"truncate": false``, a text over the model's ``max_seq_length`` wordpieces is refused."""
+        """In reject mode (``"truncate": false``), a text over ``max_seq_length`` wordpieces is refused."""
         over = np.flatnonzero(np.asarray(counts) > self.encoder.max_seq_length)
-        if not req.truncate and over.size:
+        if req.mode == "reject" and over.size:
             i = int(over[0])
+            how = (
+                '"long_text": "truncate" to cut it (keeping [SEP]) or "chunk" to encode all of it'
+                if req.long_text
+                else '"truncate": true to cut it, keeping [SEP]'
+            )
             raise TextTooLongForModelError(
                 f"{req.name(i)} has {int(counts[i])} tokens; model {self.encoder.name} takes "
-                f'at most {self.encoder.max_seq_length} (send "truncate": true to cut it, keeping [SEP])',
+                f"at most {self.encoder.max_seq_length} (send {how})",
                 param=req.field,
             )
 
@@ -217,6 +256,14 @@ class EncodeService:
                 '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
                 param="normalize",
             )
+        if req.mode == "chunk":
+            self.long_text.require()
+            check_stride(req.stride, self.encoder.max_seq_length)
+        elif req.stride is not None:
+            raise InvalidInputError(
+                f'\'stride\' applies only to "long_text": "chunk" (this request\'s mode is {req.mode!r})',
+                param="stride",
+            )
         return texts
 
     def encode(self, req: EncodeRequest) -> Encoded:
@@ -225,6 +272,8 @@ class EncodeService:
         if counts is not None:  # known before encoding: refuse before doing the work
             self.check_not_blank(req, counts)
             self.check_fits_model(req, counts)
+        if req.mode == "chunk":
+            return self._encode_chunked(req, texts)
         result = self.encoder.encode(texts)
         self.check_not_blank(req, result.token_counts)
         self.check_fits_model(req, result.token_counts)
@@ -234,6 +283,16 @@ class EncodeService:
         if req.normalize and not self.encoder.card.get("normalize"):
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return Encoded(req, result, vectors)
+
+    def _encode_chunked(self, req: EncodeRequest, texts: list[str]) -> Encoded:
+        """Chunk mode: every wordpiece of every text is read; nothing is truncated."""
+        long = self.long_text.encode(texts, stride=req.stride)
+        self.check_not_blank(req, long.token_counts)
+        result = EncodeResult(long.embeddings, long.token_counts, np.zeros(len(texts), dtype=bool))
+        vectors = result.embeddings
+        if req.normalize and not self.encoder.card.get("normalize"):
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return Encoded(req, result, vectors, chunks=long.chunks)
 
 
 def check_payload_size(body: str) -> str:

@@ -93,7 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlong",
         choices=OVERLONG_POLICIES,
         default="truncate",
-        help="texts over the model's max_seq_length: truncate (keeps [SEP], counted) or reject (reported per line)",
+        help="texts over the model's max_seq_length: truncate (keeps [SEP], counted), reject (reported per line) "
+        "or chunk (read whole, as overlapping windows whose vectors are averaged); also applies to TEXT...",
+    )
+    files.add_argument(
+        "--stride",
+        type=int,
+        metavar="N",
+        help="--overlong chunk: wordpieces shared by consecutive windows (default: 32, or a quarter of the "
+        "window for models under 130 wordpieces); must be less than max_seq_length - 2",
+    )
+    files.add_argument(
+        "--chunk-rows",
+        action="store_true",
+        help="--overlong chunk: one output row per window (id, line, chunk, start, end, vector; text[start:end] "
+        "is the window's span) instead of one per line",
     )
     files.add_argument(
         "--max-text-chars",
@@ -230,6 +244,19 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
     return 0
 
 
+def _check_chunk_options(args: argparse.Namespace, encoder: object) -> None:
+    """--overlong chunk needs a model exported with the long-text signatures, and a stride that fits it."""
+    from function.errors import Bert2VecError
+    from function.long_text import LongTextEncoder
+
+    long = LongTextEncoder(encoder)  # type: ignore[arg-type]
+    try:
+        long.require()
+        long.stride(args.stride)
+    except Bert2VecError as exc:
+        raise UsageError(f"--overlong chunk: {exc}".replace("'stride'", "--stride")) from exc
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     given = (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event), ("--serve", args.serve),
              ("--backfill", args.backfill))  # fmt: skip
@@ -264,10 +291,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     ]
     if args.texts and file_only:
         raise UsageError(f"{', '.join(file_only)} only apply to --input FILE")
+    if args.overlong != "chunk" and (args.stride is not None or args.chunk_rows):
+        raise UsageError(f"{'--stride' if args.stride is not None else '--chunk-rows'} needs --overlong chunk")
+    if args.chunk_rows and not args.input:
+        raise UsageError("--chunk-rows applies to --input FILE (TEXT... prints one object per text)")
     plan = file_mode.plan_file(args) if args.input else None  # before loading the model: usage errors are instant
     encoder = encoder_for(args)
+    if args.overlong == "chunk":
+        _check_chunk_options(args, encoder)
     if plan is None:
-        return text_mode.encode_texts(args.texts, encoder, args.batch_size)
+        return text_mode.encode_texts(
+            args.texts, encoder, args.batch_size, overlong=args.overlong, stride=args.stride
+        )
     return file_mode.encode_file(args, plan, encoder)
 
 

@@ -281,7 +281,10 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
     exception (Ctrl-C included) aborts the writers and removes what was already renamed, so an
     interrupted run leaves no output at all.
     """
-    opts = PipelineOptions(overlong=args.overlong, max_text_chars=args.max_text_chars, batch_size=args.batch_size)
+    opts = PipelineOptions(
+        overlong=args.overlong, max_text_chars=args.max_text_chars, batch_size=args.batch_size,
+        stride=args.stride, chunk_rows=args.chunk_rows,
+    )  # fmt: skip
     started, t0 = manifests.now(), time.perf_counter()
     created: list[Path] = []
     writer: PartWriter | None = None
@@ -309,7 +312,7 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
             reader = _CountingReader(raw)
             last_line = [0]
             progress = _Progress(plan=plan, size=size, reader=reader, last_line=last_line) if show_bar else None
-            writer = open_part_writer(plan.out_format, data_path, encoder.vector_length)
+            writer = open_part_writer(plan.out_format, data_path, encoder.vector_length, chunk_rows=args.chunk_rows)
             errors = ErrorWriter(errors_path)
             items = _tracked(plan.input_format.iter_items(cast(BinaryIO, reader)), last_line)
             try:
@@ -336,7 +339,7 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
                 part: dict[str, Any] = {
                     "chunk": 0,
                     "path": "-" if plan.to_stdout else str(files[0].resolve()),
-                    "rows": counts.encoded,
+                    "rows": writer.rows,
                     "first_line": 1,
                     "last_line": last_line[0],
                 }

@@ -1,7 +1,8 @@
 """``bert-encode TEXT...``: one JSON object per text on stdout.
 
-``{"text", "vector", "token_count", "truncated"}``; ``vector`` holds the shortest decimals that
-round-trip float32, so ``np.float32(v)`` gives back the model's exact output.
+``{"text", "vector", "token_count", "truncated"}`` (+ ``chunks`` with ``--overlong chunk``);
+``vector`` holds the shortest decimals that round-trip float32, so ``np.float32(v)`` gives back the
+model's exact output. ``--overlong reject`` refuses a text over the model's ``max_seq_length``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import sys
 
 import numpy as np
 
-from bert2vec.cli.common import UsageError
+from bert2vec.cli.common import CliError, UsageError
+from function import long_text
 from function.encoder import Encoder
+from function.errors import TextTooLongForModelError
 
 
 def _vector_json(vector: np.ndarray) -> list[float]:
@@ -20,11 +23,17 @@ def _vector_json(vector: np.ndarray) -> list[float]:
     return [float(t) for t in np.asarray(vector, dtype=np.float32).astype(str).tolist()]
 
 
-def encode_texts(texts: list[str], encoder: Encoder, batch_size: int) -> int:
+def encode_texts(
+    texts: list[str], encoder: Encoder, batch_size: int, *, overlong: str = "truncate", stride: int | None = None
+) -> int:
     for i, text in enumerate(texts, 1):
         if not text.strip():
             raise UsageError(f"text {i} is empty or only whitespace")
-    result = encoder.encode(texts, batch_size=batch_size)
+    try:
+        result = long_text.encode(encoder, texts, long_text=overlong, stride=stride, batch_size=batch_size)
+    except TextTooLongForModelError as exc:  # --overlong reject
+        raise CliError(f"{exc}".replace("long_text='truncate'", "--overlong truncate").replace("'chunk'", "chunk")) from exc
+    chunks = getattr(result, "chunks", None)
     out = sys.stdout
     for i, text in enumerate(texts):
         row = {
@@ -33,6 +42,8 @@ def encode_texts(texts: list[str], encoder: Encoder, batch_size: int) -> int:
             "token_count": int(result.token_counts[i]),
             "truncated": bool(result.truncated[i]),
         }
+        if chunks is not None:
+            row["chunks"] = int(chunks[i])
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
     return 0

@@ -7,15 +7,12 @@ import re
 from dataclasses import dataclass, field
 
 from function import defaults
+from function.bulk.pipeline import OVERLONG_POLICIES
 from function.bulk.readers import ReaderOptions
 from function.bulk.writers import FORMATS
+from function.vector_index import vector_bucket_name
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
-
-
-def vector_bucket_name(value: str) -> str:
-    """``VECTOR_BUCKET`` as a name; an ARN (what CloudFormation's Ref gives) is reduced to its name."""
-    return value.split(":bucket/", 1)[1].split("/", 1)[0] if value.startswith("arn:") else value
 
 
 class ConfigError(ValueError):
@@ -30,6 +27,15 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r}: expected a whole number") from None
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name}={value!r}: expected 1 or 0")
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,21 @@ class BulkConfig:
     vector_bucket: str | None = None  # OUTPUT_FORMAT=s3vectors: the S3 Vectors bucket and index
     vector_index: str | None = None
     vector_text_max_bytes: int = defaults.VECTOR_TEXT_MAX_BYTES
+    stride: int | None = None  # OVERLONG=chunk: LONG_TEXT_STRIDE, the windows' overlap (None: the default)
+    chunk_rows: bool = False  # OVERLONG=chunk: CHUNK_ROWS=1 writes one row per window
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}")
+        if self.overlong not in OVERLONG_POLICIES:
+            raise ConfigError(f"OVERLONG must be one of {', '.join(OVERLONG_POLICIES)}, got {self.overlong!r}")
+        if self.chunk_rows and self.overlong != "chunk":
+            raise ConfigError(f"CHUNK_ROWS=1 needs OVERLONG=chunk (got OVERLONG={self.overlong})")
+        if self.stride is not None and self.overlong != "chunk":
+            raise ConfigError(f"LONG_TEXT_STRIDE applies only to OVERLONG=chunk (got OVERLONG={self.overlong})")
+        if self.stride is not None and self.stride < 0:
+            raise ConfigError(f"LONG_TEXT_STRIDE={self.stride}: must be >= 0 (and less than max_seq_length - 2)")
         if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
@@ -92,6 +108,8 @@ class BulkConfig:
             vector_bucket=vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None,
             vector_index=os.environ.get("VECTOR_INDEX") or None,
             vector_text_max_bytes=_env_int("VECTOR_TEXT_MAX_BYTES", d.vector_text_max_bytes),
+            stride=_env_int("LONG_TEXT_STRIDE", -1) if os.environ.get("LONG_TEXT_STRIDE") else None,
+            chunk_rows=_env_flag("CHUNK_ROWS"),
             reader=ReaderOptions(
                 text_field=os.environ.get("TEXT_FIELD", "text"),
                 id_field=os.environ.get("ID_FIELD", "id"),

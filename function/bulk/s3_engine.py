@@ -38,7 +38,7 @@ from typing import Any
 
 from function.bulk import manifest as manifests
 from function.bulk.config import BulkConfig, OutputLayout
-from function.bulk.pipeline import Counts, PipelineOptions, encode_items
+from function.bulk.pipeline import Counts, PipelineOptions, check_chunk_config, encode_items
 from function.bulk.readers import (
     InputFormat,
     InputFormatError,
@@ -153,8 +153,11 @@ class Engine:
         self.in_progress: tuple[WorkItem, int] | None = None  # (item, chunk) being encoded right now
         self.vectors = s3vectors_client() if cfg.output_format == "s3vectors" else None
         self.opts = PipelineOptions(
-            overlong=cfg.overlong, max_text_chars=cfg.max_text_chars, window=cfg.window, batch_size=cfg.batch_size
-        )
+            overlong=cfg.overlong, max_text_chars=cfg.max_text_chars, window=cfg.window, batch_size=cfg.batch_size,
+            stride=cfg.stride, chunk_rows=cfg.chunk_rows,
+        )  # fmt: skip
+        if cfg.overlong == "chunk":  # needs the model: its signatures and its window size
+            check_chunk_config(encoder, cfg.stride)
 
     # ---- small S3 helpers ------------------------------------------------------------------
     def _get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
@@ -500,7 +503,7 @@ class Engine:
             "chunk": k,
             "counts": total.to_dict(),
             "segments": [seg for seg in segments if seg["rows"] or seg["errors_key"]],
-            "rows": total.encoded,
+            "rows": sum(seg["rows"] for seg in segments),
             "first_line": progress.get("first_line", segments[0]["first_line"]),
             "last_line": last_line[0],
             "next_line": last_line[0] + 1,
@@ -523,7 +526,7 @@ class Engine:
     def _part_writer(self, item: WorkItem, path: Path) -> PartWriter:
         if self.cfg.output_format == "s3vectors":
             return S3VectorsPartWriter(path, self.encoder.vector_length, self._vector_target(item))
-        return open_part_writer(self.cfg.output_format, path, self.encoder.vector_length)
+        return open_part_writer(self.cfg.output_format, path, self.encoder.vector_length, chunk_rows=self.cfg.chunk_rows)
 
     def _encode_segment(
         self, item: WorkItem, layout: OutputLayout, k: int, s: int, items: Iterable[Item]
@@ -559,7 +562,7 @@ class Engine:
             "segment": s,
             "counts": counts.to_dict(),
             "parts": parts,
-            "rows": counts.encoded,
+            "rows": writer.rows,  # = encoded lines, or with CHUNK_ROWS=1 their windows
             "errors_key": errors_key,
             "first_line": lines[0] if lines else None,
             "last_line": lines[-1] if lines else None,

@@ -55,9 +55,12 @@ class VectorTarget:
         Inputs without ids number records by line (the readers use the line as the id), so an
         integer id equal to the line is read as "no id".
         """
-        if row.id is None or (isinstance(row.id, int) and row.id == row.line):
-            return f"{self.source_key}#{row.line}"
-        return str(row.id)
+        key = (
+            f"{self.source_key}#{row.line}"
+            if row.id is None or (isinstance(row.id, int) and row.id == row.line)
+            else str(row.id)
+        )
+        return key if row.chunk is None else f"{key}#chunk-{row.chunk}"  # chunk rows: one vector per window
 
     def metadata(self, row: OutputRow) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -66,6 +69,8 @@ class VectorTarget:
             "etag": self.etag,
             "line": row.line,
         }
+        if row.chunk is not None:
+            meta.update(chunk=row.chunk, start=row.start, end=row.end)
         if row.text is not None and len(row.text.encode("utf-8")) <= self.text_max_bytes:
             meta["text"] = row.text
         return meta

@@ -10,6 +10,9 @@ Shared rules, so the S3 path and the local CLI produce identical files:
   block on an exception) removes everything the writer created.
 * Vectors are float32 and survive every format bit-exactly (jsonl uses the shortest decimal that
   round-trips float32).
+* Chunk rows (``OVERLONG=chunk`` with ``CHUNK_ROWS=1``): one row per window of a line, which also
+  carries ``chunk`` (the window's number in its line, from 0) and ``start``/``end`` (its span in
+  the line's text, character offsets); the same line's windows are consecutive.
 * ``path`` may be given with the format's suffix (``out.jsonl``) or as a bare base name
   (``part-000001``), in which case the suffix is appended; either way the files written are
   ``base + s`` for ``s`` in :func:`part_suffixes`.
@@ -51,7 +54,15 @@ class OutputRow:
     id: str | int | None
     line: int
     vector: np.ndarray
-    text: str | None = None  # the input text, for sinks that store it (S3 Vectors metadata)
+    text: str | None = None  # the input text (a chunk row: the window's span), for sinks that store it
+    chunk: int | None = None  # chunk rows: the window's number in its line, and its character span
+    start: int | None = None
+    end: int | None = None
+
+
+def _chunk_fields(row: OutputRow) -> str:
+    """``,"chunk":k,"start":s,"end":e`` for a chunk row (JSON text), else nothing."""
+    return "" if row.chunk is None else f',"chunk":{row.chunk},"start":{row.start},"end":{row.end}'
 
 
 def part_suffixes(fmt: str) -> list[str]:
@@ -185,13 +196,14 @@ class PartWriter(_StagedFiles):
 
     format = ""
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, *, chunk_rows: bool = False) -> None:
         if dim < 1:
             raise ValueError(f"vector dimension must be >= 1, got {dim}")
         base = _with_suffix(Path(path), _SUFFIXES[self.format][0])
         stem = base.name[: -len(_SUFFIXES[self.format][0])]
         super().__init__([base.with_name(stem + s) for s in _SUFFIXES[self.format]])
         self.dim = dim
+        self.chunk_rows = chunk_rows  # columnar formats need to know up front (parquet's schema)
 
     def write(self, rows: Sequence[OutputRow]) -> None:
         """Append rows (in input order) to the part; the batch is on disk (or in one row group) on return."""
@@ -212,17 +224,18 @@ class PartWriter(_StagedFiles):
 
 
 class JsonlPartWriter(PartWriter):
-    """One ``{"id", "line", "vector"}`` object per line: universal, streamable, greppable."""
+    """One ``{"id", "line", "vector"}`` object per line (chunk rows: ``{"id", "line", "chunk",
+    "start", "end", "vector"}`` per window): universal, streamable, greppable."""
 
     format = "jsonl"
 
-    def __init__(self, path: Path, dim: int) -> None:
-        super().__init__(path, dim)
+    def __init__(self, path: Path, dim: int, *, chunk_rows: bool = False) -> None:
+        super().__init__(path, dim, chunk_rows=chunk_rows)
         self._out = self._open_temp(0)
 
     def _write(self, rows: Sequence[OutputRow], matrix: np.ndarray) -> None:
         lines = [
-            f'{{"id":{_json_value(row.id)},"line":{row.line},"vector":[{",".join(floats)}]}}\n'
+            f'{{"id":{_json_value(row.id)},"line":{row.line}{_chunk_fields(row)},"vector":[{",".join(floats)}]}}\n'
             for row, floats in zip(rows, _float32_texts(matrix), strict=True)
         ]
         self._out.write("".join(lines).encode("utf-8"))
@@ -233,33 +246,41 @@ class ParquetPartWriter(PartWriter):
 
     ``id`` is always a string column — parquet columns have one type, and users mix numeric and
     string ids — so int ids are stored as their decimal text (``7`` -> ``"7"``); a missing id is null.
+    Chunk rows add ``chunk``, ``start``, ``end`` (int32) between ``line`` and ``vector``.
     Rows are buffered to ~``ROW_GROUP_BYTES`` per row group (tiny groups make scans slow), which is
     the only memory held beyond one batch.
     """
 
     format = "parquet"
 
-    def __init__(self, path: Path, dim: int, *, row_group_bytes: int = ROW_GROUP_BYTES) -> None:
+    def __init__(
+        self, path: Path, dim: int, *, row_group_bytes: int = ROW_GROUP_BYTES, chunk_rows: bool = False
+    ) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        super().__init__(path, dim)
+        super().__init__(path, dim, chunk_rows=chunk_rows)
         self._pa = pa
+        chunk_fields = [pa.field(n, pa.int32(), nullable=False) for n in ("chunk", "start", "end")]
         self.schema = pa.schema(
             [
                 pa.field("id", pa.string()),
                 pa.field("line", pa.int64(), nullable=False),
+                *(chunk_fields if chunk_rows else []),
                 pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
             ]
         )
         self._group_rows = max(1, row_group_bytes // (4 * dim))
-        self._buffer: list[tuple[list[str | None], list[int], np.ndarray]] = []
+        self._buffer: list[tuple[list[str | None], list[int], np.ndarray, list[tuple[int, int, int]]]] = []
         self._buffered = 0
         self._writer = pq.ParquetWriter(str(self._temps[0]), self.schema)
 
     def _write(self, rows: Sequence[OutputRow], matrix: np.ndarray) -> None:
         ids = [None if row.id is None else str(row.id) for row in rows]
-        self._buffer.append((ids, [row.line for row in rows], matrix))
+        spans = [(row.chunk, row.start, row.end) for row in rows] if self.chunk_rows else []
+        if self.chunk_rows and any(c is None for c, _, _ in spans):
+            raise ValueError("a chunk-rows parquet part needs chunk, start and end on every row")
+        self._buffer.append((ids, [row.line for row in rows], matrix, spans))  # type: ignore[arg-type]
         self._buffered += len(rows)
         if self._buffered >= self._group_rows:
             self._flush()
@@ -271,10 +292,13 @@ class ParquetPartWriter(PartWriter):
         ids = [i for chunk in self._buffer for i in chunk[0]]
         lines = [n for chunk in self._buffer for n in chunk[1]]
         matrix = np.concatenate([chunk[2] for chunk in self._buffer])
+        spans = [span for chunk in self._buffer for span in chunk[3]]
         self._buffer, self._buffered = [], 0
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), type=pa.float32()), self.dim)
+        span_columns = [pa.array([s[j] for s in spans], type=pa.int32()) for j in range(3)] if self.chunk_rows else []
         table = pa.Table.from_arrays(
-            [pa.array(ids, type=pa.string()), pa.array(lines, type=pa.int64()), vectors], schema=self.schema
+            [pa.array(ids, type=pa.string()), pa.array(lines, type=pa.int64()), *span_columns, vectors],
+            schema=self.schema,
         )
         self._writer.write_table(table, row_group_size=len(lines))
 
@@ -305,22 +329,23 @@ def _npy_header(rows: int, dim: int) -> bytes:
 
 
 class NpyPartWriter(PartWriter):
-    """``<base>.npy`` (float32 [N, D], ``np.load``/``mmap_mode="r"`` friendly) + ``<base>.ids.jsonl``.
+    """``<base>.npy`` (float32 [N, D], ``np.load``/``mmap_mode="r"`` friendly) + ``<base>.ids.jsonl``
+    (``{"id", "line"}`` per row, + ``"chunk", "start", "end"`` for chunk rows).
 
     Vectors are appended raw after a reserved header, which is filled in with N at close.
     """
 
     format = "npy"
 
-    def __init__(self, path: Path, dim: int) -> None:
-        super().__init__(path, dim)
+    def __init__(self, path: Path, dim: int, *, chunk_rows: bool = False) -> None:
+        super().__init__(path, dim, chunk_rows=chunk_rows)
         self._data = self._open_temp(0)
         self._ids = self._open_temp(1)
         self._data.write(_npy_header(0, dim))
 
     def _write(self, rows: Sequence[OutputRow], matrix: np.ndarray) -> None:
         self._data.write(np.ascontiguousarray(matrix, dtype="<f4").tobytes())
-        self._ids.write(b"".join(_json_line({"id": row.id, "line": row.line}) for row in rows))
+        self._ids.write(b"".join(_json_line(_ids_entry(row)) for row in rows))
 
     def _finish(self) -> None:
         self._data.seek(0)
@@ -328,13 +353,21 @@ class NpyPartWriter(PartWriter):
         super()._finish()
 
 
+def _ids_entry(row: OutputRow) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": row.id, "line": row.line}
+    if row.chunk is not None:
+        entry.update(chunk=row.chunk, start=row.start, end=row.end)
+    return entry
+
+
 _WRITERS: dict[str, type[PartWriter]] = {"jsonl": JsonlPartWriter, "parquet": ParquetPartWriter, "npy": NpyPartWriter}
 
 
-def open_part_writer(fmt: str, path: Path, dim: int) -> PartWriter:
-    """A writer for ``fmt`` (one of :data:`FORMATS`) of ``dim``-dimensional vectors at ``path``."""
+def open_part_writer(fmt: str, path: Path, dim: int, *, chunk_rows: bool = False) -> PartWriter:
+    """A writer for ``fmt`` (one of :data:`FORMATS`) of ``dim``-dimensional vectors at ``path``;
+    ``chunk_rows``: rows are windows carrying ``chunk``/``start``/``end``."""
     _check_format(fmt)
-    return _WRITERS[fmt](path, dim)
+    return _WRITERS[fmt](path, dim, chunk_rows=chunk_rows)
 
 
 class ErrorWriter(_StagedFiles):

@@ -5,6 +5,10 @@
 ``base64`` is little-endian float32, as the OpenAI client decodes it. Errors are OpenAI's object,
 ``{"error": {"message", "type", "param", "code"}}``: the OpenAI clients show ``error.message``
 only when ``error`` is an object.
+
+Over-long input is an error, as on OpenAI's own API (which refuses input over the model's context
+length), unless the body carries our extension ``"long_text": "truncate" | "chunk"`` (the openai
+client sends it with ``extra_body={"long_text": "chunk"}``; ``stride`` may go with ``chunk``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from function.errors import Bert2VecError, InvalidInputError, UnsupportedOptionError
+from function.long_text import check_stride
 from function.service import Encoded, EncodeRequest
 from function.wire import echo, error_message, require_object, texts_field
+from function.wire.native import long_text_fields
 
 ENCODING_FORMATS = ("float", "base64")
 PATH_PREFIX = "/v1/"  # every route under it answers errors in OpenAI's shape
@@ -59,7 +65,11 @@ def parse(body: Any, dimension: int | None = None) -> tuple[EncodeRequest, str]:
             )
     if _is_token_array(body["input"]):
         raise InvalidInputError(TOKEN_ARRAYS, param="input")
-    req = EncodeRequest(texts_field(body["input"], "input"), None, True, "input", single=isinstance(body["input"], str))
+    mode, stride = long_text_fields(body)
+    req = EncodeRequest(
+        texts_field(body["input"], "input"), None, True, "input", single=isinstance(body["input"], str),
+        long_text=mode or "reject", stride=stride,
+    )  # fmt: skip
     return req, fmt
 
 
@@ -68,7 +78,12 @@ def render(enc: Encoded, model: str, encoding_format: str, max_seq_length: int) 
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in enc.vectors]
     else:
         data = enc.vectors.tolist()
-    tokens = int(np.minimum(enc.result.token_counts, max_seq_length).sum())
+    counts = enc.result.token_counts
+    if enc.chunks is not None:  # every window as encoded: its wordpieces (overlaps included) + [CLS]/[SEP]
+        stride = check_stride(enc.request.stride, max_seq_length)
+        tokens = int((counts - 2 + (enc.chunks - 1) * stride + 2 * enc.chunks).sum())
+    else:
+        tokens = int(np.minimum(counts, max_seq_length).sum())
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
