@@ -18,11 +18,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(MODEL)/saved_model.pb: | $(STAMP)
+# Re-exported whenever the exporter or the contract changes, so `make run`/`make bench` never use a
+# model that lacks what the code now expects (new signatures, new card fields).
+$(MODEL)/saved_model.pb: $(wildcard export/*.py) function/contract.py | $(STAMP)
 	$(BIN)/bert-export --output $(MODEL) --force > /dev/null
 	@echo "exported the embedded default model to $(MODEL)"
 
 export-default: $(MODEL)/saved_model.pb
+
+# The opt-in bfloat16 variant of the default, for `make bench`'s precision rows.
+$(MODEL)-bf16/saved_model.pb: $(wildcard export/*.py) function/contract.py | $(STAMP)
+	$(BIN)/bert-export --precision bf16 --output $(MODEL)-bf16 --force > /dev/null
 
 run: $(STAMP) $(MODEL)/saved_model.pb
 	$(BIN)/python -m examples.demo --model $(MODEL)
@@ -64,7 +70,7 @@ $(REF_STAMP): bench/requirements-ref.txt
 # Batches of 8 for every runtime (our default); BENCH_ARGS="--batch-size 32" reproduces bench/results/batch32.md.
 BENCH_ARGS ?= --batch-size 8
 
-bench: $(STAMP) $(MODEL)/saved_model.pb $(REF_STAMP)
+bench: $(STAMP) $(MODEL)/saved_model.pb $(MODEL)-bf16/saved_model.pb $(REF_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

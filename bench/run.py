@@ -566,7 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     report["long_text"] += "\n\nONNX Runtime, the same windows (`bench/long_text_ort.py`): " + (
         ort.stdout.strip() if ort.returncode == 0 else f"failed: {ort.stderr[-800:]}")
     # The split graph (what Encoder picks for one batch on 2+ CPUs) against the same model's unsplit graph.
-    report["single_text"] = side_report("bench.single_text", f"split={model_dir}", "--signature",
+    variants = [f"split={model_dir}"]
+    bf16_dir = Path(model_dir).with_name(Path(model_dir).name + "-bf16")
+    if (bf16_dir / "saved_model.pb").is_file():
+        variants.append(f"bf16={bf16_dir}")  # opt-in precision; min cos vs the fp32 split graph
+    report["single_text"] = side_report("bench.single_text", *variants, "--signature",
                                         "unsplit=split:serving_default", "--rounds", "3")  # fmt: skip
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start

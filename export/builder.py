@@ -179,7 +179,7 @@ def _assemble_hf(prep: Prepared) -> _Assembled:
             )
     else:
         tokenizer = _tokenizer_from_vocab(hf.vocab_file, hf.lower_case, hf.special_tokens)
-    encoder = BertEncoderModule(hf.config, hf.weights)
+    encoder = BertEncoderModule(hf.config, hf.weights, precision=prep.opts.precision)
     has_pooler = hf.weights.pooler_kernel is not None
     pooling = hf.st_pooling or ("pooled" if has_pooler else "mean")
     default_len = min(hf.st_max_seq_length or hf.config.max_position, hf.config.max_position)
@@ -196,7 +196,7 @@ def _assemble_tfhub(prep: Prepared) -> _Assembled:
     plan = prep.plan
     where = plan.encoder
     path = th.resolve_handle(plan.encoder) if th.is_handle(plan.encoder) else Path(plan.encoder)
-    encoder = th.HubEncoder(th.load_savedmodel(path, "encoder"), where)
+    encoder = th.HubEncoder(th.load_savedmodel(path, "encoder"), where, precision=prep.opts.precision)
     vocab_file, lower_case = encoder.vocab()
     if plan.preprocess:
         tokenizer = _preprocess_tokenizer(plan.preprocess)
@@ -399,6 +399,7 @@ def build(prep: Prepared) -> dict[str, Any]:
             "vector_length": vector_length,
             "pooling": pooling,
             "normalize": bool(opts.normalize),
+            "precision": opts.precision,
             "max_seq_length": int(max_seq),
             "max_position": int(assembled.max_position),
             "lower_case": assembled.lower_case,

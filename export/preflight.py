@@ -34,6 +34,7 @@ class ExportOptions:
     max_seq_length: int | None = None
     force: bool = False
     name: str | None = None
+    precision: str = "fp32"  # "bf16": dense kernels in bfloat16 (opt-in, see export.bert_graph)
 
 
 @dataclass
@@ -51,6 +52,8 @@ def check_options(opts: ExportOptions) -> None:
         raise InvalidOptionError(
             f"--max-seq-length {opts.max_seq_length}: must be at least {MIN_SEQ_LENGTH} ([CLS], a token, [SEP])"
         )
+    if opts.precision not in ("fp32", "bf16"):
+        raise InvalidOptionError(f"--precision {opts.precision!r}: choose fp32 or bf16")
     if opts.pooling is not None and opts.pooling not in contract.POOLINGS:
         raise InvalidOptionError(f"--pooling {opts.pooling!r}: choose one of {', '.join(contract.POOLINGS)}")
 

@@ -116,8 +116,11 @@ def probe_difference(tuned: tf.Module, restored: tf.Module, word_ids: tf.Tensor,
     return diff / max(1.0, float(np.max(np.abs(ref_seq))))
 
 
-def rebuild_encoder(restored: tf.Module, where: str) -> tf.Module | None:
-    """The restored encoder rebuilt on the tuned graph, or ``None`` (with a warning) if it cannot be."""
+def rebuild_encoder(restored: tf.Module, where: str, precision: str = "fp32") -> tf.Module | None:
+    """The restored encoder rebuilt on the tuned graph, or ``None`` (with a warning) if it cannot be.
+
+    The probe always compares the float32 rebuild; a ``bf16`` encoder is built from the same
+    weights only once that rebuild is proven faithful."""
     from export.bert_graph import BertEncoderModule
 
     variables = {v.name: v for v in _variables(restored)}
@@ -143,7 +146,7 @@ def rebuild_encoder(restored: tf.Module, where: str) -> tf.Module | None:
             f"graph ({why}); exporting the restored graph as-is, {SLOW_PATH_COST}"
         )
         return None
-    return tuned
+    return tuned if precision == "fp32" else BertEncoderModule(config, weights, precision=precision)
 
 
 class HubEncoder(tf.Module):
@@ -153,7 +156,7 @@ class HubEncoder(tf.Module):
     can rebuild it (then only that graph's variables are saved), else the restored graph is called.
     """
 
-    def __init__(self, restored: tf.Module, where: str, *, rebuild: bool = True) -> None:
+    def __init__(self, restored: tf.Module, where: str, *, rebuild: bool = True, precision: str = "fp32") -> None:
         super().__init__(name="hub_encoder")
         if not callable(restored):
             raise SourceFormatError(f"{where}: the SavedModel is not callable; expected a TF Hub BERT encoder")
@@ -164,7 +167,9 @@ class HubEncoder(tf.Module):
             Path(vocab.asset_path.numpy().decode()) if vocab is not None else None,
             bool(lower.numpy()) if lower is not None else None,
         )
-        self.tuned = rebuild_encoder(restored, where) if rebuild else None
+        self.tuned = rebuild_encoder(restored, where, precision) if rebuild else None
+        if self.tuned is None and precision != "fp32":
+            warn(f"{where}: --precision {precision} needs the tuned graph; the restored graph runs in float32")
         if self.tuned is None:
             self.restored = restored
             var = _find_variable(restored, "position_embedding")
