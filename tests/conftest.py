@@ -100,3 +100,17 @@ def app_module(default_model_dir: Path):
     import function.app as app
 
     return app
+
+
+class RawBody:
+    """Minimal raw stream for a botocore ``AWSResponse``: tests answer S3 calls with their own errors."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **kwargs: Any):
+        yield self._data
+
+    def read(self, *args: Any) -> bytes:
+        data, self._data = self._data, b""
+        return data

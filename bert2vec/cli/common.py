@@ -105,3 +105,24 @@ def load_encoder(model_dir: Path) -> Encoder:
     return _ENCODERS[key]
 
 
+
+
+def check_model_dir(model: str | None) -> None:
+    """Fail here, with the fix, rather than inside a handler's init, when ``--model`` is no export."""
+    if model:
+        try:
+            read_model_card(Path(model))
+        except ModelNotFoundError as exc:
+            raise CliError(str(exc)) from exc
+
+
+def load_cli_handler(spec: str) -> Any:
+    """``module.function`` as awslambdaric resolves it (loading the model, as Lambda's init does)."""
+    from bert2vec.local_invoke import load_handler
+
+    try:
+        return load_handler(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UsageError(f"cannot load handler {spec!r}: {exc}") from exc
+    except ModelNotFoundError as exc:
+        raise CliError(str(exc)) from exc

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bert2vec.cli.common import EXIT_FAILED, CliError, UsageError
-from function.encoder import read_model_card
-from function.errors import ModelNotFoundError
+from bert2vec.cli.common import EXIT_FAILED, CliError, UsageError, check_model_dir, load_cli_handler
 
 DEFAULT_HANDLER = "function.app.handler"
 # Events the encode function cannot take, and the handler (template.yaml function) that does.
@@ -80,25 +78,16 @@ def _read_event(path: Path) -> Any:
 
 def run_event(args: argparse.Namespace) -> int:
     """``sam local invoke -e`` without Docker: the response on stdout, the handler's logs on stderr."""
-    from bert2vec.local_invoke import LocalContext, load_handler
+    from bert2vec.local_invoke import LocalContext
 
     paths = [Path(p) for p in args.event]
     events = [_read_event(p) for p in paths]
     _check_handler(paths, events, args.handler)
-    if args.model:
-        try:
-            read_model_card(Path(args.model))  # fail here, with the fix, rather than inside the handler's init
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
+    check_model_dir(args.model)
     responses = []
     # Lambda logs go to CloudWatch, not into the response: keep stdout for the response alone.
     with _model_dir_env(args.model), contextlib.redirect_stdout(sys.stderr):
-        try:
-            handler = load_handler(args.handler)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise UsageError(f"cannot load handler {args.handler!r}: {exc}") from exc
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
+        handler = load_cli_handler(args.handler)
         for event in events:
             responses.append(handler(event, LocalContext()))
     if len(paths) == 1:

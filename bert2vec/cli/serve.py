@@ -21,11 +21,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, UsageError
+from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, check_model_dir, load_cli_handler
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # what Lambda refuses before the handler runs
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
@@ -158,23 +157,11 @@ def make_server(handler: Callable[[Any, Any], Any], host: str, port: int) -> Thr
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load the handler (and with it the model) once, then serve until Ctrl-C (exit 130)."""
-    from bert2vec.local_invoke import load_handler
-    from function.encoder import read_model_card
-    from function.errors import ModelNotFoundError
-
+    check_model_dir(args.model)
     if args.model:
-        try:
-            read_model_card(Path(args.model))
-        except ModelNotFoundError as exc:
-            raise CliError(str(exc)) from exc
         os.environ["MODEL_DIR"] = args.model  # the handler reads it at import, as in the image
     t0 = time.perf_counter()
-    try:
-        handler = load_handler(args.handler)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise UsageError(f"cannot load handler {args.handler!r}: {exc}") from exc
-    except ModelNotFoundError as exc:
-        raise CliError(str(exc)) from exc
+    handler = load_cli_handler(args.handler)
     server = make_server(handler, args.host, args.port)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in str(host) else host

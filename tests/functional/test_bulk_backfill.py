@@ -16,6 +16,7 @@ import pytest
 
 from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem
+from tests.conftest import RawBody as _Raw
 from tests.conftest import load_event
 
 BUCKET = "bert2vec-input"
@@ -193,14 +194,3 @@ def test_long_texts_are_kept_out_of_metadata(aws, default_encoder) -> None:
     assert index["incoming/long.txt#1"]["metadata"]["text"] == "short"
     assert "text" not in index["incoming/long.txt#2"]["metadata"]
 
-
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **kwargs) -> Iterator[bytes]:
-        yield self._data
-
-    def read(self, *args) -> bytes:
-        data, self._data = self._data, b""
-        return data

@@ -18,6 +18,7 @@ import pytest
 
 from function.bulk.config import BulkConfig
 from function.bulk.s3_engine import Engine, WorkItem
+from tests.conftest import RawBody as _Raw
 
 BUCKET = "bert2vec-input"
 
@@ -415,20 +416,6 @@ def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
     assert eng.handle_object(BUCKET, "incoming/throttled.txt", forever)["status"] == "complete"
     assert throttled["n"] == 3
     check_accounting(s3, manifest_of(s3, "incoming/throttled.txt"))
-
-
-class _Raw:
-    """Minimal raw stream for a botocore AWSResponse."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **kwargs) -> Iterator[bytes]:
-        yield self._data
-
-    def read(self, *args) -> bytes:
-        data, self._data = self._data, b""
-        return data
 
 
 def test_message_round_trip() -> None:
