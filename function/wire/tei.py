@@ -43,7 +43,7 @@ def parse(body: Any, dimension: int | None = None) -> EncodeRequest:
     req = _inputs(body)
     direction = body.get("truncation_direction")
     if direction is not None:
-        if direction not in TRUNCATION_DIRECTIONS:
+        if not isinstance(direction, str) or direction not in TRUNCATION_DIRECTIONS:
             raise InvalidInputError(
                 f"'truncation_direction' must be 'right' or 'left', got {echo(direction)}",
                 param="truncation_direction",
