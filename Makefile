@@ -7,7 +7,7 @@ MODEL  := build/model
 # The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
 EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
-.PHONY: install run test test-fast lint export-default clean bench
+.PHONY: install run test test-fast lint export-default clean bench image image-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,25 @@ BENCH_ARGS ?= --batch-size 8
 
 bench: $(STAMP) $(MODEL)/saved_model.pb $(MODEL)-bf16/saved_model.pb $(REF_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The function image, built as `sam build` builds it (function/Dockerfile, context ".", the same build
+# args), on the host network. A base image that cannot be pulled is stood in from Debian packages
+# (scripts/base-image.sh: air-gapped machines, registry mirrors without Docker Hub's python images).
+# The legacy builder: BuildKit would fetch the `# syntax=` frontend from Docker Hub.
+IMAGE        ?= bert2vec:local
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+BERT_MODEL   ?=
+EXPORT_ARGS  ?=
+
+image:
+	scripts/base-image.sh $(PYTHON_IMAGE)
+	DOCKER_BUILDKIT=0 docker build --network host -f function/Dockerfile -t $(IMAGE) \
+	  --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg BERT_MODEL="$(BERT_MODEL)" --build-arg EXPORT_ARGS="$(EXPORT_ARGS)" .
+
+# The built image run as Lambda runs it (tests/image/: read-only root, /tmp only, a non-root uid,
+# the template's memory and vCPU share, a Runtime API on 127.0.0.1). Not part of `make test`.
+image-test: $(STAMP) image
+	BERT2VEC_IMAGE=$(IMAGE) $(BIN)/pytest tests/image -q
 
 clean:
 	rm -rf build .cache
