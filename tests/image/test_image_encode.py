@@ -1,0 +1,89 @@
+"""The built image's encode function under Lambda's constraints: every event, SnapStart, init failures.
+
+Each event file of the encode handler goes through the container and is compared with
+``events/expectations.json`` (status and keys), the same table the process-level e2e tests use. One
+container serves the module, like one warm Lambda environment.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import load_event
+from tests.e2e.test_function_e2e import EXPECTATIONS, _http
+from tests.e2e.test_snapstart_e2e import _snapstart_cycle
+from tests.image.container import container_session
+
+TEXT = "I enjoy taking long walks along the beach with my dog."
+
+
+@pytest.fixture(scope="module")
+def encode_function(image: str, encode_memory_mb: int):
+    with container_session(image, memory_mb=encode_memory_mb) as session:
+        yield session
+
+
+def test_init_runs_as_lambda_runs_it(encode_function, encode_memory_mb: int) -> None:
+    runtime, process = encode_function
+    assert process.wait_for_output('"message":"model ready"', timeout=10), process.output_tail()
+    ready = next(json.loads(x) for x in process.stdout_tail(400).splitlines() if '"model ready"' in x)
+    assert ready["threads_applied"] is True
+    # The container really is capped: the cgroup the function sees holds the template's memory.
+    assert process.env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == str(encode_memory_mb)
+    assert 0 < process.peak_memory_mb() <= encode_memory_mb
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTATIONS))
+def test_every_event_through_the_image(encode_function, name: str) -> None:
+    runtime, process = encode_function
+    result = runtime.invoke(load_event(name), timeout=60)
+    assert result.kind == "response", process.output_tail()
+    status, body = _http(result)
+    want = EXPECTATIONS[name]
+    assert status == want["status"], body
+    if isinstance(body, dict):
+        assert set(want["keys"]) <= set(body), body
+    else:
+        assert isinstance(body, list) and all(isinstance(v, list) for v in body)
+
+
+def test_direct_invoke_matches_the_bare_process_vectors(encode_function, default_encoder) -> None:
+    """The image's model (exported in the build) and the test suite's export give the same vectors."""
+    import numpy as np
+
+    runtime, _ = encode_function
+    answer = runtime.invoke({"texts": [TEXT]}).json()
+    assert answer["dimension"] == 384 and answer["token_counts"] == [14]
+    local = default_encoder.encode([TEXT]).embeddings[0]
+    assert float(np.dot(np.asarray(answer["vectors"][0], dtype=np.float32), local)) > 0.99999
+
+
+def test_snap_start_lifecycle_in_the_image(image: str, encode_memory_mb: int) -> None:
+    env = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
+    with container_session(image, memory_mb=encode_memory_mb, env=env, ready_timeout=None) as session:
+        _snapstart_cycle(session)
+        result = session[0].invoke(load_event("direct_encode.json"), timeout=60)
+        assert result.kind == "response", session[1].output_tail()
+        assert len(result.json()["vectors"][0]) == 384
+
+
+@pytest.mark.parametrize(
+    ("case", "env", "docker_args", "path"),
+    [
+        ("MODEL_DIR names no directory", {"MODEL_DIR": "/opt/no-such-model"}, [], "/opt/no-such-model"),
+        ("the baked model is missing", {}, ["--tmpfs", "/opt/model"], "/opt/model"),
+    ],
+)
+def test_model_failures_are_init_errors_not_hangs(image, encode_memory_mb, case, env, docker_args, path) -> None:
+    with container_session(
+        image, memory_mb=encode_memory_mb, env=env, docker_args=docker_args, ready_timeout=None
+    ) as (runtime, process):
+        init_error = runtime.wait_for_init_error(timeout=120)
+        assert init_error is not None, f"{case}: no init error\n{process.output_tail()}"
+        error = json.loads(init_error.payload)
+        assert error["errorType"] == "ModelNotFoundError", error
+        assert path in error["errorMessage"]
+        process.wait_exit(60)  # the container ends: Lambda would retry init, not wait on a hung one
+        assert not runtime.next_calls
