@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make a Docker engine available for `make image` / `make image-test` (CI and fresh machines).
+#
+# Installs Debian's docker.io (and debootstrap, for scripts/base-image.sh's stand-in base) when the
+# docker client is missing, then starts dockerd if none answers. The engine leaves the machine's
+# network alone: no bridge, no iptables rules, no forwarding or masquerading; builds and containers
+# use `--network host` instead. Exits non-zero, with one line saying why, when no engine can run.
+set -uo pipefail
+LOG="${DOCKERD_LOG:-/tmp/dockerd.log}"
+
+if ! command -v docker > /dev/null || ! command -v dockerd > /dev/null; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+    echo "docker is not installed and cannot be installed here (needs root and apt-get)" >&2
+    exit 1
+  fi
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap) > /dev/null 2>&1 \
+    || { echo "apt-get install docker.io failed" >&2; exit 1; }
+fi
+docker info > /dev/null 2>&1 && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "no Docker engine is running and starting one needs root" >&2
+  exit 1
+fi
+setsid nohup dockerd --iptables=false --bridge=none --ip-forward=false --ip-masq=false > "$LOG" 2>&1 < /dev/null &
+for _ in $(seq 60); do
+  docker info > /dev/null 2>&1 && { echo "dockerd started (log: $LOG)"; exit 0; }
+  sleep 1
+done
+echo "dockerd did not start within 60 s: $(tail -n 1 "$LOG" 2>/dev/null)" >&2
+exit 1
