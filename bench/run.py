@@ -469,6 +469,7 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "## The encode function through the real awslambdaric process (`bench/function_latency.py`)", "",
               report["function_latency"], ""]  # fmt: skip
     for title, key in (("Image size (`bench/image_size.py`)", "image_size"),
+                       ("The function image under Lambda's constraints (`bench/container.py`)", "container"),
                        ("Long documents (`bench/long_text.py`)", "long_text"),
                        ("One text per call (`bench/single_text.py`)", "single_text")):  # fmt: skip
         if report.get(key):
@@ -560,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                                   if args.function_latency_n > 0 else "(skipped)")  # fmt: skip
     model_dir = str(models[0].saved_model)
     report["image_size"] = side_report("bench.image_size", "--model", model_dir)
+    # The built image (`make image`) under Lambda's constraints next to the bare process; one line if absent.
+    report["container"] = side_report("bench.container", "--model", model_dir, "--n", str(args.function_latency_n or 200))
     report["long_text"] = side_report("bench.long_text", "--model", model_dir)
     ort = subprocess.run([python_of(".venv-ref"), "-m", "bench.long_text_ort", "--onnx", str(models[0].onnx),
                           "--hf-dir", str(models[0].hf_dir)], cwd=REPO, env=worker_env(), capture_output=True, text=True)  # fmt: skip
