@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import load_event
 from tests.e2e.test_function_e2e import EXPECTATIONS, _http
-from tests.e2e.test_snapstart_e2e import _snapstart_cycle
+from tests.e2e.test_snapstart_e2e import _hook_lines
 from tests.image.container import container_session
 
 TEXT = "I enjoy taking long walks along the beach with my dog."
@@ -58,6 +58,23 @@ def test_direct_invoke_matches_the_bare_process_vectors(encode_function, default
     assert answer["dimension"] == 384 and answer["token_counts"] == [14]
     local = default_encoder.encode([TEXT]).embeddings[0]
     assert float(np.dot(np.asarray(answer["vectors"][0], dtype=np.float32), local)) > 0.99999
+
+
+def _snapstart_cycle(session) -> None:
+    """SnapStart's order on the wire, as in tests/e2e; the container's output reaches the test through
+    the docker client, later than a local process's, so each hook's log line is waited for."""
+    runtime, process = session
+    assert runtime.wait_for_snapshot(180), process.output_tail()
+    assert runtime.lifecycle == ["restore/next"]  # init done, hooks run, parked for the snapshot
+    assert process.wait_for_output('"before_snapshot"', timeout=20), process.output_tail()
+    assert _hook_lines(process.output_tail(400)) == ["before_snapshot"]
+    assert not runtime.next_calls  # no invocation is polled before the restore
+    runtime.restore()
+    assert runtime.wait_for_next(60), process.output_tail()
+    assert runtime.lifecycle == ["restore/next", "restored", "next"]
+    assert process.wait_for_output('"after_restore"', timeout=20), process.output_tail()
+    assert _hook_lines(process.output_tail(400)) == ["before_snapshot", "after_restore"]
+    assert not runtime.restore_errors
 
 
 def test_snap_start_lifecycle_in_the_image(image: str, encode_memory_mb: int) -> None:
