@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import load_event
 from tests.e2e.test_function_e2e import EXPECTATIONS, _http
 from tests.e2e.test_snapstart_e2e import _hook_lines
-from tests.image.container import container_session
+from tests.image.container import container_session, docker, vcpu_share
 
 TEXT = "I enjoy taking long walks along the beach with my dog."
 
@@ -30,9 +30,24 @@ def test_init_runs_as_lambda_runs_it(encode_function, encode_memory_mb: int) -> 
     assert process.wait_for_output('"message":"model ready"', timeout=10), process.output_tail()
     ready = next(json.loads(x) for x in process.stdout_tail(400).splitlines() if '"model ready"' in x)
     assert ready["threads_applied"] is True
-    # The container really is capped: the cgroup the function sees holds the template's memory.
     assert process.env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == str(encode_memory_mb)
     assert 0 < process.peak_memory_mb() <= encode_memory_mb
+
+
+def test_the_function_sees_lambdas_limits(encode_function, encode_memory_mb: int) -> None:
+    """From inside the running container: uid 993, only /tmp writable, the template's memory and CPU share."""
+    _, process = encode_function
+    probe = (
+        "import os, pathlib; from function.cpu import cpu_quota; "
+        "limit = next(p.read_text().strip() for p in map(pathlib.Path, ('/sys/fs/cgroup/memory.max', "
+        "'/sys/fs/cgroup/memory/memory.limit_in_bytes')) if p.is_file()); "
+        "root = next(line.split()[3] for line in open('/proc/mounts') if line.split()[1] == '/'); "
+        "print(os.getuid(), root.split(',')[0], os.access('/tmp', os.W_OK), cpu_quota(), limit)"
+    )
+    uid, root_mode, tmp_writable, quota, limit = docker("exec", process.name, "python", "-c", probe).stdout.split()
+    assert (uid, root_mode, tmp_writable) == ("993", "ro", "True")
+    assert float(quota) == pytest.approx(vcpu_share(encode_memory_mb), abs=0.01)
+    assert int(limit) == encode_memory_mb * 2**20
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))
