@@ -70,7 +70,9 @@ $(REF_STAMP): bench/requirements-ref.txt
 # Batches of 8 for every runtime (our default); BENCH_ARGS="--batch-size 32" reproduces bench/results/batch32.md.
 BENCH_ARGS ?= --batch-size 8
 
+# Where Docker runs, the image is built first, so the report has the container's figures (bench/container.py).
 bench: $(STAMP) $(MODEL)/saved_model.pb $(MODEL)-bf16/saved_model.pb $(REF_STAMP)
+	@if docker info > /dev/null 2>&1; then $(MAKE) --no-print-directory image; fi
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The function image, built as `sam build` builds it (function/Dockerfile, context ".", the same build
