@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Make a Docker engine available for `make image` / `make image-test` (CI and fresh machines).
 #
-# Installs Debian's docker.io (and debootstrap, for scripts/base-image.sh's stand-in base) when the
-# docker client is missing, then starts dockerd if none answers. The engine leaves the machine's
+# Installs Debian's docker.io and debootstrap (for scripts/base-image.sh's stand-in base) when they
+# are missing, then starts dockerd if none answers. The engine leaves the machine's
 # network alone: no bridge, no iptables rules, no forwarding or masquerading; builds and containers
 # use `--network host` instead. Exits non-zero, with one line saying why, when no engine can run.
 set -uo pipefail
 LOG="${DOCKERD_LOG:-/tmp/dockerd.log}"
 
-if ! command -v docker > /dev/null || ! command -v dockerd > /dev/null; then
+missing=()
+{ command -v docker > /dev/null && command -v dockerd > /dev/null; } || missing+=(docker.io)
+command -v debootstrap > /dev/null || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
-    echo "docker is not installed and cannot be installed here (needs root and apt-get)" >&2
-    exit 1
+    echo "${missing[*]} not installed and cannot be installed here (needs root and apt-get)" >&2
+    [[ " ${missing[*]} " == *" docker.io "* ]] && exit 1
+  else
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") > /dev/null 2>&1 \
+      || { echo "apt-get install ${missing[*]} failed" >&2; command -v dockerd > /dev/null || exit 1; }
   fi
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap) > /dev/null 2>&1 \
-    || { echo "apt-get install docker.io failed" >&2; exit 1; }
 fi
 docker info > /dev/null 2>&1 && exit 0
 
