@@ -35,7 +35,7 @@ command -v debootstrap > /dev/null || { echo "cannot pull $TAG and debootstrap i
 
 rootfs="$(mktemp -d "${TMPDIR:-/tmp}/python-base.XXXXXX")"
 trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
-echo "base image $TAG: not pullable; building a stand-in from $mirror (bookworm, python3)"
+echo "base image $TAG: building a stand-in from $mirror (bookworm, python3)"
 debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
   bookworm "$rootfs" "$mirror" > "$rootfs.log" 2>&1 || { tail -n 20 "$rootfs.log" >&2; exit 2; }
 rm -f "$rootfs.log"
