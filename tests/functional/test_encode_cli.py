@@ -227,7 +227,7 @@ def test_unknown_extension_is_explained_and_input_format_overrides(capsys, model
     path = tmp_path / "docs.tsv"
     path.write_text("hello\n", encoding="utf-8")
     code, _, err = run(capsys, [*model, "--input", str(path)])
-    assert code == 2 and "unsupported input" in err and "--input-format" in err
+    assert code == 2 and "cannot tell how to read" in err and "--input-format" in err
     assert list(tmp_path.iterdir()) == [path]
     assert run(capsys, [*model, "--input", str(path), "--input-format", "txt"])[0] == 0
     assert (tmp_path / "docs.tsv.jsonl").is_file()
