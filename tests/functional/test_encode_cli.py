@@ -449,3 +449,20 @@ def test_serve_is_a_mode_of_its_own(capsys, model) -> None:
     assert code == 2 and "only one of" in err and "--serve" in err
     code, _, err = run(capsys, [*model, "--serve", "--port", "70000"])
     assert code == 2 and "--port" in err
+
+
+def test_progress_slices_keep_the_windows_batches_and_vectors(default_encoder) -> None:
+    """The progress bar's sliced encode forms the same batches as one whole-window call, so the
+    vectors are bit-identical, and it reports every few batches, in order, up to the whole window."""
+    from bert2vec.cli.files import _SlicedEncoder
+
+    texts = [("word " * (i % 37)) + f"text {i}" for i in range(203)]  # varied lengths; 203 = 25 batches + 3
+    reports: list[tuple[int, int]] = []
+    sliced = _SlicedEncoder(default_encoder, lambda done, total: reports.append((done, total)), batches_per_slice=4)
+    got = sliced.encode(texts, batch_size=8)
+    want = default_encoder.encode(texts, batch_size=8)
+    np.testing.assert_array_equal(got.embeddings, want.embeddings)
+    np.testing.assert_array_equal(got.token_counts, want.token_counts)
+    np.testing.assert_array_equal(got.truncated, want.truncated)
+    assert [d for d, _ in reports] == [32, 64, 96, 128, 160, 203] and {t for _, t in reports} == {203}
+    assert sliced.vector_length == default_encoder.vector_length  # everything else is the encoder's
