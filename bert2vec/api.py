@@ -1,7 +1,7 @@
 """``Bert2Vec``: the vectorhub-style facade over :class:`function.encoder.Encoder`.
 
-It lives here, not in ``function/``, because it may run the export step (``export/``), which the
-Lambda image never ships.
+It lives beside, not inside, the Lambda function's code because it may run the export step, which
+the image never ships.
 """
 
 from __future__ import annotations
