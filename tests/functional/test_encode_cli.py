@@ -118,6 +118,29 @@ def test_max_seq_length_below_the_models_needs_a_re_export(capsys, model) -> Non
     assert code == 2 and "bert-export" in err and "--max-seq-length 64" in err
 
 
+@pytest.mark.slow
+def test_the_re_export_the_message_names_works(capsys, model, tmp_path) -> None:
+    """Run the `bert-export ...` command the refusal names, as printed (DIR filled in): the new
+    model takes the option. For the embedded default the command must not name a --model (the
+    catalogue has no 'all-MiniLM-L6-v2'; the default is what no --model means)."""
+    import re
+    import shlex
+
+    from export.cli import main as export_main
+
+    code, _, err = run(capsys, [*model, "--max-seq-length", "64", "hello"])
+    assert code == 2
+    (command,) = re.findall(r"`(bert-export [^`]*)`", err)
+    argv = shlex.split(command)[1:]
+    assert "--model" not in argv, command
+    argv[argv.index("DIR")] = str(tmp_path / "m64")
+    assert export_main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code, out, err = run(capsys, ["--model", str(tmp_path / "m64"), "--max-seq-length", "64", "hello"])
+    assert code == 0, err
+    assert json.loads(out)["token_count"] == 3
+
+
 def test_no_normalize_on_a_normalised_model_is_refused(capsys, model) -> None:
     code, out, err = run(capsys, [*model, "--no-normalize", "hello"])
     assert code == 2 and out == ""
