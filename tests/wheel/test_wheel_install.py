@@ -28,7 +28,7 @@ MOVED = (REPO / "bert2vec" / "function" / "__init__.py").is_file()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.wheel,
-    pytest.mark.skipif(not MOVED, reason="pre-move layout: the wheel still installs top-level function/ and export/"),
+    pytest.mark.skipif(not MOVED, reason="pre-move layout: the wheel still installs three top-level packages"),
 ]
 
 LOCAL_FUNCTION = 'raise ImportError("the user\'s own function package must never be imported by bert2vec")\n'
