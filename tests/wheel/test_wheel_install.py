@@ -96,7 +96,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     built = sorted(out.iterdir())
-    assert [p.suffix for p in built] == [".gz", ".whl"], built
+    assert sorted(p.suffix for p in built) == [".gz", ".whl"], built
     check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, built)],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert check.returncode == 0 and check.stdout.count("PASSED") == 2, check.stdout + check.stderr
