@@ -1,6 +1,6 @@
 """Installed size of a set of distributions and everything they require, in the running venv.
 
-    python -m bench.depsize 'bert2vec-lambda[function]' --exclude bert2vec-lambda
+    python -m bench.depsize 'bert2vec[function]' --exclude bert2vec
     python -m bench.depsize onnxruntime tokenizers
 
 Walks ``importlib.metadata`` requirements (markers evaluated for this interpreter, extras only

@@ -199,7 +199,7 @@ def import_cost(runtime: str, repeat: int = 3) -> dict[str, float]:
 
 def installed_sizes() -> dict[str, dict[str, Any]]:
     groups = {
-        "ours": (".venv", ["bert2vec-lambda[function]", "--exclude", "bert2vec-lambda"],
+        "ours": (".venv", ["bert2vec[function]", "--exclude", "bert2vec"],
                  "the function image: tensorflow, tensorflow-text, awslambdaric, powertools, boto3, pyarrow + deps"),
         "tfhub-style": (".venv", ["tensorflow", "tensorflow-text", "tensorflow-hub"], "tensorflow + tensorflow-text + tensorflow-hub + deps"),
         "onnxruntime": (".venv-ref", ["onnxruntime", "tokenizers"], "onnxruntime + tokenizers + deps"),

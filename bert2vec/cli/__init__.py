@@ -25,7 +25,16 @@ from bert2vec.cli import events as event_mode
 from bert2vec.cli import files as file_mode
 from bert2vec.cli import serve as serve_mode
 from bert2vec.cli import texts as text_mode
-from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, UsageError, encoder_for, silence_stdout
+from bert2vec.cli.common import (
+    EXIT_INTERRUPTED,
+    PROG,
+    CliError,
+    UsageError,
+    default_model,
+    encoder_for,
+    require_extra,
+    silence_stdout,
+)
 from function.bulk.pipeline import OVERLONG_POLICIES, PipelineOptions
 from function.bulk.writers import FORMATS
 from function.defaults import MAX_BATCH_SIZE
@@ -60,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         metavar="DIR",
-        help="exported model directory (default: $MODEL_DIR, else build/model from `make run`)",
+        help="exported model directory (default: $MODEL_DIR if set, else ./build/model in the current directory, "
+        "else the embedded default that `bert-export` (no options) wrote to the per-user cache)",
     )
 
     files = p.add_argument_group("file mode (the S3 bulk path, locally)")
@@ -271,10 +281,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             "see --help"
         )
     if args.backfill:
+        require_extra("s3", "--backfill")
         return _backfill(args)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     _cap_batch_size(args)
+    if args.serve or args.event:
+        if args.serve:
+            require_extra("serve", "--serve")
+        else:
+            require_extra(*event_mode.extra_for(args.handler))
+        if not args.model:  # the handler reads $MODEL_DIR at import, as in the image
+            args.model = str(default_model())
     if args.serve:
         return serve_mode.run_serve(args)
     if args.event:
@@ -290,12 +308,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if on
     ]
     if args.texts and file_only:
-        raise UsageError(f"{', '.join(file_only)} only apply to --input FILE")
+        raise UsageError(f"{', '.join(file_only)} only {'applies' if len(file_only) == 1 else 'apply'} to --input FILE")
     if args.overlong != "chunk" and (args.stride is not None or args.chunk_rows):
         raise UsageError(f"{'--stride' if args.stride is not None else '--chunk-rows'} needs --overlong chunk")
     if args.chunk_rows and not args.input:
         raise UsageError("--chunk-rows applies to --input FILE (TEXT... prints one object per text)")
     plan = file_mode.plan_file(args) if args.input else None  # before loading the model: usage errors are instant
+    if plan is not None and plan.out_format == "parquet":
+        require_extra("parquet", "--format parquet")
     encoder = encoder_for(args)
     if args.overlong == "chunk":
         _check_chunk_options(args, encoder)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from function.encoder import Encoder, default_model_dir, read_model_card
+from bert2vec.model_lookup import find_default_model, no_default_model_message
+from export.user_cache import DEFAULT_MODEL_NAME
+from function.encoder import Encoder, read_model_card
 from function.errors import ModelNotFoundError
 from function.tf_quiet import import_tensorflow
 
 PROG = "bert-encode"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# What each mode needs beyond the core, as import names per extra (pyproject's optional-dependencies).
+EXTRA_MODULES = {
+    "serve": ("aws_lambda_powertools",),
+    "s3": ("boto3", "aws_lambda_powertools"),
+    "parquet": ("pyarrow",),
+}
 
 # Loaded models, keyed by resolved directory: loading costs seconds, and tests (or a Python
 # session) call main() many times in one process.
@@ -48,6 +57,30 @@ def silence_stdout() -> None:
         pass
 
 
+def require_extra(extra: str, what: str) -> None:
+    """Exit 2 with the exact install command when ``what`` needs an extra that is not installed."""
+    missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"{what} needs the '{extra}' extra (missing {', '.join(missing)}): pip install 'bert2vec[{extra}]'"
+        )
+
+
+def default_model() -> Path:
+    """The model used without --model (:mod:`bert2vec.model_lookup`), or a CliError naming the fix."""
+    found = find_default_model()
+    if found is None:
+        raise CliError(no_default_model_message())
+    return found
+
+
+def reexport_command(card: dict[str, Any], option: str) -> str:
+    """The ``bert-export`` line that rebuilds this model with ``option`` (no --model for the embedded default)."""
+    source = card.get("source") or card.get("name")
+    model = "" if not source or source == DEFAULT_MODEL_NAME else f"--model {source} "
+    return f"bert-export {model}{option} --output DIR"
+
+
 def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_dir: Path) -> None:
     """Refuse options the SavedModel cannot honour instead of silently ignoring them.
 
@@ -56,36 +89,33 @@ def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_d
     """
     name = card.get("name", model_dir.name)
     model_max = int(card["max_seq_length"])
-    source = card.get("source") or name
     wanted = args.max_seq_length
     if wanted is not None and wanted > model_max:
         raise UsageError(
             f"--max-seq-length {wanted} is larger than model {name}'s max_seq_length {model_max}, which is baked "
-            f"into the SavedModel; re-export with `bert-export --model {source} --max-seq-length {wanted} --output DIR` "
+            f"into the SavedModel; re-export with `{reexport_command(card, f'--max-seq-length {wanted}')}` "
             "(up to the model's maximum position)"
         )
     if wanted is not None and wanted < model_max:
         raise UsageError(
             f"--max-seq-length {wanted} is smaller than model {name}'s max_seq_length {model_max}; the limit is "
             "applied inside the SavedModel (truncation keeps [SEP]), so it cannot be lowered from outside. Re-export "
-            f"with `bert-export --model {source} --max-seq-length {wanted} --output DIR` and pass --model DIR"
+            f"with `{reexport_command(card, f'--max-seq-length {wanted}')}` and pass --model DIR"
         )
     if args.no_normalize and card.get("normalize"):
         raise UsageError(
             f"--no-normalize: model {name} was exported L2-normalised and cannot return raw vectors; re-export with "
-            f"`bert-export --model {source} --no-normalize --output DIR` and pass --model DIR"
+            f"`{reexport_command(card, '--no-normalize')}` and pass --model DIR"
         )
 
 
 def encoder_for(args: argparse.Namespace) -> Encoder:
     """The model for ``--model`` (or the default), checked against the options, loaded once per process."""
-    model_dir = Path(args.model) if args.model else default_model_dir()
+    model_dir = Path(args.model) if args.model else default_model()
     try:
         card = read_model_card(model_dir)  # cheap: no TensorFlow yet
     except ModelNotFoundError as exc:
-        hint = (
-            "" if args.model else " (no --model given and $MODEL_DIR is not set, so the default build/model was used)"
-        )
+        hint = "" if args.model else " (no --model given; $MODEL_DIR names it)"
         raise CliError(f"{exc}{hint}") from exc
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the model card in {model_dir}: {exc}") from exc

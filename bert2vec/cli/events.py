@@ -22,6 +22,13 @@ BULK_HANDLERS = {
 }
 
 
+def extra_for(handler: str) -> tuple[str, str]:
+    """The extra a handler needs (``serve`` for the encode function, ``s3`` for the bulk ones), and its name."""
+    if "bulk_app" in handler:
+        return "s3", f"--event with --handler {handler}"
+    return "serve", "--event"
+
+
 def bulk_source(event: Any) -> str | None:
     """``s3`` / ``eventbridge`` / ``sqs`` for the bulk path's events, else ``None``."""
     if not isinstance(event, dict):

@@ -118,6 +118,29 @@ def test_max_seq_length_below_the_models_needs_a_re_export(capsys, model) -> Non
     assert code == 2 and "bert-export" in err and "--max-seq-length 64" in err
 
 
+@pytest.mark.slow
+def test_the_re_export_the_message_names_works(capsys, model, tmp_path) -> None:
+    """Run the `bert-export ...` command the refusal names, as printed (DIR filled in): the new
+    model takes the option. For the embedded default the command must not name a --model (the
+    catalogue has no 'all-MiniLM-L6-v2'; the default is what no --model means)."""
+    import re
+    import shlex
+
+    from export.cli import main as export_main
+
+    code, _, err = run(capsys, [*model, "--max-seq-length", "64", "hello"])
+    assert code == 2
+    (command,) = re.findall(r"`(bert-export [^`]*)`", err)
+    argv = shlex.split(command)[1:]
+    assert "--model" not in argv, command
+    argv[argv.index("DIR")] = str(tmp_path / "m64")
+    assert export_main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code, out, err = run(capsys, ["--model", str(tmp_path / "m64"), "--max-seq-length", "64", "hello"])
+    assert code == 0, err
+    assert json.loads(out)["token_count"] == 3
+
+
 def test_no_normalize_on_a_normalised_model_is_refused(capsys, model) -> None:
     code, out, err = run(capsys, [*model, "--no-normalize", "hello"])
     assert code == 2 and out == ""
@@ -227,7 +250,7 @@ def test_unknown_extension_is_explained_and_input_format_overrides(capsys, model
     path = tmp_path / "docs.tsv"
     path.write_text("hello\n", encoding="utf-8")
     code, _, err = run(capsys, [*model, "--input", str(path)])
-    assert code == 2 and "unsupported input" in err and "--input-format" in err
+    assert code == 2 and "cannot tell how to read" in err and "--input-format" in err
     assert list(tmp_path.iterdir()) == [path]
     assert run(capsys, [*model, "--input", str(path), "--input-format", "txt"])[0] == 0
     assert (tmp_path / "docs.tsv.jsonl").is_file()
@@ -449,3 +472,21 @@ def test_serve_is_a_mode_of_its_own(capsys, model) -> None:
     assert code == 2 and "only one of" in err and "--serve" in err
     code, _, err = run(capsys, [*model, "--serve", "--port", "70000"])
     assert code == 2 and "--port" in err
+
+
+def test_progress_slices_keep_the_windows_batches_and_vectors(default_encoder) -> None:
+    """The progress bar's sliced encode forms the same batches as one whole-window call, so the
+    vectors are bit-identical, and it reports every few batches, in order, up to the whole window."""
+    from bert2vec.cli.files import _SlicedEncoder
+
+    texts = [("word " * (i % 37)) + f"text {i}" for i in range(200)]  # varied lengths; 25 batches of 8
+    reports: list[tuple[int, int]] = []
+    sliced = _SlicedEncoder(default_encoder, lambda done, total: reports.append((done, total)), batches_per_slice=4)
+    got = sliced.encode(texts, batch_size=8)
+    want = default_encoder.encode(texts, batch_size=8)
+    np.testing.assert_array_equal(got.embeddings, want.embeddings)
+    np.testing.assert_array_equal(got.token_counts, want.token_counts)
+    np.testing.assert_array_equal(got.truncated, want.truncated)
+    # slices of 4 batches; the lone 25th batch joins the last slice (never the single-batch graph)
+    assert [d for d, _ in reports] == [32, 64, 96, 128, 160, 200] and {t for _, t in reports} == {200}
+    assert sliced.vector_length == default_encoder.vector_length  # everything else is the encoder's
