@@ -229,7 +229,10 @@ class BertEncoderModule(tf.Module):
                         scores = tf.matmul(q, k, transpose_b=True) + mask_add
                         probs = tf.nn.softmax(scores, axis=-1)
                         ctx = tf.matmul(probs, v)  # [B, nh, S, hd]
-                        ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [-1, rows])
+                        ctx = tf.transpose(ctx, [0, 2, 1, 3])  # [B, S, nh, hd]
+                        # Unsplit: reshape to x's own shape, so grappler knows ctx @ W has x's rows and fuses
+                        # the residual add into the matmul as well (a [-1, rows] reshape hides that).
+                        ctx = tf.reshape(ctx, tf.shape(x) if parts == 1 else [-1, rows])
                         attn.append(ctx if parts == 1 else _mm(ctx, layer.attn_out_kernel[j * rows : (j + 1) * rows]))
                 if parts == 1:  # HF's order, residual last: one _FusedMatMul with BiasAdd + Add
                     attn = x + _dense(attn[0], layer.attn_out_kernel, layer.attn_out_bias)
