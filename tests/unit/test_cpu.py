@@ -50,3 +50,29 @@ def test_no_cgroup_and_override(tmp_path: Path, monkeypatch) -> None:
     assert usable_cpus(tmp_path) == _visible()
     monkeypatch.setenv("TF_NUM_THREADS", "3")
     assert usable_cpus(tmp_path) == 3
+
+
+_ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n"
+_SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+_GRAVITON2 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp\n"
+_GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve bf16 i8mm\n"
+_SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx512f amx_bf16 amx_tile amx_int8\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"),
+    [(_ZEN4, True), (_SKYLAKE, False), (_GRAVITON2, False), (_GRAVITON3, True), (_SAPPHIRE_RAPIDS, True)],
+)
+def test_native_bf16_from_cpu_flags(tmp_path: Path, cpuinfo: str, native: bool) -> None:
+    from function.cpu import native_bf16
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert native_bf16(tmp_path / "cpuinfo") is native
+
+
+def test_native_bf16_unknown_when_cpuinfo_is_unreadable(tmp_path: Path) -> None:
+    from function.cpu import native_bf16
+
+    assert native_bf16(tmp_path / "missing") is None
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\n")
+    assert native_bf16(tmp_path / "cpuinfo") is None
