@@ -160,7 +160,7 @@ def test_backfill_after_an_upload_event_does_not_double_the_output(aws, default_
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/once.txt", Body=lines(4))
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/once.txt", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/once.txt", forever).status == "complete"
     before = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
     got = results(batch_operations(batch_event("incoming/once.txt"), None, eng))
     assert got["task-0"][0] == "Succeeded" and "already encoded" in got["task-0"][1]

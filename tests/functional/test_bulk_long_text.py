@@ -47,7 +47,7 @@ def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
     eng = make_engine(aws, default_encoder, overlong="chunk", chunk_rows=True, output_format=fmt, stride=16)
-    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     rows = part_rows(s3, m)
     want = LongTextEncoder(default_encoder).encode_chunks(LINES, stride=16)
@@ -65,7 +65,7 @@ def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F8
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
     eng = make_engine(aws, default_encoder, overlong="chunk", max_text_chars=2000)
-    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 1 and m["balanced"]
     assert "over 2000" in errors_of(s3, m)[0]["reason"]  # chunk mode never cuts a text: it rejects it
