@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # OVERLONG=chunk reads a line whole, in one invocation: this many characters is the most one line may
 # have, so that no line outlasts a receive (docs/s3-bulk.md, "Limits", says how it was measured).
 MAX_CHUNK_TEXT_CHARS = 1_000_000
+# Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
+MAX_BASE_BYTES = 1024 - 160
 MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
 
 
@@ -153,6 +156,10 @@ class OutputLayout:
     def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str) -> OutputLayout:
         rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
         base = f"{cfg.output_prefix}{rel}"
+        if len(base.encode("utf-8", "surrogatepass")) > MAX_BASE_BYTES:  # S3 keys end at 1,024 bytes
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            head = base.encode("utf-8", "surrogatepass")[: MAX_BASE_BYTES - 18].decode("utf-8", "ignore")
+            base = f"{head}~{digest}"
         return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag)}/")
 
     @property
