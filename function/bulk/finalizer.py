@@ -127,8 +127,6 @@ class Finalizer:
     def still_current(self, item: WorkItem) -> bool:
         from botocore.exceptions import ClientError
 
-        if item.version_id:  # a named version is what the task asked for, current or not
-            return True
         try:
             current = self.store.client.head_object(Bucket=item.bucket, Key=item.key)["ETag"].strip('"')
         except ClientError as exc:

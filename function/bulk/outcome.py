@@ -63,8 +63,9 @@ class Outcome:
         if self.kind is Kind.FANNED_OUT:
             return f"fanned out as {self.shards} shards; the manifest appears when they finish"
         if self.kind is Kind.CHANGED:
-            return ("not encoded: the object changed while it was read; its newer version is encoded by its own "
-                    "event")  # fmt: skip
+            return f"not encoded: {self.detail}" if self.detail else (
+                "not encoded: the object changed while it was read; its newer version is encoded by its own event"
+            )
         if self.kind is Kind.DUPLICATE:
             return f"{self.detail or 'already encoded'}{where}"
         if self.kind is Kind.FAILED:

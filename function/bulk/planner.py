@@ -79,6 +79,13 @@ class Planner:
                 return Outcome(Kind.FAILED, key, why, layout.manifest_key, "failed")
             raise
         etag, size = head["ETag"].strip('"'), int(head["ContentLength"])
+        if version_id and not self._is_current(bucket, key, version_id):
+            # The output describes the object's current version: an older one named by a task would
+            # replace it (and its vectors). The current version has its own event or task.
+            why = (f"version {version_id} is no longer the object's current version: the object changed since the "
+                   "job listed it; its newer version is encoded by its own event")  # fmt: skip
+            log.info("s3://%s/%s: %s", bucket, key, why)
+            return Outcome(Kind.CHANGED, key, why)
         layout = OutputLayout.for_object(self.cfg, bucket, key, etag)
         existing = self.store.get_json(layout.bucket, layout.manifest_key)
         if existing and existing.get("input", {}).get("etag") == etag and not existing.get("retryable"):
@@ -90,6 +97,10 @@ class Planner:
             log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
             self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True)
             raise
+
+    def _is_current(self, bucket: str, key: str, version_id: str) -> bool:
+        current = self.store.client.head_object(Bucket=bucket, Key=key)
+        return str(current.get("VersionId") or "") == version_id
 
     def _plan_and_run(
         self, bucket: str, key: str, etag: str, size: int, layout: OutputLayout, remaining_ms: Callable[[], int],

@@ -404,12 +404,18 @@ def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, 
     s3 = aws["s3"]
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     v1 = s3.put_object(Bucket=BUCKET, Key="incoming/v.txt", Body=lines_of(texts(5, "v1 ")))["VersionId"]
-    s3.put_object(Bucket=BUCKET, Key="incoming/v.txt", Body=lines_of(texts(3, "v2 ")))
     eng = engine(aws)
     (r,) = batch_operations(_task("incoming/v.txt", v1), None, eng)["results"]
     assert r["resultCode"] == "Succeeded" and "5 lines encoded" in r["resultString"], r
     m = manifest_of(s3, "incoming/v.txt")
     assert m["input"]["version_id"] == v1 and m["counts"]["encoded"] == 5
+    # The job listed v1, then v2 was uploaded: v1 must not replace v2's output.
+    s3.put_object(Bucket=BUCKET, Key="incoming/v.txt", Body=lines_of(texts(3, "v2 ")))
+    assert eng.handle_object(BUCKET, "incoming/v.txt", forever).status == "complete"
+    before = manifest_bytes(s3, "incoming/v.txt")
+    (old,) = batch_operations(_task("incoming/v.txt", v1), None, eng)["results"]
+    assert old["resultCode"] == "Succeeded" and "no longer the object's current version" in old["resultString"], old
+    assert manifest_bytes(s3, "incoming/v.txt") == before
     (gone,) = batch_operations(_task("incoming/v.txt", "not-a-version"), None, eng)["results"]
     assert gone["resultCode"] == "PermanentFailure" and "no longer exists" in gone["resultString"]
     # Overwritten while its task runs: said so, not "Succeeded | 0 lines encoded".
