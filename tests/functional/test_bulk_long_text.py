@@ -115,3 +115,28 @@ def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, caps
     assert [p["chunks"] for p in printed] == [int(LongTextEncoder(default_encoder).encode([DOC]).chunks[0]), 1]
     assert main(["--model", str(default_model_dir), "--overlong", "reject", DOC]) == 1
     assert "at most 256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("overlong", "hands_off"), [("chunk", True), ("truncate", False)])
+def test_chunk_mode_hands_off_before_a_line_that_would_outrun_the_deadline(
+    aws, default_encoder, overlong: str, hands_off: bool  # noqa: F811
+) -> None:
+    """Two seconds left with a one-second margin: enough for a short line, not for a 20,000-character
+    document read whole; truncate mode reads 512 tokens of it and goes on."""
+    from function.bulk.s3_engine import WorkItem
+
+    s3, sqs, queue_url = aws
+    long_doc = ("many words in a long document " * 700)[:20_000]
+    put(s3, "incoming/deadline.txt", f"a short line\n{long_doc}\nthe end\n".encode())
+    eng = make_engine(aws, default_encoder, overlong=overlong, time_margin_ms=1000)
+    outcome = eng.handle_object(BUCKET, "incoming/deadline.txt", lambda: 2000)
+    messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
+    if hands_off:
+        assert outcome.kind == "in_progress" and outcome.handed_off_from == 0
+        (msg,) = messages
+        assert WorkItem.from_message(msg["Body"]).first_line == 2  # the long line starts the next invocation
+        assert eng.run(WorkItem.from_message(msg["Body"]), forever).status == "complete"
+    else:
+        assert outcome.status == "complete" and not messages
+    m = manifest_of(s3, "incoming/deadline.txt")
+    assert m["counts"]["encoded"] == 3 and m["balanced"]
