@@ -86,7 +86,6 @@ class Segment:
     errors_key: str | None
     first_line: int | None
     last_line: int | None
-    keys_key: str | None = None  # s3vectors: the vector keys this segment put (its record for cleanup)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segment:

@@ -1,6 +1,6 @@
 """``OUTPUT_FORMAT=s3vectors``: vectors go straight into an Amazon S3 Vectors index.
 
-Key scheme (docs/s3-bulk.md, "Vector keys"): ``<source bucket>/<source key>#<line>@<etag>``
+Key scheme (docs/s3-bulk.md, "Key scheme"): ``<source bucket>/<source key>#<line>@<etag>``
 (chunk rows add ``#chunk-<n>`` before the ``@``). Keys are positional and carry the object's
 version, so
 

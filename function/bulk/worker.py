@@ -244,16 +244,14 @@ class Worker:
         """Encode ``items`` into one part (+ errors file) under attempt-unique keys and upload them."""
         lines: list[int] = []
         records = [0]
-        keys_key: str | None = None
 
         def record_keys(keys: list[str]) -> None:
-            nonlocal keys_key
+            """Before a batch goes into the index: the record every later clean-up reads."""
             n = records[0]
             records[0] += 1
             key = f"{layout.vector_keys_prefix}{k:06d}-{s:04d}-{attempt}-{n:05d}.json"
             self.store.put_json(layout.bucket, key, {"source_bucket": item.bucket, "source_key": item.key,
                                                      "etag": item.etag, "keys": keys})  # fmt: skip
-            keys_key = key
 
         def tracked() -> Iterator[Item]:
             for it in items:
@@ -281,5 +279,5 @@ class Worker:
                 self.store.upload(str(error_files[0]), layout.bucket, errors_key)
         return Segment(segment=s, attempt=attempt, counts=counts.to_dict(), parts=parts, rows=writer.rows,
                        errors_key=errors_key, first_line=lines[0] if lines else None,
-                       last_line=lines[-1] if lines else None, keys_key=keys_key)  # fmt: skip
+                       last_line=lines[-1] if lines else None)  # fmt: skip
 

@@ -202,3 +202,45 @@ def test_long_texts_are_kept_out_of_metadata(aws, default_encoder) -> None:
     assert index[vkey(s3, "incoming/long.txt", 1)]["metadata"]["text"] == "short"
     assert "text" not in index[vkey(s3, "incoming/long.txt", 2)]["metadata"]
 
+
+
+def test_real_model_duplicate_and_version_race_leave_one_clean_version(aws, default_encoder) -> None:
+    """The two races the stand-in tests cover at every boundary, once on the real model: a duplicate
+    of the message runs to the end while the first copy is about to commit, then v2 (fewer lines)
+    completes while v1 is still writing."""
+    s3 = aws["s3"]
+    key = "incoming/raced.txt"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1 "))
+    a, b = make_engine(aws, default_encoder, chunk_bytes=512), make_engine(aws, default_encoder, chunk_bytes=512)
+    real_create = a.store.create
+    fired = {"n": 0}
+
+    def duplicate_first(bucket: str, k: str, data: dict[str, Any]) -> str:
+        if "/_slices/" in k and not fired["n"]:
+            fired["n"] = 1
+            assert b.handle_object(BUCKET, key, forever).status == "complete"
+        return real_create(bucket, k, data)
+
+    a.store.create = duplicate_first  # type: ignore[method-assign]
+    assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A lost the commit and stopped
+    assert len(index_contents(aws)) == 40
+    s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1b "))  # v1b encoding, then v2 overtakes it
+    old, new = make_engine(aws, default_encoder), make_engine(aws, default_encoder)
+    real_upload = old.store.upload
+
+    def v2_overtakes(path: str, bucket: str, k: str) -> None:
+        if "/part-" in k and not fired.get("v2"):
+            fired["v2"] = 1
+            s3.put_object(Bucket=BUCKET, Key=key, Body=lines(6, "v2 "))
+            assert new.handle_object(BUCKET, key, forever).status == "complete"
+        real_upload(path, bucket, k)
+
+    old.store.upload = v2_overtakes  # type: ignore[method-assign]
+    assert old.handle_object(BUCKET, key, forever).status is None
+    index = index_contents(aws)
+    assert set(index) == {vkey(s3, key, i) for i in range(1, 7)}
+    assert all(v["metadata"]["text"].startswith("v2 ") for v in index.values())
+    ref = default_encoder.encode(["v2 line 3: the quick brown fox 3"]).embeddings[0]
+    np.testing.assert_allclose(index[vkey(s3, key, 3)]["data"]["float32"], ref, atol=1e-6)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/raced.txt.manifest.json")["Body"].read())
+    assert manifest["status"] == "complete" and manifest["counts"]["encoded"] == 6
