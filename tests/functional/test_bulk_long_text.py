@@ -90,6 +90,7 @@ def test_config_errors(aws, default_encoder, monkeypatch) -> None:  # noqa: F811
     assert (cfg.overlong, cfg.chunk_rows, cfg.stride) == ("chunk", True, 8)
 
 
+@pytest.mark.slow  # runs the CLI end to end (~7 s)
 def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, capsys) -> None:
     from bert2vec.cli import main
 
