@@ -440,3 +440,13 @@ def test_batch_suffixes_are_case_insensitive_and_other_objects_are_not_encoded(a
     (png,) = batch_operations(_task("incoming/photo.png"), None, eng)["results"]
     assert png["resultCode"] == "PermanentFailure" and "unsupported input" in png["resultString"]
     assert manifest_bytes(s3, "incoming/photo.png") is None  # a backfill writes nothing for non-inputs
+
+
+def test_messages_queued_by_the_previous_release_still_run() -> None:
+    old = {"v": 1, "bucket": "b", "key": "incoming/x.txt", "etag": "e", "size": 10, "format": {"kind": "txt", "gzip": False},
+           "unit": "bytes", "chunk_size": 4, "first_chunk": 1, "end_chunk": 3, "first_line": 7, "hops": 2}  # fmt: skip
+    item = WorkItem.from_message(json.dumps(old))
+    assert (item.slice_size, item.first_slice, item.end_slice, item.first_line, item.hops) == (4, 1, 3, 7, 2)
+    assert WorkItem.from_message(item.to_message("incoming/")) == item
+    with pytest.raises(ValueError, match="unsupported shard message version"):
+        WorkItem.from_message(json.dumps({**old, "v": 99}))
