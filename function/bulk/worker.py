@@ -16,6 +16,7 @@ a retry after a hand-off can never change committed output.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import tempfile
 import time
@@ -32,7 +33,7 @@ from function.bulk.pipeline import Counts, PipelineOptions, encode_items
 from function.bulk.readers import Item, Record
 from function.bulk.source import InputObject
 from function.bulk.state import Commit, Progress, Segment, WorkItem
-from function.bulk.store import Conflict, S3Store
+from function.bulk.store import Conflict, S3Store, Stored
 from function.bulk.vectors import S3VectorsPartWriter, VectorTarget
 from function.bulk.writers import ErrorWriter, PartWriter, open_part_writer
 from function.encoder import Encoder
@@ -123,19 +124,18 @@ class Worker:
             t0 = time.perf_counter()
             commit = self._slice(item, layout, attempt, progress, remaining_ms, margin, result.slices_done > 0)
             slowest_ms = max(slowest_ms, (time.perf_counter() - t0) * 1e3)
-            try:
-                if commit is None:  # stopped before the deadline: save progress, hand the rest on
-                    if stored:
-                        self.store.replace(layout.bucket, layout.progress_key(k), progress.to_dict(), stored.etag)
-                    else:
-                        self.store.create(layout.bucket, layout.progress_key(k), progress.to_dict())
-                    result.handoff = replace(item, first_slice=k, first_line=progress.next_line, hops=item.hops + 1)
-                    log.info("s3://%s/%s: handing slice %d on at line %d before the deadline (hop %d)",
-                             item.bucket, item.key, k, progress.next_line, item.hops + 1)  # fmt: skip
+            if commit is None:  # stopped before the deadline: save progress, hand the rest on
+                if not self._write_once(layout, layout.progress_key(k), progress.to_dict(), stored):
+                    log.info("s3://%s/%s: slice %d moved on in another attempt; this one (%s) stops", item.bucket,
+                             item.key, k, attempt)  # fmt: skip
+                    result.lost = True
                     return
-                self.store.create(layout.bucket, layout.commit_key(k), commit.to_dict())
-            except Conflict:
-                log.info("s3://%s/%s: slice %d is owned by another attempt; this one (%s) stops", item.bucket,
+                result.handoff = replace(item, first_slice=k, first_line=progress.next_line, hops=item.hops + 1)
+                log.info("s3://%s/%s: handing slice %d on at line %d before the deadline (hop %d)",
+                         item.bucket, item.key, k, progress.next_line, item.hops + 1)  # fmt: skip
+                return
+            if not self._write_once(layout, layout.commit_key(k), commit.to_dict(), None):
+                log.info("s3://%s/%s: slice %d is committed by another attempt; this one (%s) stops", item.bucket,
                          item.key, k, attempt)  # fmt: skip
                 result.lost = True
                 return
@@ -149,6 +149,22 @@ class Worker:
                 log.info("s3://%s/%s: handing slices %d.. on before the deadline", item.bucket, item.key, k + 1)
                 return
             k += 1
+
+    def _write_once(self, layout: OutputLayout, key: str, data: dict[str, Any], read: Stored | None) -> bool:
+        """The conditional write of a commit (``read`` None: ``If-None-Match``) or of progress
+        (``If-Match`` on the version read); False if another attempt won.
+
+        A write that S3 stored but whose answer was lost is retried by the client and then
+        refused (the key exists / changed): the stored object being byte-for-byte ours says we won.
+        """
+        try:
+            if read is None:
+                self.store.create(layout.bucket, key, data)
+            else:
+                self.store.replace(layout.bucket, key, data, read.etag)
+            return True
+        except Conflict:
+            return self.store.get_json(layout.bucket, key) == json.loads(manifests.dumps(data))
 
     def _slice(
         self, item: WorkItem, layout: OutputLayout, attempt: str, progress: Progress,

@@ -143,6 +143,44 @@ def test_a_worker_that_timed_out_after_its_hand_off_cannot_overwrite(aws) -> Non
     assert_exactly_once(aws, key, lines, "jsonl")
 
 
+@pytest.mark.parametrize("what", ["/_slices/", "/_progress/"])
+def test_a_conditional_write_stored_but_its_answer_lost_is_recognised_as_won(aws, what: str) -> None:
+    """S3 stored the commit (or progress), the answer was lost, the client's retry got 412: the
+    attempt must see that the stored object is its own and go on — not stop as if it lost, which
+    would leave the rest of the object to nobody."""
+    from botocore.exceptions import ClientError
+
+    key = "incoming/lost-answer.txt"
+    lines = texts(40)
+    put(aws, key, lines)
+    eng = engine(aws, chunk_bytes=512)
+    real_put = eng.store.client.put_object
+    hit = {"n": 0}
+
+    def stored_then_412(**kwargs: Any) -> Any:
+        resp = real_put(**kwargs)
+        if what in kwargs["Key"] and not hit["n"]:
+            hit["n"] = 1
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "retry after a lost answer"},
+                               "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")  # fmt: skip
+        return resp
+
+    eng.store.client = type("Client", (), {})()  # a client whose put_object loses one answer
+    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
+        setattr(eng.store.client, name, getattr(aws["s3"], name))
+    eng.store.client.put_object = stored_then_412
+    budget = {"n": 12 if what == "/_progress/" else 10**9}
+
+    def clock() -> int:
+        budget["n"] -= 1
+        return 10_000_000 if budget["n"] > 0 else 1
+
+    outcome = eng.handle_object(BUCKET, key, clock)
+    assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
+    drain(aws, eng)
+    assert_exactly_once(aws, key, lines, "jsonl")
+
+
 # ---- two versions in flight --------------------------------------------------------------------
 
 
