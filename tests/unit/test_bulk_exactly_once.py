@@ -337,7 +337,11 @@ def test_a_validation_exception_is_bisected_to_the_line(aws) -> None:
 
 # ---- throttling and retry classes --------------------------------------------------------------
 
-THROTTLES = {"s3": (503, "SlowDown"), "s3vectors": (429, "TooManyRequestsException")}
+THROTTLES = {
+    "s3": (503, "SlowDown"),
+    "sqs": (400, "ThrottlingException"),
+    "s3vectors": (429, "TooManyRequestsException"),
+}
 
 
 def _throttle_each_operation_once(client: Any, service: str, hit: dict[str, int]) -> None:
@@ -352,6 +356,9 @@ def _throttle_each_operation_once(client: Any, service: str, hit: dict[str, int]
 
         from tests.conftest import RawBody
 
+        if service == "sqs":
+            body = json.dumps({"__type": code, "message": "slow down"}).encode()
+            return AWSResponse(request.url, status, {"x-amzn-query-error": f"{code};Sender"}, RawBody(body))
         if service == "s3vectors":
             return AWSResponse(request.url, status, {"x-amzn-ErrorType": code}, RawBody(json.dumps({"message": "slow down"}).encode()))
         return AWSResponse(request.url, status, {}, RawBody(f"<Error><Code>{code}</Code><Message>x</Message></Error>".encode()))
@@ -360,17 +367,25 @@ def _throttle_each_operation_once(client: Any, service: str, hit: dict[str, int]
 
 
 def test_throttling_on_every_aws_call_is_retried(aws) -> None:
+    """Every S3, SQS and S3 Vectors operation answers throttling once. (botocore still hands the
+    request to moto before the hook's answer is used, so each "throttled" call here also took
+    effect — an answer lost after the work was done, harder than plain throttling: a message sent
+    twice, a conditional write refused on its retry, a received message hidden until its
+    visibility timeout, set to 0 here.)"""
     key = "incoming/throttled.txt"
-    lines = texts(80)
+    lines = texts(40)
     put(aws, key, lines)
-    eng = engine(aws, "s3vectors", chunk_bytes=1024, shard_bytes=2048)
-    hits: dict[str, dict[str, int]] = {"s3": {}, "s3vectors": {}}
+    aws["sqs"].set_queue_attributes(QueueUrl=aws["queue_url"], Attributes={"VisibilityTimeout": "0"})
+    eng = engine(aws, "s3vectors", chunk_bytes=512, shard_bytes=1024)
+    hits: dict[str, dict[str, int]] = {"s3": {}, "sqs": {}, "s3vectors": {}}
     _throttle_each_operation_once(aws["s3"], "s3", hits["s3"])
+    _throttle_each_operation_once(aws["sqs"], "sqs", hits["sqs"])
     _throttle_each_operation_once(eng.vectors, "s3vectors", hits["s3vectors"])
     assert eng.handle_object(BUCKET, key, forever).kind == "fanned_out"
     drain(aws, eng)
     assert_exactly_once(aws, key, lines, "s3vectors")
     assert {"GetObject", "PutObject", "HeadObject", "ListObjectsV2"} <= set(hits["s3"])
+    assert {"SendMessageBatch", "ReceiveMessage"} <= set(hits["sqs"])
     assert {"PutVectors"} <= set(hits["s3vectors"])
 
 
