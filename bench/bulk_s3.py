@@ -55,7 +55,7 @@ def _child(args: argparse.Namespace) -> int:
     encoder = Encoder.load(args.model)
     eng = Engine(s3_client(), encoder, BulkConfig(chunk_bytes=1 << 20, shard_bytes=1 << 40, output_format=args.format))
     t0 = time.perf_counter()
-    summary = eng.handle_object(BUCKET, args.key, lambda: 10**9)
+    summary = eng.handle_object(BUCKET, args.key, lambda: 10**9).summary()
     elapsed = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"summary": summary, "elapsed_s": elapsed, "peak_rss_mb": peak_mb}))

@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from function import lifecycle
 from function.bulk.config import BulkConfig
+from function.bulk.outcome import Kind, Outcome
 from function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
 from function.bulk.vectors import s3vectors_client
 from function.cpu import usable_cpus
@@ -94,28 +95,6 @@ def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-# Errors worth another try by S3 Batch Operations (it retries TemporaryFailure) rather than a verdict.
-_TRANSIENT_CODES = {"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "Throttling",
-                    "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed"}  # fmt: skip
-
-
-def _task_result(summary: dict[str, Any]) -> tuple[str, str]:
-    """(resultCode, resultString) for one object's summary from ``Engine.handle_object``."""
-    if "ignored" in summary:
-        return "PermanentFailure", f"not encoded: {summary['ignored']}"
-    if "failed" in summary:
-        return "PermanentFailure", f"{summary['failed']} (manifest {summary.get('manifest')})"
-    if "skipped" in summary:
-        return "Succeeded", f"already encoded (manifest {summary['manifest']})"
-    if "shards" in summary:
-        return "Succeeded", f"fanned out as {summary['shards']} shards; the manifest appears when they finish"
-    if summary.get("stale"):
-        return "Succeeded", "the object changed while it was read; its newer version is encoded by its own event"
-    if "handed_off_from_chunk" in summary:
-        return "Succeeded", f"chunks from {summary['handed_off_from_chunk']} continue on the shard queue"
-    return "Succeeded", f"{summary.get('status')}: {summary.get('counts', {}).get('encoded', 0)} lines encoded"
-
-
 def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = None) -> dict[str, Any]:
     """S3 Batch Operations (schema 1.0 and 2.0): every task goes through ``handle_object``, exactly
     like an upload event, so a backfill and a later upload of the same object never double the
@@ -123,19 +102,21 @@ def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = N
     from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
     from botocore.exceptions import ClientError
 
+    from function.bulk.aws_errors import error_code, is_transient
+
     batch = S3BatchOperationEvent(event)
     results: list[dict[str, str]] = []
     eng = eng or engine()
     for task in batch.tasks:
         logger.append_keys(bucket=task.s3_bucket, key=task.s3_key, task_id=task.task_id)
+        version = task.s3_version_id or None
         try:
-            code, text = _task_result(eng.handle_object(task.s3_bucket, task.s3_key, _remaining(context)))
-        except ClientError as exc:
-            error = exc.response.get("Error", {}).get("Code", "")
-            code = "TemporaryFailure" if error in _TRANSIENT_CODES else "PermanentFailure"
-            text = f"{error}: {exc}"
+            outcome = eng.handle_object(task.s3_bucket, task.s3_key, _remaining(context), version_id=version,
+                                        skip_unsupported=True)  # fmt: skip
+            code, text = outcome.task_result()
         except Exception as exc:  # noqa: BLE001 - every task gets an answer; S3 retries temporary ones
-            code, text = "TemporaryFailure", f"{type(exc).__name__}: {exc}"
+            code = "TemporaryFailure" if is_transient(exc) or not isinstance(exc, ClientError) else "PermanentFailure"
+            text = f"{error_code(exc) or type(exc).__name__}: {exc}"
         logger.info("batch task", extra={"result": code, "detail": text})
         results.append({"taskId": task.task_id, "resultCode": code, "resultString": text[:1000]})
     # Built here rather than with Powertools' response class, which allows one task per invocation
@@ -148,6 +129,14 @@ def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = N
     }
 
 
+def _record(outcome: Outcome) -> None:
+    """The one place an outcome becomes a log line and metrics."""
+    logger.info("object handled", extra={"summary": outcome.summary()})
+    metrics.add_metric(name="SlicesEncoded", unit=MetricUnit.Count, value=outcome.slices_done)
+    if outcome.kind is Kind.ENCODED:
+        metrics.add_metric(name="LinesEncoded", unit=MetricUnit.Count, value=outcome.lines_encoded())
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -157,11 +146,9 @@ def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     results = []
     for bucket, key in objects_in(event):
         logger.append_keys(bucket=bucket, key=key)
-        summary = eng.handle_object(bucket, key, _remaining(context))
-        logger.info("object handled", extra={"summary": summary})
-        if "counts" in summary:
-            metrics.add_metric(name="LinesEncoded", unit=MetricUnit.Count, value=summary["counts"]["encoded"])
-        results.append(summary)
+        outcome = eng.handle_object(bucket, key, _remaining(context))
+        _record(outcome)
+        results.append(outcome.summary())
     return {"objects": results}
 
 
@@ -173,16 +160,16 @@ def _process_shard(record: SQSRecord, context: Any) -> dict[str, Any]:
     eng = engine()
     item = WorkItem.from_message(record.body)
     try:
-        result = eng.run(item, _remaining(context))
+        outcome = eng.run(item, _remaining(context))
     except Exception as exc:
         receives = int(record.attributes.approximate_receive_count or 1)
         if receives >= eng.cfg.max_receives:
             logger.exception("shard failed on its last receive; marking it failed before the DLQ",
-                             extra={"key": item.key, "first_chunk": item.first_chunk})
+                             extra={"key": item.key, "first_slice": item.first_slice})
             eng.fail(item, f"{type(exc).__name__}: {exc}")
         raise
-    metrics.add_metric(name="ChunksEncoded", unit=MetricUnit.Count, value=result.chunks_done)
-    return Engine._summary(item.key, result)
+    _record(outcome)
+    return outcome.summary()
 
 
 @logger.inject_lambda_context(clear_state=True)

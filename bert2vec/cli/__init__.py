@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bf = p.add_argument_group("backfill mode (encode what is already in S3, with S3 Batch Operations)")
     bf.add_argument(
-        "--backfill", metavar="S3_URL", help="start a job over every supported object under s3://bucket/prefix"
+        "--backfill", metavar="S3_URL", help="start a job over every supported object under s3://bucket[/prefix]"
     )
     bf.add_argument("--role-arn", metavar="ARN", help="the role the job assumes (stack output BatchOperationsRoleArn)")
     bf.add_argument("--function-arn", metavar="ARN", help="the planner's alias (stack output BulkPlannerAliasArn)")
@@ -222,7 +222,7 @@ def _cap_batch_size(args: argparse.Namespace) -> None:
 
 def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
     """Start an S3 Batch Operations job over a prefix; prints the job id (no model is loaded)."""
-    from bert2vec.backfill import S3Location, account_of, start_backfill
+    from bert2vec.backfill import S3Location, account_of, check_function_arn, start_backfill
 
     if not (args.role_arn and args.function_arn):
         raise UsageError("--backfill needs --role-arn and --function-arn (the stack's outputs BatchOperationsRoleArn "
@@ -231,6 +231,7 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
         source = S3Location.parse(args.backfill)
         report = S3Location.parse(args.report) if args.report else S3Location(source.bucket, "batch-reports/")
         account_of(args.role_arn)
+        check_function_arn(args.function_arn)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if client is None:

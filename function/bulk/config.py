@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,12 @@ from function.bulk.writers import FORMATS
 from function.vector_index import vector_bucket_name
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
+# OVERLONG=chunk reads a line whole, in one invocation: this many characters is the most one line may
+# have, so that no line outlasts a receive (docs/s3-bulk.md, "Limits", says how it was measured).
+MAX_CHUNK_TEXT_CHARS = 1_000_000
+# Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
+MAX_BASE_BYTES = 1024 - 160
+MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
 
 
 class ConfigError(ValueError):
@@ -73,6 +80,16 @@ class BulkConfig:
             raise ConfigError(f"LONG_TEXT_STRIDE applies only to OVERLONG=chunk (got OVERLONG={self.overlong})")
         if self.stride is not None and self.stride < 0:
             raise ConfigError(f"LONG_TEXT_STRIDE={self.stride}: must be >= 0 (and less than max_seq_length - 2)")
+        if self.overlong == "chunk" and self.max_text_chars > MAX_CHUNK_TEXT_CHARS:
+            raise ConfigError(
+                f"MAX_TEXT_CHARS={self.max_text_chars} with OVERLONG=chunk: at most {MAX_CHUNK_TEXT_CHARS} (a line is "
+                "encoded whole in one invocation and must fit its time limit)"
+            )
+        if not 0 <= self.vector_text_max_bytes <= MAX_VECTOR_TEXT_BYTES:
+            raise ConfigError(
+                f"VECTOR_TEXT_MAX_BYTES={self.vector_text_max_bytes}: must be 0..{MAX_VECTOR_TEXT_BYTES} (S3 Vectors "
+                "allows 40 KB of metadata per vector)"
+            )
         if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
@@ -121,12 +138,14 @@ class BulkConfig:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Where one input object's outputs go. Deterministic from (key, etag): re-deliveries and
-    retries write the very same keys, so they can never duplicate or mix two runs.
+    """Where one input object's outputs go.
 
     ``<out>/<rel>.manifest.json`` and ``<out>/<rel>.errors.jsonl`` are the user-facing results;
-    parts live in ``<out>/<rel>/<etag>/part-NNNNNN.<ext>`` with per-chunk completion markers in
-    ``<out>/<rel>/<etag>/_chunks/``. ``rel`` is the input key without ``INPUT_PREFIX``.
+    everything else lives in the version's run directory ``<out>/<rel>/<etag>/``: parts
+    ``part-<slice>-<segment>-<attempt>.<ext>`` (attempt-unique: no other attempt can overwrite
+    them), per-slice commits in ``_slices/``, unfinished slices' progress in ``_progress/``, and for
+    ``s3vectors`` the record of every vector key an attempt put in ``_vector_keys/``. ``rel`` is the
+    input key without ``INPUT_PREFIX``.
     """
 
     bucket: str
@@ -136,9 +155,12 @@ class OutputLayout:
     @classmethod
     def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str) -> OutputLayout:
         rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
-        clean_etag = re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
         base = f"{cfg.output_prefix}{rel}"
-        return cls(cfg.output_bucket or bucket, base, f"{base}/{clean_etag}/")
+        if len(base.encode("utf-8", "surrogatepass")) > MAX_BASE_BYTES:  # S3 keys end at 1,024 bytes
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            head = base.encode("utf-8", "surrogatepass")[: MAX_BASE_BYTES - 18].decode("utf-8", "ignore")
+            base = f"{head}~{digest}"
+        return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag)}/")
 
     @property
     def manifest_key(self) -> str:
@@ -148,21 +170,36 @@ class OutputLayout:
     def errors_key(self) -> str:
         return f"{self.base}.errors.jsonl"
 
-    def part_key(self, chunk: int, suffix: str, segment: int = 0) -> str:
-        seg = "" if segment == 0 else f"-{segment:04d}"
-        return f"{self.run}part-{chunk:06d}{seg}{suffix}"
+    def part_key(self, slice_: int, segment: int, attempt: str, suffix: str) -> str:
+        return f"{self.run}part-{slice_:06d}-{segment:04d}-{attempt}{suffix}"
 
-    def chunk_errors_key(self, chunk: int, segment: int = 0) -> str:
-        seg = "" if segment == 0 else f"-{segment:04d}"
-        return f"{self.run}_chunks/{chunk:06d}{seg}.errors.jsonl"
+    def slice_errors_key(self, slice_: int, segment: int, attempt: str) -> str:
+        return f"{self.run}_slices/{slice_:06d}-{segment:04d}-{attempt}.errors.jsonl"
 
-    def progress_key(self, chunk: int) -> str:
-        """Where an unfinished chunk's segments and resume point are kept between invocations."""
-        return f"{self.run}_progress/{chunk:06d}.json"
+    def progress_key(self, slice_: int) -> str:
+        """Where an unfinished slice's committed segments and resume point are kept between invocations."""
+        return f"{self.run}_progress/{slice_:06d}.json"
 
-    def marker_key(self, chunk: int) -> str:
-        return f"{self.run}_chunks/{chunk:06d}.json"
+    def commit_key(self, slice_: int) -> str:
+        return f"{self.run}_slices/{slice_:06d}.json"
 
     @property
-    def markers_prefix(self) -> str:
-        return f"{self.run}_chunks/"
+    def commits_prefix(self) -> str:
+        return f"{self.run}_slices/"
+
+    @property
+    def vector_keys_prefix(self) -> str:
+        return f"{self.run}_vector_keys/"
+
+    @property
+    def cleanup_key(self) -> str:
+        """What this version's completion deleted from the index (so a re-run reports the same)."""
+        return f"{self.run}_cleanup.json"
+
+    @property
+    def runs_prefix(self) -> str:
+        return f"{self.base}/"
+
+
+def run_name(etag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"

@@ -239,7 +239,11 @@ def encode_items(
                 counts.tokens += int(min(token_counts[i], max_tokens))
                 rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32), rec.text))
                 lines_encoded += 1
-        writer.write(rows)
+        refused = writer.write(rows) or {}
+        if refused:  # the sink's own per-line limits (an index's key/metadata rules): rejected like any line
+            ids = {row.line: row.id for row in rows}
+            rejected.extend(Rejected(line, why, ids.get(line)) for line, why in refused.items())
+            lines_encoded -= len(refused)
         counts.encoded += lines_encoded
         if rejected:
             rejected.sort(key=lambda r: r.line)

@@ -205,21 +205,25 @@ class PartWriter(_StagedFiles):
         self.dim = dim
         self.chunk_rows = chunk_rows  # columnar formats need to know up front (parquet's schema)
 
-    def write(self, rows: Sequence[OutputRow]) -> None:
-        """Append rows (in input order) to the part; the batch is on disk (or in one row group) on return."""
+    def write(self, rows: Sequence[OutputRow]) -> dict[int, str]:
+        """Append rows (in input order) to the part; the batch is on disk (or in one row group) on return.
+
+        Returns {line: reason} for lines the sink refused (an index's per-vector limits); files refuse none.
+        """
         self._check_open()
         if not rows:
-            return
+            return {}
         matrix = np.empty((len(rows), self.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             vector = np.asarray(row.vector)
             if vector.shape != (self.dim,):
                 raise ValueError(f"line {row.line}: vector has shape {vector.shape}, expected ({self.dim},)")
             matrix[i] = vector  # float32 stays bit-exact; other float dtypes are cast
-        self._write(rows, matrix)
-        self._rows += len(rows)
+        refused = self._write(rows, matrix) or {}
+        self._rows += sum(1 for row in rows if row.line not in refused)
+        return refused
 
-    def _write(self, rows: Sequence[OutputRow], matrix: np.ndarray) -> None:
+    def _write(self, rows: Sequence[OutputRow], matrix: np.ndarray) -> dict[int, str] | None:
         raise NotImplementedError
 
 

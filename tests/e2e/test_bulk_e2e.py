@@ -87,14 +87,14 @@ def test_eventbridge_event_and_duplicate_delivery(planner, clients) -> None:
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"hello\n")
     first = runtime.invoke(event, timeout=120).json()["objects"][0]
     again = runtime.invoke(event, timeout=120).json()["objects"][0]
-    assert "status" in first or first.get("skipped") == "already encoded"
-    assert again.get("skipped") == "already encoded", process.output_tail()
+    assert "status" in first or first["outcome"] == "duplicate"
+    assert again["outcome"] == "duplicate" and "already encoded" in again["detail"], process.output_tail()
 
 
 def test_output_prefix_event_is_ignored(planner) -> None:
     runtime, _ = planner
     summary = runtime.invoke(load_event("s3_object_created_output_prefix.json")).json()["objects"][0]
-    assert "output prefix" in summary["ignored"]
+    assert summary["outcome"] == "ignored" and "output prefix" in summary["detail"]
 
 
 def test_fan_out_through_the_worker_process(planner, worker, clients) -> None:

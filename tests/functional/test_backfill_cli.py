@@ -35,10 +35,27 @@ def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
     assert code == 0 and out.strip() == "job-1" and "describe-job" in err
     gen = expected["ManifestGenerator"]["S3JobManifestGenerator"]
     assert gen["SourceBucket"] == "arn:aws:s3:::bert2vec-input"
-    assert gen["Filter"]["KeyNameConstraint"]["MatchAnyPrefix"] == ["incoming/"]
-    assert ".jsonl.gz" in gen["Filter"]["KeyNameConstraint"]["MatchAnySuffix"]
+    # S3's key filter takes one case-sensitive suffix: suffixes are left to the planner, which reads
+    # Notes.TXT like notes.txt; the prefix is the only filter.
+    assert gen["Filter"] == {"KeyNameConstraint": {"MatchAnyPrefix": ["incoming/"]}}
     assert expected["Operation"]["LambdaInvoke"] == {"FunctionArn": PLANNER, "InvocationSchemaVersion": "2.0"}
     assert expected["AccountId"] == "123456789012" and expected["Report"]["Enabled"] is True
+    assert expected["Report"]["ReportScope"] == "FailedTasksOnly"  # what docs/s3-bulk.md describes
+
+
+def test_a_bucket_without_prefix_backfills_the_whole_bucket(capsys) -> None:
+    client = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    expected = create_job_request(
+        S3Location("bert2vec-input", ""), role_arn=ROLE, function_arn=PLANNER,
+        report=S3Location("bert2vec-input", "batch-reports/"), token="t",
+    )  # fmt: skip
+    expected["ClientRequestToken"] = ANY
+    assert "Filter" not in expected["ManifestGenerator"]["S3JobManifestGenerator"]
+    with Stubber(client) as stub:  # the service model refuses an empty MatchAnyPrefix entry; this has none
+        stub.add_response("create_job", {"JobId": "job-2"}, expected)
+        assert _backfill(args("--backfill", "s3://bert2vec-input", "--role-arn", ROLE, "--function-arn", PLANNER), client) == 0
+        stub.assert_no_pending_responses()
+    assert capsys.readouterr().out.strip() == "job-2"
 
 
 @pytest.mark.parametrize(
@@ -46,10 +63,17 @@ def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
     [
         (["--backfill", "s3://b/p/"], "needs --role-arn and --function-arn"),
         (["--backfill", "b/p/", "--role-arn", ROLE, "--function-arn", PLANNER], "expected s3://bucket/prefix"),
-        (["--backfill", "s3://b/", "--role-arn", "not-an-arn", "--function-arn", PLANNER], "IAM role ARN"),
+        (["--backfill", "s3://bucket/", "--role-arn", "not-an-arn", "--function-arn", PLANNER], "IAM role ARN"),
         (["--backfill", "s3://b/", "hello"], "give only one of"),
+        (["--backfill", "s3://In_Bucket!/", "--role-arn", ROLE, "--function-arn", PLANNER], "not a valid S3 bucket name"),
+        (["--backfill", "s3://bucket/", "--role-arn", ROLE, "--function-arn", PLANNER, "--report", "s3://A/r/"],
+         "not a valid S3 bucket name"),
+        (["--backfill", "s3://bucket/", "--role-arn", "arn:aws:iam::123456789012:user/alice", "--function-arn", PLANNER],
+         "--role-arn: expected an IAM role ARN"),
+        (["--backfill", "s3://bucket/", "--role-arn", ROLE, "--function-arn", ROLE], "--function-arn: expected a Lambda"),
     ],
 )
 def test_bad_backfill_arguments_are_usage_errors(capsys, argv: list[str], fragment: str) -> None:
-    assert main(argv) == 2
-    assert fragment in capsys.readouterr().err
+    assert main(argv) == 2  # before any call: no client is made for a mistake
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1, err

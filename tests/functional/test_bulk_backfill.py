@@ -90,6 +90,12 @@ def lines(n: int, tag: str = "") -> bytes:
     return ("\n".join(f"{tag}line {i}: the quick brown fox {i % 7}" for i in range(1, n + 1)) + "\n").encode()
 
 
+def vkey(s3: Any, key: str, line: int) -> str:
+    """The documented vector key of ``line`` of the current version of ``key``."""
+    etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+    return f"{BUCKET}/{key}#{line}@{etag}"
+
+
 def results(response: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {r["taskId"]: (r["resultCode"], r["resultString"]) for r in response["results"]}
 
@@ -109,13 +115,15 @@ def test_batch_over_several_objects_puts_every_line_once(aws, default_encoder) -
     assert "fanned out" in got["task-2"][1]
     assert drain(aws, eng) >= 2
     index = index_contents(aws)
-    expected = {f"incoming/a.txt#{i}" for i in range(1, 6)} | {"doc-1", "incoming/b.jsonl#2"}
-    expected |= {f"incoming/big.txt#{i}" for i in range(1, 201)}
+    expected = {vkey(s3, "incoming/a.txt", i) for i in range(1, 6)}
+    expected |= {vkey(s3, "incoming/b.jsonl", i) for i in (1, 2)}
+    expected |= {vkey(s3, "incoming/big.txt", i) for i in range(1, 201)}
     assert set(index) == expected
-    meta = index["incoming/big.txt#17"]["metadata"]
+    assert index[vkey(s3, "incoming/b.jsonl", 1)]["metadata"]["id"] == "doc-1"  # ids are metadata, not keys
+    meta = index[vkey(s3, "incoming/big.txt", 17)]["metadata"]
     assert meta["source_key"] == "incoming/big.txt" and meta["line"] == 17 and meta["text"].startswith("big line 17")
     ref = default_encoder.encode(["big line 17: the quick brown fox 3"]).embeddings[0]
-    np.testing.assert_allclose(index["incoming/big.txt#17"]["data"]["float32"], ref, atol=1e-6)
+    np.testing.assert_allclose(index[vkey(s3, "incoming/big.txt", 17)]["data"]["float32"], ref, atol=1e-6)
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/big.txt.manifest.json")["Body"].read())
     assert manifest["status"] == "complete" and manifest["counts"]["encoded"] == 200
     assert manifest["output"]["vector_index"] == VINDEX
@@ -160,7 +168,7 @@ def test_backfill_after_an_upload_event_does_not_double_the_output(aws, default_
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/once.txt", Body=lines(4))
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/once.txt", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/once.txt", forever).status == "complete"
     before = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
     got = results(batch_operations(batch_event("incoming/once.txt"), None, eng))
     assert got["task-0"][0] == "Succeeded" and "already encoded" in got["task-0"][1]
@@ -177,12 +185,12 @@ def test_a_shorter_new_version_deletes_its_stale_vectors(aws, default_encoder) -
     s3.put_object(Bucket=BUCKET, Key="incoming/shrinks.txt", Body=lines(6, "v2 "))
     eng.handle_object(BUCKET, "incoming/shrinks.txt", forever)
     index = index_contents(aws)
-    assert set(index) == {f"incoming/shrinks.txt#{i}" for i in range(1, 7)}
+    assert set(index) == {vkey(s3, "incoming/shrinks.txt", i) for i in range(1, 7)}
     etag = s3.head_object(Bucket=BUCKET, Key="incoming/shrinks.txt")["ETag"].strip('"')
     assert {v["metadata"]["etag"] for v in index.values()} == {etag}
     assert all(v["metadata"]["text"].startswith("v2 ") for v in index.values())
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/shrinks.txt.manifest.json")["Body"].read())
-    assert manifest["output"]["stale_vectors_deleted"] == 4
+    assert manifest["output"]["stale_vectors_deleted"] == 10  # every v1 key: keys carry the version
 
 
 def test_long_texts_are_kept_out_of_metadata(aws, default_encoder) -> None:
@@ -191,6 +199,48 @@ def test_long_texts_are_kept_out_of_metadata(aws, default_encoder) -> None:
     s3.put_object(Bucket=BUCKET, Key="incoming/long.txt", Body=b"short\n" + b"long " * 20 + b"\n")
     eng.handle_object(BUCKET, "incoming/long.txt", forever)
     index = index_contents(aws)
-    assert index["incoming/long.txt#1"]["metadata"]["text"] == "short"
-    assert "text" not in index["incoming/long.txt#2"]["metadata"]
+    assert index[vkey(s3, "incoming/long.txt", 1)]["metadata"]["text"] == "short"
+    assert "text" not in index[vkey(s3, "incoming/long.txt", 2)]["metadata"]
 
+
+
+def test_real_model_duplicate_and_version_race_leave_one_clean_version(aws, default_encoder) -> None:
+    """The two races the stand-in tests cover at every boundary, once on the real model: a duplicate
+    of the message runs to the end while the first copy is about to commit, then v2 (fewer lines)
+    completes while v1 is still writing."""
+    s3 = aws["s3"]
+    key = "incoming/raced.txt"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1 "))
+    a, b = make_engine(aws, default_encoder, chunk_bytes=512), make_engine(aws, default_encoder, chunk_bytes=512)
+    real_create = a.store.create
+    fired = {"n": 0}
+
+    def duplicate_first(bucket: str, k: str, data: dict[str, Any]) -> str:
+        if "/_slices/" in k and not fired["n"]:
+            fired["n"] = 1
+            assert b.handle_object(BUCKET, key, forever).status == "complete"
+        return real_create(bucket, k, data)
+
+    a.store.create = duplicate_first  # type: ignore[method-assign]
+    assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A lost the commit and stopped
+    assert len(index_contents(aws)) == 40
+    s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1b "))  # v1b encoding, then v2 overtakes it
+    old, new = make_engine(aws, default_encoder), make_engine(aws, default_encoder)
+    real_upload = old.store.upload
+
+    def v2_overtakes(path: str, bucket: str, k: str) -> None:
+        if "/part-" in k and not fired.get("v2"):
+            fired["v2"] = 1
+            s3.put_object(Bucket=BUCKET, Key=key, Body=lines(6, "v2 "))
+            assert new.handle_object(BUCKET, key, forever).status == "complete"
+        real_upload(path, bucket, k)
+
+    old.store.upload = v2_overtakes  # type: ignore[method-assign]
+    assert old.handle_object(BUCKET, key, forever).status is None
+    index = index_contents(aws)
+    assert set(index) == {vkey(s3, key, i) for i in range(1, 7)}
+    assert all(v["metadata"]["text"].startswith("v2 ") for v in index.values())
+    ref = default_encoder.encode(["v2 line 3: the quick brown fox 3"]).embeddings[0]
+    np.testing.assert_allclose(index[vkey(s3, key, 3)]["data"]["float32"], ref, atol=1e-6)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/raced.txt.manifest.json")["Body"].read())
+    assert manifest["status"] == "complete" and manifest["counts"]["encoded"] == 6

@@ -47,7 +47,7 @@ def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
     eng = make_engine(aws, default_encoder, overlong="chunk", chunk_rows=True, output_format=fmt, stride=16)
-    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     rows = part_rows(s3, m)
     want = LongTextEncoder(default_encoder).encode_chunks(LINES, stride=16)
@@ -65,7 +65,7 @@ def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F8
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
     eng = make_engine(aws, default_encoder, overlong="chunk", max_text_chars=2000)
-    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 1 and m["balanced"]
     assert "over 2000" in errors_of(s3, m)[0]["reason"]  # chunk mode never cuts a text: it rejects it
@@ -90,6 +90,7 @@ def test_config_errors(aws, default_encoder, monkeypatch) -> None:  # noqa: F811
     assert (cfg.overlong, cfg.chunk_rows, cfg.stride) == ("chunk", True, 8)
 
 
+@pytest.mark.slow  # runs the CLI end to end (~7 s)
 def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, capsys) -> None:
     from bert2vec.cli import main
 
@@ -115,3 +116,28 @@ def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, caps
     assert [p["chunks"] for p in printed] == [int(LongTextEncoder(default_encoder).encode([DOC]).chunks[0]), 1]
     assert main(["--model", str(default_model_dir), "--overlong", "reject", DOC]) == 1
     assert "at most 256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("overlong", "hands_off"), [("chunk", True), ("truncate", False)])
+def test_chunk_mode_hands_off_before_a_line_that_would_outrun_the_deadline(
+    aws, default_encoder, overlong: str, hands_off: bool  # noqa: F811
+) -> None:
+    """Two seconds left with a one-second margin: enough for a short line, not for a 20,000-character
+    document read whole; truncate mode reads 512 tokens of it and goes on."""
+    from function.bulk.s3_engine import WorkItem
+
+    s3, sqs, queue_url = aws
+    long_doc = ("many words in a long document " * 700)[:20_000]
+    put(s3, "incoming/deadline.txt", f"a short line\n{long_doc}\nthe end\n".encode())
+    eng = make_engine(aws, default_encoder, overlong=overlong, time_margin_ms=1000)
+    outcome = eng.handle_object(BUCKET, "incoming/deadline.txt", lambda: 2000)
+    messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
+    if hands_off:
+        assert outcome.kind == "in_progress" and outcome.handed_off_from == 0
+        (msg,) = messages
+        assert WorkItem.from_message(msg["Body"]).first_line == 2  # the long line starts the next invocation
+        assert eng.run(WorkItem.from_message(msg["Body"]), forever).status == "complete"
+    else:
+        assert outcome.status == "complete" and not messages
+    m = manifest_of(s3, "incoming/deadline.txt")
+    assert m["counts"]["encoded"] == 3 and m["balanced"]

@@ -112,7 +112,7 @@ def test_txt_with_bom_crlf_blank_and_invalid_utf8(aws, default_encoder) -> None:
     put(s3, "incoming/a.txt", data)
     eng = make_engine(aws, default_encoder)
     summary = eng.handle_object(BUCKET, "incoming/a.txt", forever)
-    assert summary["status"] == "complete"
+    assert summary.status == "complete"
     m = manifest_of(s3, "incoming/a.txt")
     assert m["counts"]["lines_read"] == 6 and m["counts"]["blank"] == 2 and m["counts"]["rejected"] == 1
     rows = check_accounting(s3, m)
@@ -171,7 +171,7 @@ def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder
     s3 = aws[0]
     put(s3, "incoming/cols.csv", b"id,body\n1,hello\n")
     summary = make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/cols.csv", forever)
-    assert summary["status"] == "failed"
+    assert summary.status == "failed"
     m = manifest_of(s3, "incoming/cols.csv")
     assert m["status"] == "failed" and m["output"]["parts"] == []
     (failed,) = m["chunks"]["failed"]
@@ -201,15 +201,15 @@ def test_overlong_reject_policy(aws, default_encoder) -> None:
 
 def test_own_outputs_and_other_prefixes_are_ignored(aws, default_encoder) -> None:
     eng = make_engine(aws, default_encoder)
-    assert "output prefix" in eng.handle_object(BUCKET, "vectors/a.txt.manifest.json", forever)["ignored"]
-    assert "input prefix" in eng.handle_object(BUCKET, "elsewhere/a.txt", forever)["ignored"]
+    assert "output prefix" in eng.handle_object(BUCKET, "vectors/a.txt.manifest.json", forever).detail
+    assert "input prefix" in eng.handle_object(BUCKET, "elsewhere/a.txt", forever).detail
 
 
 def test_unsupported_suffix_gets_a_failed_manifest(aws, default_encoder) -> None:
     s3 = aws[0]
     put(s3, "incoming/report.pdf", b"%PDF-1.4")
     summary = make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/report.pdf", forever)
-    assert summary["status"] == "failed"
+    assert summary.status == "failed"
     m = manifest_of(s3, "incoming/report.pdf")
     assert m["status"] == "failed" and ".txt" in m["error"]
 
@@ -220,7 +220,7 @@ def test_duplicate_delivery_writes_one_output(aws, default_encoder) -> None:
     eng = make_engine(aws, default_encoder, chunk_bytes=4, shard_bytes=1 << 20)
     eng.handle_object(BUCKET, "incoming/dup.txt", forever)
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
-    assert eng.handle_object(BUCKET, "incoming/dup.txt", forever)["skipped"] == "already encoded"
+    assert eng.handle_object(BUCKET, "incoming/dup.txt", forever).kind == "duplicate"
     after = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
     assert before == after
     check_accounting(s3, manifest_of(s3, "incoming/dup.txt"))
@@ -252,8 +252,8 @@ def test_fan_out_over_sqs_encodes_every_line_exactly_once(aws, default_encoder) 
     put(s3, "incoming/big.txt", data)
     eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=2048)
     summary = eng.handle_object(BUCKET, "incoming/big.txt", forever)
-    assert summary["shards"] == -(-len(data) // 2048) and summary["shards"] >= 5
-    assert _drain(aws, eng) == summary["shards"]
+    assert summary.shards == -(-len(data) // 2048) and summary.shards >= 5
+    assert _drain(aws, eng) == summary.shards
     m = manifest_of(s3, "incoming/big.txt")
     assert m["status"] == "complete" and m["counts"]["lines_read"] == 300 and m["counts"]["encoded"] == 300
     rows = check_accounting(s3, m)
@@ -267,7 +267,7 @@ def test_worker_killed_mid_shard_then_retried(aws, default_encoder, monkeypatch)
     s3 = aws[0]
     put(s3, "incoming/kill.txt", ("\n".join(_corpus(120)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20)
-    real = eng._process_chunk
+    real = eng.worker._slice
     calls = {"n": 0}
 
     def dies_on_third(*args, **kwargs):
@@ -276,11 +276,11 @@ def test_worker_killed_mid_shard_then_retried(aws, default_encoder, monkeypatch)
             raise MemoryError("simulated crash mid-shard")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(eng, "_process_chunk", dies_on_third)
+    monkeypatch.setattr(eng.worker, "_slice", dies_on_third)
     with pytest.raises(MemoryError):
         eng.handle_object(BUCKET, "incoming/kill.txt", forever)
     summary = eng.handle_object(BUCKET, "incoming/kill.txt", forever)  # the retry
-    assert summary["chunks_skipped"] == 2 and summary["status"] == "complete"
+    assert summary.slices_skipped == 2 and summary.status == "complete"
     rows = check_accounting(s3, manifest_of(s3, "incoming/kill.txt"))
     assert [r[1] for r in rows] == list(range(1, 121))
 
@@ -301,7 +301,7 @@ def test_time_budget_hands_off_mid_chunk_and_resumes_at_the_line(aws, default_en
     put(s3, "incoming/slow.txt", ("\n".join(_corpus(100)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=4096, shard_bytes=1 << 20, time_margin_ms=1000)
     summary = eng.handle_object(BUCKET, "incoming/slow.txt", _budget(30))
-    assert summary["chunks_done"] == 0 and summary["handed_off_from_chunk"] == 0  # stopped inside chunk 0
+    assert summary.slices_done == 0 and summary.handed_off_from == 0  # stopped inside chunk 0
     progress = json.loads(s3.get_object(Bucket=BUCKET, Key=next(
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"] if "_progress/" in o["Key"]
     ))["Body"].read())  # fmt: skip
@@ -320,7 +320,7 @@ def test_a_budget_that_fits_one_record_runs_more_than_16_hand_offs(aws, default_
     put(s3, "incoming/tight.txt", ("\n".join(_corpus(30)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000)
     summary = eng.handle_object(BUCKET, "incoming/tight.txt", lambda: 5)
-    assert summary["handed_off_from_chunk"] == 0
+    assert summary.handed_off_from == 0
     hops = []
     n = 0
     while msgs := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
@@ -365,7 +365,7 @@ def test_one_poisoned_line_is_rejected_alone(aws, default_encoder) -> None:
     texts[20] = "POISON"
     put(s3, "incoming/poison-line.txt", ("\n".join(texts) + "\n").encode())
     eng = make_engine(aws, _PoisonedEncoder(default_encoder, "POISON"))
-    assert eng.handle_object(BUCKET, "incoming/poison-line.txt", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/poison-line.txt", forever).status == "complete"
     m = manifest_of(s3, "incoming/poison-line.txt")
     rows = check_accounting(s3, m)
     assert m["counts"]["encoded"] == 49 and [r[1] for r in rows] == [i for i in range(1, 51) if i != 21]
@@ -385,12 +385,12 @@ def test_poison_shard_fails_only_its_chunk_and_the_rest_is_queued_again(aws, def
     eng.in_progress = None  # the shard died before any chunk ran: its first chunk is the stuck one
     eng.fail(poison, "RuntimeError: simulated poison shard")
     for msg in msgs:
-        if WorkItem.from_message(msg["Body"]).first_chunk != poison.first_chunk:
+        if WorkItem.from_message(msg["Body"]).first_slice != poison.first_slice:
             eng.run(WorkItem.from_message(msg["Body"]), forever)
     assert _drain(aws, eng) == 1  # the chunks after the stuck one, queued again
     m = manifest_of(s3, "incoming/poison.txt")
     assert m["status"] == "incomplete"
-    assert [f["chunk"] for f in m["chunks"]["failed"]] == [poison.first_chunk]
+    assert [f["chunk"] for f in m["chunks"]["failed"]] == [poison.first_slice]
     assert "simulated poison" in m["chunks"]["failed"][0]["error"]
     check_accounting(s3, m)
     encoded = {r[1] for r in read_outputs(s3, m)}
@@ -413,7 +413,7 @@ def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
 
     s3.meta.events.register("before-send.s3.GetObject", slow_down)
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/throttled.txt", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/throttled.txt", forever).status == "complete"
     assert throttled["n"] == 3
     check_accounting(s3, manifest_of(s3, "incoming/throttled.txt"))
 
@@ -421,7 +421,7 @@ def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
 def test_message_round_trip() -> None:
     item = WorkItem("b", "incoming/x.txt", "abc", 10, "txt", False, "bytes", 4, 1, 3, 7)
     assert WorkItem.from_message(item.to_message("incoming/")) == item
-    assert replace(item, end_chunk=None).total_chunks == 3
+    assert replace(item, end_slice=None).total_slices == 3
 
 
 # ---- hostile and unlucky inputs: every line accounted for, or a manifest that says why not ----
@@ -431,7 +431,7 @@ def test_a_gz_that_is_not_gzip_gets_a_failed_manifest(aws, default_encoder) -> N
     s3 = aws[0]
     put(s3, "incoming/fake.txt.gz", b"plain text, not gzip\nsecond line\n")
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/fake.txt.gz", forever)["status"] == "failed"
+    assert eng.handle_object(BUCKET, "incoming/fake.txt.gz", forever).status == "failed"
     m = manifest_of(s3, "incoming/fake.txt.gz")
     assert m["status"] == "failed" and "BadGzipFile" in m["error"] and m["counts"]["lines_read"] == 0
 
@@ -476,7 +476,7 @@ def test_text_that_is_not_utf8_is_refused_not_encoded(aws, default_encoder, data
     s3 = aws[0]
     put(s3, "incoming/foreign.txt", data)
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/foreign.txt", forever)["status"] == "failed"
+    assert eng.handle_object(BUCKET, "incoming/foreign.txt", forever).status == "failed"
     m = manifest_of(s3, "incoming/foreign.txt")
     assert m["status"] == "failed" and why in m["error"] and m["counts"]["encoded"] == 0
 
@@ -509,12 +509,12 @@ def test_an_old_version_never_replaces_a_newer_versions_manifest(aws, default_en
             if not self.fired:  # v1 has read its lines; now v2 lands and is processed completely
                 self.fired = True
                 put(s3, key, ("\n".join(v2_text) + "\n").encode())
-                assert v2_engine.handle_object(BUCKET, key, forever)["status"] == "complete"
+                assert v2_engine.handle_object(BUCKET, key, forever).status == "complete"
             return self._real.encode(texts, batch_size=batch_size)
 
     v1_engine = make_engine(aws, OverwritesMidway(default_encoder))
     summary = v1_engine.handle_object(BUCKET, key, forever)
-    assert "status" not in summary  # v1 finished its chunks but wrote no manifest
+    assert summary.status is None  # v1 finished its chunks but wrote no manifest
     m = manifest_of(s3, key)
     assert m["input"]["etag"] == s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
     assert m["counts"]["lines_read"] == 5
@@ -544,7 +544,7 @@ def test_access_denied_on_a_missing_key_gets_a_manifest_that_says_so(aws, defaul
     _respond(s3, "HeadObject", 403, "AccessDenied", times=1)
     eng = make_engine(aws, default_encoder)
     summary = eng.handle_object(BUCKET, "incoming/denied.txt", forever)
-    assert summary["status"] == "failed" and "access denied" in summary["failed"]
+    assert summary.status == "failed" and "access denied" in summary.detail
     m = manifest_of(s3, "incoming/denied.txt")
     assert m["status"] == "failed" and "s3:ListBucket" in m["error"]
 
@@ -554,7 +554,7 @@ def test_internal_errors_are_retried_by_the_client(aws, default_encoder) -> None
     put(s3, "incoming/flaky.txt", b"alpha\nbeta\n")
     seen = _respond(s3, "GetObject", 500, "InternalError", times=2, match="flaky.txt")
     eng = make_engine(aws, default_encoder)
-    assert eng.handle_object(BUCKET, "incoming/flaky.txt", forever)["status"] == "complete"
+    assert eng.handle_object(BUCKET, "incoming/flaky.txt", forever).status == "complete"
     assert seen["n"] == 2
     check_accounting(s3, manifest_of(s3, "incoming/flaky.txt"))
 
@@ -563,7 +563,9 @@ def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, 
     s3 = aws[0]
     put(s3, "incoming/reset.txt", ("\n".join(_corpus(50)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512)
-    real_open = eng._open
+    from function.bulk.source import InputObject
+
+    real_open = InputObject.open
     resets = {"n": 0}
 
     class ResetsMidway:
@@ -581,18 +583,18 @@ def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, 
         def close(self) -> None:
             self._body.close()
 
-    def flaky_open(item: WorkItem, start: int = 0) -> Any:
+    def flaky_open(self: InputObject, start: int = 0) -> Any:
         if start > 0 and resets["n"] == 0:
             resets["n"] += 1
-            return ResetsMidway(real_open(item, start))
-        return real_open(item, start)
+            return ResetsMidway(real_open(self, start))
+        return real_open(self, start)
 
-    monkeypatch.setattr(eng, "_open", flaky_open)
+    monkeypatch.setattr(InputObject, "open", flaky_open)
     with pytest.raises(Exception, match="Connection reset"):
         eng.handle_object(BUCKET, "incoming/reset.txt", forever)
     failed = manifest_of(s3, "incoming/reset.txt")
     assert failed["status"] == "failed" and failed["retryable"] is True  # visible while Lambda retries
-    assert eng.handle_object(BUCKET, "incoming/reset.txt", forever)["status"] == "complete"  # the retry
+    assert eng.handle_object(BUCKET, "incoming/reset.txt", forever).status == "complete"  # the retry
     rows = check_accounting(s3, manifest_of(s3, "incoming/reset.txt"))
     assert [r[1] for r in rows] == list(range(1, 51))  # no line twice, none lost
 

@@ -1,0 +1,174 @@
+"""Helpers for the bulk path's state-machine tests: a fast stand-in encoder, moto set-up, and
+readers that collect what the outputs and the index really hold.
+
+``HashEncoder`` has ``Encoder``'s interface and derives each vector from a hash of the text, so a
+run is deterministic (a retry writes the same vector) and a test can say which text a vector came
+from — without TensorFlow, in milliseconds. The tests that check the model itself use the real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from function.encoder import EncodeResult
+
+BUCKET = "bert2vec-input"
+VBUCKET, VINDEX = "bert2vec-vectors", "lines"
+DIM = 8
+
+
+def hash_vector(text: str) -> np.ndarray:
+    """The stand-in's vector for ``text``: 8 float32 from its SHA-256, unit length."""
+    raw = np.frombuffer(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:DIM * 4], np.uint32)
+    vec = (raw.astype(np.float64) / 2**32 - 0.5).astype(np.float32)
+    return vec / np.linalg.norm(vec)
+
+
+class HashEncoder:
+    """Stands in for ``Encoder`` where the model is not what a test checks."""
+
+    card: dict[str, Any] = {"name": "hash-stand-in", "vector_length": DIM, "normalize": True, "max_seq_length": 512}
+    vector_length = DIM
+    max_seq_length = 512
+    workers = 1
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: list[str], batch_size: int = 8) -> EncodeResult:
+        self.calls += 1
+        counts = np.array([len(t.split()) + 2 for t in texts], np.int32)
+        emb = np.stack([hash_vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
+        return EncodeResult(emb, counts, counts > self.max_seq_length)
+
+
+@contextlib.contextmanager
+def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterator[dict[str, Any]]:
+    """In-process moto with the input bucket, a shard queue and (optionally) a vector index."""
+    import os
+
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_ENDPOINT_URL"]}
+    os.environ.update(env)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    from moto import mock_aws
+
+    from function.bulk.s3_engine import s3_client, sqs_client
+    from function.bulk.vectors import s3vectors_client
+
+    try:
+        with mock_aws():
+            s3, sqs = s3_client(), sqs_client()
+            s3.create_bucket(Bucket=BUCKET)
+            out: dict[str, Any] = {"s3": s3, "sqs": sqs, "queue_url": sqs.create_queue(QueueName="shards")["QueueUrl"]}
+            if vectors:
+                vec = s3vectors_client()
+                vec.create_vector_bucket(vectorBucketName=VBUCKET)
+                vec.create_index(vectorBucketName=VBUCKET, indexName=VINDEX, dataType="float32", dimension=DIM,
+                                 distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})  # fmt: skip
+                out["vectors"] = vec
+            yield out
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def lines_of(texts: list[str]) -> bytes:
+    return ("\n".join(texts) + "\n").encode()
+
+
+def etag_of(s3: Any, key: str) -> str:
+    return str(s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"'))
+
+
+def manifest_bytes(s3: Any, key: str, prefix: str = "incoming/", out: str = "vectors/") -> bytes | None:
+    try:
+        return bytes(s3.get_object(Bucket=BUCKET, Key=f"{out}{key[len(prefix):]}.manifest.json")["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def manifest_of(s3: Any, key: str) -> dict[str, Any]:
+    body = manifest_bytes(s3, key)
+    assert body is not None, f"no manifest for {key}"
+    return dict(json.loads(body))
+
+
+def output_rows(s3: Any, manifest: dict[str, Any]) -> list[tuple[Any, int, np.ndarray | str]]:
+    """(id, line, vector) of every row the manifest's parts hold (s3vectors: (id, line, key))."""
+    import pyarrow.parquet as pq
+
+    rows: list[tuple[Any, int, Any]] = []
+    out = manifest["output"]
+    for part in out["parts"]:
+        body = s3.get_object(Bucket=out["bucket"], Key=part["key"])["Body"].read()
+        key = part["key"]
+        if key.endswith(".keys.jsonl"):
+            rows.extend((r["id"], r["line"], r["key"]) for r in map(json.loads, body.decode().splitlines()))
+        elif key.endswith(".jsonl"):
+            for line in body.decode().splitlines():
+                r = json.loads(line)
+                rows.append((r["id"], r["line"], np.array(r["vector"], dtype=np.float32)))
+        elif key.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(body))
+            vecs = np.array(table.column("vector").to_pylist(), dtype=np.float32)
+            for i, (id_, line) in enumerate(zip(table.column("id").to_pylist(), table.column("line").to_pylist(), strict=True)):
+                rows.append((id_, line, vecs[i]))
+        elif key.endswith(".npy"):
+            vecs = np.load(io.BytesIO(body))
+            ids = [json.loads(x) for x in s3.get_object(Bucket=out["bucket"], Key=part["ids_key"])["Body"].read().decode().splitlines()]
+            rows.extend((i["id"], i["line"], vecs[n]) for n, i in enumerate(ids))
+    return rows
+
+
+def index_contents(aws: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"vectorBucketName": VBUCKET, "indexName": VINDEX, "returnMetadata": True, "returnData": True}
+    while True:
+        page = aws["vectors"].list_vectors(**kwargs)
+        for v in page.get("vectors", []):
+            assert v["key"] not in out, "a key twice"
+            out[v["key"]] = v
+        if not page.get("nextToken"):
+            return out
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def vector_key(key: str, line: int, etag: str) -> str:
+    return f"{BUCKET}/{key}#{line}@{etag}"
+
+
+def assert_exactly_once(aws: dict[str, Any], key: str, texts: list[str], fmt: str) -> dict[str, Any]:
+    """The object's manifest is ``complete`` for the current version, its outputs hold every line of
+    ``texts`` exactly once with that text's vector, and (s3vectors) the index holds exactly those
+    vectors for this object — nothing of an older version, nothing twice."""
+    s3 = aws["s3"]
+    etag = etag_of(s3, key)
+    m = manifest_of(s3, key)
+    assert m["input"]["etag"] == etag, "the manifest describes the current version"
+    assert m["status"] == "complete" and m["balanced"], m
+    assert m["counts"]["encoded"] == len(texts)
+    rows = output_rows(s3, m)
+    assert sorted(r[1] for r in rows) == list(range(1, len(texts) + 1)), "every line exactly once"
+    if fmt != "s3vectors":
+        for _, line, vec in rows:
+            np.testing.assert_array_equal(vec, hash_vector(texts[line - 1]))
+        return m
+    index = {k: v for k, v in index_contents(aws).items() if v["metadata"]["source_key"] == key}
+    assert set(index) == {vector_key(key, i, etag) for i in range(1, len(texts) + 1)}
+    for v in index.values():
+        line = v["metadata"]["line"]
+        assert v["metadata"]["etag"] == etag and v["metadata"]["text"] == texts[line - 1]
+        np.testing.assert_allclose(v["data"]["float32"], hash_vector(texts[line - 1]), atol=1e-7)
+    return m
