@@ -259,6 +259,27 @@ def test_read_only_parent_is_refused(capsys, tmp_path: Path) -> None:
         shutil.rmtree(ro)
 
 
+def test_make_world_readable_overrides_the_umask_and_mkdtemps_0700(tmp_path: Path) -> None:
+    """What the builder applies to its temporary export before moving it into place."""
+    import tempfile
+
+    from export.builder import _make_world_readable
+
+    old_umask = os.umask(0o077)
+    try:
+        root = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700, as the builder's staging directory
+        (root / "variables").mkdir()
+        (root / "variables" / "variables.index").write_bytes(b"x")
+        (root / "saved_model.pb").write_bytes(b"x")
+    finally:
+        os.umask(old_umask)
+    assert (root.stat().st_mode & 0o777, (root / "saved_model.pb").stat().st_mode & 0o777) == (0o700, 0o600)
+    _make_world_readable(root)
+    for path in [root, *root.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+@pytest.mark.slow
 def test_exported_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
     import tempfile
 
