@@ -14,6 +14,7 @@ import pytest
 from export import catalogue
 from export.cli import main
 from export.sources import embedded_default_dir
+from tests.fixtures.tiny_bert import tiny_bert
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = [
@@ -145,6 +146,7 @@ def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeyp
 
     from export.builder import ExportOptions, export_model
 
+    src = tiny_bert(tmp_path.parent / f"{tmp_path.name}-src")  # outside tmp_path, which must stay clean
     out = _previous_export(tmp_path / "m")
 
     def boom(*args, **kwargs):
@@ -153,11 +155,11 @@ def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeyp
     with monkeypatch.context() as m:
         m.setattr(tf.saved_model, "save", boom)
         with pytest.raises(RuntimeError, match="disk full"):
-            export_model(out, ExportOptions(force=True, max_seq_length=32))
+            export_model(out, ExportOptions(source=str(src), force=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"], "no temporary directory may remain"
     assert (out / "old.txt").read_text() == "old", "a failed export must not touch the old model"
 
-    card = export_model(out, ExportOptions(force=True, max_seq_length=32))
+    card = export_model(out, ExportOptions(source=str(src), force=True))
     assert not (out / "old.txt").exists()
     assert (out / "saved_model.pb").is_file()
     assert json.loads((out / "model_card.json").read_text()) == card
@@ -382,16 +384,17 @@ def press_ctrl_c(step):
         os.kill(os.getpid(), signal.SIGINT)
 
 interrupts.add_step_listener(press_ctrl_c)
-sys.exit(main(["--output", sys.argv[1], "--force", "--max-seq-length", "32"]))
+sys.exit(main(["--model", sys.argv[3], "--output", sys.argv[1], "--force"]))
 """
 
 
 def test_ctrl_c_mid_export_is_one_line_exit_130_and_leaves_everything_as_it_was(tmp_path: Path) -> None:
     """SIGINT just before ``tf.saved_model.save`` (the temporary export exists, TensorFlow's C++ runs
     next): the handler only notes it, the save finishes, the next step boundary stops the export."""
+    src = tiny_bert(tmp_path.parent / f"{tmp_path.name}-src")
     out = _previous_export(tmp_path / "m")
     proc = subprocess.run(
-        [sys.executable, "-c", _CTRL_C_AT_STEP, str(out), "save the SavedModel"],
+        [sys.executable, "-c", _CTRL_C_AT_STEP, str(out), "save the SavedModel", str(src)],
         capture_output=True, text=True, timeout=600, env=_cli_env(), cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr

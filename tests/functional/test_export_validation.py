@@ -10,54 +10,7 @@ import numpy as np
 import pytest
 
 from export.cli import main
-from export.sources import embedded_default_dir
-
-H, LAYERS, HEADS, INTER, VOCAB = 32, 2, 4, 64, 2000
-
-
-def _layer_tensors(rng: np.random.RandomState, n: int) -> dict[str, np.ndarray]:
-    def r(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
-
-    w = {}
-    q = f"encoder.layer.{n}."
-    for name, (o, i) in {
-        "attention.self.query": (H, H), "attention.self.key": (H, H), "attention.self.value": (H, H),
-        "attention.output.dense": (H, H), "intermediate.dense": (INTER, H), "output.dense": (H, INTER),
-    }.items():  # fmt: skip
-        w[q + name + ".weight"], w[q + name + ".bias"] = r(o, i), r(o)
-    for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-        w[q + ln + ".weight"], w[q + ln + ".bias"] = 1 + r(H), r(H)
-    return w
-
-
-def tiny_bert(d: Path, *, layers_in_file: int = LAYERS, config: dict | None = None, tokenizer: dict | None = None) -> Path:
-    """A 2-layer BertModel checkpoint on the first 2,000 entries of the real uncased vocabulary."""
-    from safetensors.numpy import save_file
-
-    d.mkdir(parents=True)
-    vocab = (embedded_default_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()[:VOCAB]
-    (d / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    rng = np.random.RandomState(3)
-    w = {
-        "embeddings.word_embeddings.weight": rng.standard_normal((VOCAB, H)).astype(np.float32) * 0.2,
-        "embeddings.position_embeddings.weight": rng.standard_normal((64, H)).astype(np.float32) * 0.2,
-        "embeddings.token_type_embeddings.weight": rng.standard_normal((2, H)).astype(np.float32) * 0.2,
-        "embeddings.LayerNorm.weight": np.ones(H, np.float32),
-        "embeddings.LayerNorm.bias": np.zeros(H, np.float32),
-    }
-    for n in range(layers_in_file):
-        w.update(_layer_tensors(rng, n))
-    save_file(w, str(d / "model.safetensors"))
-    cfg = {
-        "model_type": "bert", "architectures": ["BertModel"], "vocab_size": VOCAB, "hidden_size": H,
-        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": INTER,
-        "max_position_embeddings": 64, "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
-    }  # fmt: skip
-    (d / "config.json").write_text(json.dumps({**cfg, **(config or {})}))
-    if tokenizer is not None:
-        (d / "tokenizer_config.json").write_text(json.dumps(tokenizer))
-    return d
+from tests.fixtures.tiny_bert import LAYERS, tiny_bert
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], src: Path, out: Path) -> str:
