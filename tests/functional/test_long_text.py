@@ -89,7 +89,7 @@ def test_vocab_is_the_references(default_model_dir, long_golden) -> None:
 
 
 # ---- fidelity on real long documents -----------------------------------------------------------
-@pytest.mark.parametrize("stride", [0, 32, 200])
+@pytest.mark.parametrize("stride", [0, 32, pytest.param(200, marks=pytest.mark.slow)])  # 200: 3x the windows
 def test_document_vectors_equal_the_reference(long, long_golden, stride: int) -> None:
     docs = long_golden["docs"]
     got = long.encode(docs, stride=stride)
