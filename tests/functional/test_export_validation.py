@@ -3,7 +3,6 @@ problem; surprising but workable ones export with a one-line warning."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +100,31 @@ def test_surplus_layer_is_named_in_one_warning_and_ignored(capsys, tmp_path: Pat
     np.testing.assert_array_equal(got, Encoder.load(cached_export(plain)).encode(texts).embeddings)
 
 
-def test_lower_case_false_on_uncased_vocab_warns(capsys, tmp_path: Path) -> None:
+def _export_warnings_before_tracing(prepare_args: tuple, assemble: bool = False) -> tuple[list[str], object]:
+    """The ``ExportWarning`` messages of the steps that emit them, without tracing or saving a model."""
+    import warnings
+
+    from export.errors import ExportWarning
+    from export.preflight import prepare
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        prepared = prepare(*prepare_args)
+        if assemble:  # the TF Hub encoder's attributes are read when it is loaded
+            from export.builder import _assemble_tfhub
+
+            _assemble_tfhub(prepared)
+    return [str(w.message) for w in caught if issubclass(w.category, ExportWarning)], prepared
+
+
+def test_lower_case_false_on_uncased_vocab_warns(tmp_path: Path) -> None:
+    from export.preflight import ExportOptions
+
     src = tiny_bert(tmp_path / "src", tokenizer={"do_lower_case": False})
-    lines = _export_warnings(capsys, src, tmp_path / "m")
-    assert len(lines) == 1 and lines[0].startswith(f"bert-export: warning: {src}: tokenizer_config.json sets do_lower_case false")
-    assert "no upper-case tokens" in lines[0]
-    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["lower_case"] is False  # warned, not changed
+    messages, prepared = _export_warnings_before_tracing((tmp_path / "m", ExportOptions(source=str(src))))
+    assert len(messages) == 1 and messages[0].startswith(f"{src}: tokenizer_config.json sets do_lower_case false")
+    assert "no upper-case tokens" in messages[0]
+    assert prepared.hf is not None and prepared.hf.lower_case is False  # warned, not changed
 
 
 def test_lower_case_false_on_cased_vocab_is_quiet(tmp_path: Path) -> None:
@@ -123,11 +141,12 @@ def test_lower_case_false_on_cased_vocab_is_quiet(tmp_path: Path) -> None:
     assert prepared.hf is not None and prepared.hf.lower_case is False
 
 
-def test_tfhub_encoder_with_do_lower_case_false_on_uncased_vocab_warns(capsys, tmp_path: Path) -> None:
+def test_tfhub_encoder_with_do_lower_case_false_on_uncased_vocab_warns(tmp_path: Path) -> None:
+    from export.preflight import ExportOptions
     from tests.fixtures import tfhub_models as fx
 
     enc = fx.cached_build("encoder", lower_case=False)  # the real uncased BERT vocabulary
-    assert main(["--model", str(enc), "--output", str(tmp_path / "m"), "--max-seq-length", "32"]) == 0
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"bert-export: warning: {enc}: do_lower_case is false"), lines
-    assert "no upper-case tokens" in lines[0]
+    opts = ExportOptions(source=str(enc), max_seq_length=32)
+    messages, _ = _export_warnings_before_tracing((tmp_path / "m", opts), assemble=True)
+    assert len(messages) == 1 and messages[0].startswith(f"{enc}: do_lower_case is false"), messages
+    assert "no upper-case tokens" in messages[0]
