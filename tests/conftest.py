@@ -18,11 +18,14 @@ How an export is cached (``cached_export``) — never stale, and not thrown away
   every Hugging Face and default build, editing ``export/cli.py`` keeps all of them, and editing
   anything a build ran rebuilds it. Worktrees with different exporters share one cache without
   overwriting each other's builds: each content gets its own directory.
+* Contents are those the session started with (``_SESSION_CODE``), i.e. the code it imported; a
+  build whose files were edited while it ran is used by that session only and not cached.
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
 import hashlib
 import json
 import os
@@ -167,14 +170,33 @@ class _CodeRecorder:
         return sorted(p.relative_to(REPO).as_posix() for p in found)
 
 
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _code_snapshot() -> dict[str, str]:
+    return {
+        p.relative_to(REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for d in _CODE_DIRS
+        for p in sorted((REPO / d).rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+
+
+#: The exporter's code as this session started (and imported it). Keys are computed from this, and a
+#: build is stored only if its files still read the same afterwards: code edited during a session
+#: could have been imported in either version, so such a build is used once and never cached.
+_SESSION_CODE = _code_snapshot()
+
+
 def _content_key(files: list[str]) -> str | None:
-    """Hash of the files' current contents, or None if one of them is gone."""
+    """Hash of the files as this session's code has them, or None if one of them is not there."""
     digest = hashlib.sha256()
     for rel in files:
-        path = REPO / rel
-        if not path.is_file():
+        sha = _SESSION_CODE.get(rel)
+        if sha is None:
             return None
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(rel.encode() + b"\0" + sha.encode())
     return digest.hexdigest()[:24]
 
 
@@ -194,6 +216,11 @@ def cached_export(source: str | Path | None, **options: Any) -> Path:
         with _CodeRecorder() as recorder:
             export_model(staging / "model", ExportOptions(source=None if source is None else str(source), **options))
         files = recorder.files()
+        if any(_sha256(REPO / rel) != _SESSION_CODE.get(rel) for rel in files):
+            keep = Path(tempfile.mkdtemp(prefix="bert2vec-uncached-export-"))
+            atexit.register(shutil.rmtree, keep, ignore_errors=True)
+            shutil.move(staging / "model", keep / "model")  # /tmp may be another file system
+            return keep / "model"
         listing = json.dumps(files, indent=0)
         deps = entry / f"deps-{hashlib.sha256(listing.encode()).hexdigest()[:16]}.json"
         (staging / "deps.json").write_text(listing, encoding="utf-8")
