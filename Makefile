@@ -7,7 +7,7 @@ MODEL  := build/model
 # The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
 EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
-.PHONY: install run test test-fast lint export-default clean bench image image-test
+.PHONY: install run test test-slow test-all test-fast lint export-default clean bench image image-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# The SAM CLI in its own venv (its pins clash with ours), so the template tests run `sam validate
+# --lint` and SAM's own transform on every `make test` instead of skipping.
+SAM := .cache/venv-sam/bin/sam
+$(SAM):
+	$(PYTHON) -m venv .cache/venv-sam
+	.cache/venv-sam/bin/pip install --quiet aws-sam-cli
 
 # Re-exported whenever the exporter or the contract changes, so `make run`/`make bench` never use a
 # model that lacks what the code now expects (new signatures, new card fields).
@@ -39,9 +46,19 @@ run: $(STAMP) $(MODEL)/saved_model.pb
 	MODEL_DIR=$(MODEL) POWERTOOLS_LOG_LEVEL=WARNING POWERTOOLS_METRICS_DISABLED=true \
 	  $(BIN)/python -m examples.demo_s3
 
-test: $(STAMP)
+# `make test` (CI's first step): every test not marked slow; `make test-slow` the rest (CI's
+# second step), `make test-all` both at once. Slow = whole exports of real-size models and other
+# minute-long checks whose property a fast test does not already cover (list: pytest -m slow --co).
+test: $(STAMP) $(SAM)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow" --durations=20
+
+test-slow: $(STAMP) $(SAM)
+	$(BIN)/pytest -m slow --durations=20
+
+test-all: $(STAMP) $(SAM)
+	$(BIN)/ruff check .
+	$(BIN)/pytest --durations=20
 
 # The fast tier: no TensorFlow, no model (request validation, readers/writers, manifests, config,
 # template and layout invariants). tests/unit/conftest.py fails the run if TensorFlow gets imported.

@@ -23,8 +23,10 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
-from export import long_text, sources
+from export import interrupts, long_text, sources
 from export.errors import ExportError, IncompatibleModelError, OutputExistsError, OutputRefusedError, warn
+from export.packing import pack
+from export.pooling import Pooling
 from export.preflight import ExportOptions, Prepared, is_previous_export, prepare
 from function import contract
 
@@ -55,7 +57,11 @@ class Encoder(Protocol):
 
 
 class ServingModule(tf.Module):
-    """strings → (embedding, token_count), with tokenizer and encoder tracked for saving."""
+    """strings → (embedding, token_count), with tokenizer and encoder tracked for saving.
+
+    ``pooling``, ``max_seq_length`` and ``vector_length`` are public: ``export.long_text`` builds
+    its signatures over the same tokenizer, encoder and pooling.
+    """
 
     def __init__(
         self,
@@ -70,13 +76,9 @@ class ServingModule(tf.Module):
         super().__init__(name="bert2vec")
         self.tokenizer = tokenizer
         self.encoder = encoder
-        self._pooling = pooling
-        self._normalize = normalize
-        self._max_seq_length = int(max_seq_length)
-        self._vector_length = int(vector_length)
-        self._cls = int(tokenizer.cls_id)
-        self._sep = int(tokenizer.sep_id)
-        self._pad = int(tokenizer.pad_id)
+        self.pooling = Pooling(pooling, bool(normalize))
+        self.max_seq_length = int(max_seq_length)
+        self.vector_length = int(vector_length)
         spec = [tf.TensorSpec([None], tf.string, name=contract.INPUT_KEY)]
         self.serve = tf.function(self._serve, input_signature=spec)
         self.split_serves = {
@@ -89,39 +91,17 @@ class ServingModule(tf.Module):
 
     def _pack(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         ids = self.tokenizer.tokenize(text)  # int32 ragged [B, (T)], no specials
-        # Dense index arithmetic instead of ragged slice/concat/to_tensor: the same ids without
-        # the ragged ops' validation branches, which run on every call for input known valid.
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        token_count = lengths + 2
-        kept = tf.minimum(lengths, self._max_seq_length - 2)[:, tf.newaxis]  # room for [CLS] ... [SEP]
-        width = tf.reduce_max(tf.concat([kept[:, 0] + 2, [0]], axis=0))  # this batch's longest
-        pos = tf.range(width)[tf.newaxis, :]  # [1, W]
-        values = tf.concat([ids.flat_values, [self._pad]], axis=0)  # never empty
-        starts = tf.cast(ids.row_starts(), tf.int32)[:, tf.newaxis]
-        pieces = tf.gather(values, tf.clip_by_value(starts + pos - 1, 0, tf.size(values) - 1))
-        word_ids = tf.where(
-            (pos >= 1) & (pos <= kept),
-            pieces,
-            tf.where(pos == 0, self._cls, tf.where(pos == kept + 1, self._sep, self._pad)),
-        )
-        mask = tf.cast(pos <= kept + 1, tf.int32)
+        tok = self.tokenizer
+        word_ids, mask = pack(ids, self.max_seq_length, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
+        token_count = tf.cast(ids.row_lengths(), tf.int32) + 2
         return word_ids, mask, token_count
 
     def _serve(self, text: tf.Tensor, parts: int = 1) -> dict[str, tf.Tensor]:
         word_ids, mask, token_count = self._pack(text)
         split = {"parts": parts} if parts > 1 else {}
         sequence_output, pooled_output = self.encoder(word_ids, mask, **split)
-        if self._pooling == "pooled":
-            emb = pooled_output
-        elif self._pooling == "cls":
-            emb = sequence_output[:, 0]
-        else:  # mean over real tokens, as sentence-transformers' Pooling does
-            m = tf.cast(mask, sequence_output.dtype)[:, :, tf.newaxis]
-            emb = tf.reduce_sum(sequence_output * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1e-9)
-        emb = tf.cast(emb, tf.float32)
-        if self._normalize:  # torch.nn.functional.normalize semantics (eps on the norm)
-            emb = emb / tf.maximum(tf.norm(emb, axis=-1, keepdims=True), 1e-12)
-        emb = tf.ensure_shape(emb, [None, self._vector_length])
+        emb = self.pooling.finish(self.pooling.pool(sequence_output, pooled_output, mask))
+        emb = tf.ensure_shape(emb, [None, self.vector_length])
         return {contract.OUTPUT_EMBEDDING: emb, contract.OUTPUT_TOKEN_COUNT: token_count}
 
 
@@ -350,7 +330,9 @@ def export_model(output: Path | str, opts: ExportOptions) -> dict[str, Any]:
 def build(prep: Prepared) -> dict[str, Any]:
     """The slow part of an export, after ``preflight.prepare`` checked the request."""
     output, opts, plan = prep.output, prep.opts, prep.plan
+    interrupts.checkpoint("load the encoder and tokenizer")
     assembled = (_assemble_hf if plan.is_hf else _assemble_tfhub)(prep)
+    interrupts.checkpoint("probe the encoder")
 
     pooling = opts.pooling or assembled.pooling
     if pooling not in contract.POOLINGS:
@@ -371,6 +353,7 @@ def build(prep: Prepared) -> dict[str, Any]:
         raise IncompatibleModelError(f"{plan.source}: the encoder has no pooled_output; use --pooling mean or cls")
     vector_length = int(seq.shape[-1])
 
+    interrupts.checkpoint("assemble the serving module")
     module = ServingModule(
         assembled.tokenizer,
         assembled.encoder,
@@ -388,7 +371,12 @@ def build(prep: Prepared) -> dict[str, Any]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         signatures = {contract.SIGNATURE_NAME: module.serve, **module.split_serves}
         signatures.update(long_text.attach(module))  # encode_long / encode_chunks (export/long_text.py)
+        for name, function in signatures.items():  # traced one by one: Ctrl-C is honoured in between
+            interrupts.checkpoint(f"trace {name}")
+            function.get_concrete_function()
+        interrupts.checkpoint("save the SavedModel")
         tf.saved_model.save(module, str(tmp), signatures=signatures)
+        interrupts.checkpoint("write the model card")
         card = {
             "contract_version": contract.CONTRACT_VERSION,
             "name": opts.name or plan.name,
@@ -412,6 +400,7 @@ def build(prep: Prepared) -> dict[str, Any]:
         }
         (tmp / contract.MODEL_CARD_FILENAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         _make_world_readable(tmp)
+        interrupts.checkpoint("move the export into place")  # the last point where Ctrl-C undoes it all
         if os.path.lexists(output) and not opts.force:  # someone else won the race meanwhile
             raise OutputExistsError(f"{output} already exists; pass --force to replace it")
         _replace_dir(tmp, output)

@@ -1,7 +1,8 @@
 """``bert-export``: bake a BERT variant and its tokenizer into one strings-in, vectors-out SavedModel.
 
 User errors (``ExportError``) print one line to stderr and exit 2 without a traceback; warnings
-print one ``bert-export: warning:`` line each; Ctrl-C prints one line and exits 130. Options,
+print one ``bert-export: warning:`` line each; Ctrl-C prints one line and exits 130 (once TensorFlow
+is in play, at the next step boundary, ``export.interrupts``: never from inside a C++ call). Options,
 the output path and the source are checked before TensorFlow is imported (``export.preflight``),
 so a mistake is reported at once, and TensorFlow's start-up banners are kept off the terminal.
 """
@@ -11,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from export import catalogue, user_cache
+from export import catalogue, interrupts, user_cache
 from function import contract
 from function.tf_quiet import import_tensorflow as import_tensorflow_quietly
 
@@ -114,11 +113,13 @@ def _run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", ExportWarning)
         warnings.showwarning = _show_warning
         try:
-            prepared = prepare(args.output, opts)  # no TensorFlow yet
-            import_tensorflow_quietly()
-            from export.builder import build
+            prepared = prepare(args.output, opts)  # no TensorFlow yet: Ctrl-C interrupts at once
+            with interrupts.deferred():  # from here Ctrl-C stops the export between two steps
+                import_tensorflow_quietly()
+                interrupts.checkpoint("import TensorFlow")
+                from export.builder import build
 
-            card = build(prepared)
+                card = build(prepared)
         except ExportError as exc:
             print(f"bert-export: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return exc.exit_code
@@ -126,56 +127,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Interrupts:
-    """Remembers a Ctrl-C even when library code turns the KeyboardInterrupt into another error.
-
-    (An interrupt inside ``tf.saved_model.save``'s tracing can resurface as an unrelated
-    AttributeError from TensorFlow's internals.)
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:  # noqa: ANN001
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    with _Interrupts() as interrupts:
-        try:
-            args = build_parser().parse_args(argv)
-            if args.list:
-                _print_catalogue()
-                return 0
-            missing = _missing_tooling(args)
-            if missing:
-                print(f"bert-export: error: {missing}", file=sys.stderr)
-                return 2
-            if not args.output and args.model is not None:
-                print("bert-export: error: --output DIR is required with --model (or --list)", file=sys.stderr)
-                return 2
-            if not args.output:  # the embedded default, where bert-encode and Bert2Vec() look for it
-                args.output = str(user_cache.default_model_cache())
-                args.force = args.force or Path(args.output).exists()  # refresh; preflight still guards non-exports
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            return _run(args)
-        except BaseException as exc:
-            if not (isinstance(exc, KeyboardInterrupt) or (interrupts.seen and isinstance(exc, Exception))):
-                raise
-            print("bert-export: interrupted", file=sys.stderr)
-            return 130
+    try:
+        args = build_parser().parse_args(argv)
+        if args.list:
+            _print_catalogue()
+            return 0
+        missing = _missing_tooling(args)
+        if missing:
+            print(f"bert-export: error: {missing}", file=sys.stderr)
+            return 2
+        if not args.output and args.model is not None:
+            print("bert-export: error: --output DIR is required with --model (or --list)", file=sys.stderr)
+            return 2
+        if not args.output:  # the embedded default, where bert-encode and Bert2Vec() look for it
+            args.output = str(user_cache.default_model_cache())
+            args.force = args.force or Path(args.output).exists()  # refresh; preflight still guards non-exports
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        return _run(args)
+    except KeyboardInterrupt:
+        print("bert-export: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,6 +62,9 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from export.packing import pack
+from export.pooling import Pooling
+from export.tokenizer import WordTokenizer
 from function import contract
 
 __all__ = ["WINDOW_BATCH", "LongTextModule", "attach"]
@@ -72,11 +75,6 @@ WINDOW_BATCH = 8
 PARALLEL_BATCHES = 2
 
 
-def _word_spans_supported(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` is our in-graph ``BertTokenizerModule`` (whose words we can reproduce)."""
-    return all(hasattr(tokenizer, a) for a in ("_special_re", "_normalize", "_wordpiece", "_max_chars_per_word"))
-
-
 class LongTextModule(tf.Module):
     """The ``encode_long`` / ``encode_chunks`` functions over a serving module's tokenizer and encoder."""
 
@@ -85,8 +83,7 @@ class LongTextModule(tf.Module):
         tokenizer: tf.Module,
         encoder: tf.Module,
         *,
-        pooling: str,
-        normalize: bool,
+        pooling: Pooling,
         max_seq_length: int,
         vector_length: int,
     ) -> None:
@@ -94,13 +91,11 @@ class LongTextModule(tf.Module):
         self.tokenizer = tokenizer
         self.encoder = encoder
         self._pooling = pooling
-        self._normalize = bool(normalize)
+        self._max_seq_length = int(max_seq_length)
         self._window = int(max_seq_length) - 2
         self._dim = int(vector_length)
-        self._cls = int(tokenizer.cls_id)
-        self._sep = int(tokenizer.sep_id)
-        self._pad = int(tokenizer.pad_id)
-        self._spans = _word_spans_supported(tokenizer)
+        # Spans need the tokenizer's words (our in-graph tokenizer); a TF Hub preprocess model hides them.
+        self._spans = isinstance(tokenizer, WordTokenizer)
         spec = [
             tf.TensorSpec([None], tf.string, name=contract.INPUT_KEY),
             tf.TensorSpec([], tf.int32, name=contract.INPUT_STRIDE),
@@ -132,31 +127,12 @@ class LongTextModule(tf.Module):
         pieces = tf.gather(ids.flat_values, tf.ragged.range(base + first, base + last))  # [W, (<= window)]
         return {"pieces": pieces, "text_index": text_index, "first": first, "last": last, "total": total, "n": n}
 
-    def _pack(self, pieces: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
-        rows = pieces.nrows()
-        cls = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], tf.constant(self._cls, tf.int32)))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], tf.constant(self._sep, tf.int32)))
-        packed = tf.concat([cls, pieces, sep], axis=1)
-        word_ids = packed.to_tensor(default_value=self._pad)  # padded to this batch's longest window
-        mask = tf.sequence_mask(packed.row_lengths(), maxlen=tf.shape(word_ids)[1], dtype=tf.int32)
-        return word_ids, mask
-
-    def _pool(self, word_ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """The model's pooling, as ``serving_default`` does it, without normalisation."""
+    def _pool(self, pieces: tf.RaggedTensor) -> tf.Tensor:
+        """Windows packed and pooled as ``serving_default`` packs and pools texts, not normalised."""
+        tok = self.tokenizer
+        word_ids, mask = pack(pieces, self._max_seq_length, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
         sequence_output, pooled_output = self.encoder(word_ids, mask)
-        if self._pooling == "pooled":
-            emb = pooled_output
-        elif self._pooling == "cls":
-            emb = sequence_output[:, 0]
-        else:
-            m = tf.cast(mask, sequence_output.dtype)[:, :, tf.newaxis]
-            emb = tf.reduce_sum(sequence_output * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1e-9)
-        return tf.cast(emb, tf.float32)
-
-    def _l2(self, emb: tf.Tensor) -> tf.Tensor:
-        if self._normalize:  # torch.nn.functional.normalize semantics, as serving_default
-            emb = emb / tf.maximum(tf.norm(emb, axis=-1, keepdims=True), 1e-12)
-        return emb
+        return self._pooling.pool(sequence_output, pooled_output, mask)
 
     def _encode_windows(self, pieces: tf.RaggedTensor) -> tf.Tensor:
         """Pooled (not normalised) vectors [W, D] of all windows, ``WINDOW_BATCH`` at a time, by length."""
@@ -166,7 +142,7 @@ class LongTextModule(tf.Module):
 
         def body(i: tf.Tensor, out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             idx = order[i * WINDOW_BATCH : tf.minimum((i + 1) * WINDOW_BATCH, count)]
-            emb = self._pool(*self._pack(tf.gather(pieces, idx)))
+            emb = self._pool(tf.gather(pieces, idx))
             return i + 1, tf.tensor_scatter_nd_update(out, idx[:, tf.newaxis], emb)
 
         _, out = tf.while_loop(
@@ -186,7 +162,7 @@ class LongTextModule(tf.Module):
         summed = tf.math.unsorted_segment_sum(vectors * weight[:, tf.newaxis], win["text_index"], texts)
         emb = summed / tf.math.unsorted_segment_sum(weight, win["text_index"], texts)[:, tf.newaxis]
         return {
-            contract.OUTPUT_EMBEDDING: tf.ensure_shape(self._l2(emb), [None, self._dim]),
+            contract.OUTPUT_EMBEDDING: tf.ensure_shape(self._pooling.finish(emb), [None, self._dim]),
             contract.OUTPUT_TOKEN_COUNT: win["total"] + 2,
             contract.OUTPUT_CHUNKS: win["n"],
         }
@@ -194,7 +170,7 @@ class LongTextModule(tf.Module):
     def _encode_chunks(self, text: tf.Tensor, stride: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = self.tokenizer.tokenize(text)
         win = self._windows(ids, stride)
-        vectors = self._l2(self._encode_windows(win["pieces"]))
+        vectors = self._pooling.finish(self._encode_windows(win["pieces"]))
         start, end = self._spans_of(text, win) if self._spans else (-tf.ones_like(win["first"]),) * 2
         return {
             contract.OUTPUT_CHUNK_EMBEDDING: vectors,
@@ -212,19 +188,19 @@ class LongTextModule(tf.Module):
         split into words *before* normalising (see the module docstring), keeping offsets.
         Returns (begin, end) ragged [B, (T')] and the transcoded text they index.
         """
-        from export.tokenizer import _KEEP_RE, _SPLIT_RE
-
-        tok = self.tokenizer
+        tok: WordTokenizer = self.tokenizer
         text = tf.strings.unicode_transcode(
             text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD, replace_control_characters=False
         )
         # The tokenizer turns NUL into U+FFFD (3 bytes); \x01 (1 byte) is dropped the same way and
         # equally stops a special token from matching, and keeps byte offsets those of the input.
         text = tf.strings.regex_replace(text, r"\x00", "\x01")
-        pieces, p_begin, _ = tf_text.regex_split_with_offsets(text, tok._special_re, tok._special_re)
+        pieces, p_begin, _ = tf_text.regex_split_with_offsets(text, tok.special_pattern, tok.special_pattern)
         flat = pieces.flat_values
-        is_special = tf.strings.regex_full_match(flat, tok._special_re)
-        words, w_begin, w_end = tf_text.regex_split_with_offsets(tf.where(is_special, "", flat), _SPLIT_RE, _KEEP_RE)
+        is_special = tf.strings.regex_full_match(flat, tok.special_pattern)
+        words, w_begin, w_end = tf_text.regex_split_with_offsets(
+            tf.where(is_special, "", flat), tok.split_pattern, tok.keep_pattern
+        )
         one = tf.cast(is_special, tf.int64)
         special_len = tf.boolean_mask(tf.strings.length(flat), is_special)
         words = tf.concat([words, tf.RaggedTensor.from_row_lengths(tf.boolean_mask(flat, is_special), one)], axis=1)
@@ -237,14 +213,12 @@ class LongTextModule(tf.Module):
         # Each original word, normalised alone and split again (normalisation can create a split
         # character, e.g. U+1FEF -> "`"), then wordpieces per sub-word as the tokenizer makes them.
         wv = words.flat_values
-        subs = tf_text.regex_split(tok._normalize(tf.where(word_special, "", wv)), _SPLIT_RE, _KEEP_RE)
+        subs = tf_text.regex_split(tok.normalize(tf.where(word_special, "", wv)), tok.split_pattern, tok.keep_pattern)
         special_subs = tf.RaggedTensor.from_row_lengths(
             tf.boolean_mask(wv, word_special), tf.cast(word_special, tf.int64)
         )
         subs = tf.concat([subs, special_subs], axis=1)
-        sv = subs.flat_values
-        too_long = tf.strings.length(sv, unit="UTF8_CHAR") > tok._max_chars_per_word
-        per_sub = tok._wordpiece.tokenize(tf.where(too_long, tok._unk_token, sv)).row_lengths()
+        per_sub = tok.wordpieces(subs.flat_values).row_lengths()
         per_word = tf.reduce_sum(subs.with_flat_values(per_sub), axis=1)  # wordpieces of each original word
         word_of_piece = tf.repeat(tf.range(tf.shape(per_word, out_type=tf.int64)[0]), per_word)
         per_text = tf.reduce_sum(w_begin.with_flat_values(per_word), axis=1)
@@ -290,10 +264,9 @@ def attach(module: tf.Module) -> dict[str, Any]:
     module.long_text = LongTextModule(
         module.tokenizer,
         module.encoder,
-        pooling=module._pooling,
-        normalize=module._normalize,
-        max_seq_length=module._max_seq_length,
-        vector_length=module._vector_length,
+        pooling=module.pooling,
+        max_seq_length=module.max_seq_length,
+        vector_length=module.vector_length,
     )
     return {
         contract.LONG_SIGNATURE_NAME: module.long_text.encode_long,

@@ -71,6 +71,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -176,13 +177,35 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
         return [line.rstrip("\n") for line in f]
 
 
+@runtime_checkable
+class WordTokenizer(Protocol):
+    """The steps of a word-level tokenizer that ``export.long_text`` replays to find each wordpiece's word.
+
+    ``tokenize`` = split off ``special_pattern`` matches; ``normalize`` the rest; split it on
+    ``split_pattern`` keeping ``keep_pattern`` matches as words; ``wordpieces`` of every word.
+    """
+
+    special_pattern: str
+    split_pattern: str
+    keep_pattern: str
+
+    def normalize(self, text: tf.Tensor) -> tf.Tensor: ...
+
+    def wordpieces(self, words: tf.Tensor) -> tf.RaggedTensor: ...
+
+
 class BertTokenizerModule(tf.Module):
     """In-graph BERT tokenizer (tensorflow_text ops) that reproduces Hugging Face's BertTokenizer.
 
     The vocabulary is held in a ``tf.lookup.StaticVocabularyTable`` initialised from the vocab
     file; TensorFlow tracks that file as a SavedModel asset, so a SavedModel that owns this module
-    is self-contained (the file is copied into ``assets/``).
+    is self-contained (the file is copied into ``assets/``). Implements :class:`WordTokenizer`.
     """
+
+    #: One delimiter: a whitespace run (dropped) or one punctuation / CJK character (kept, a word).
+    split_pattern = _SPLIT_RE
+    #: The delimiters of ``split_pattern`` that are words themselves.
+    keep_pattern = _KEEP_RE
 
     def __init__(
         self,
@@ -235,7 +258,7 @@ class BertTokenizerModule(tf.Module):
         if mask_token is not None and mask_token in index:
             specials.add(mask_token)
         # Longest first, so that a special token that is a prefix of another cannot win.
-        self._special_re = "|".join(re.escape(t) for t in sorted(specials, key=lambda t: (-len(t), t)))
+        self.special_pattern = "|".join(re.escape(t) for t in sorted(specials, key=lambda t: (-len(t), t)))
 
         self._table = tf.lookup.StaticVocabularyTable(
             tf.lookup.TextFileInitializer(
@@ -265,7 +288,7 @@ class BertTokenizerModule(tf.Module):
             split_unknown_characters=False,
         )
 
-    def _normalize(self, text: tf.Tensor) -> tf.Tensor:
+    def normalize(self, text: tf.Tensor) -> tf.Tensor:
         """BertNormalizer on non-special pieces (CJK spacing is done by the split regex)."""
         text = tf.strings.regex_replace(text, _DROP_RE, "")
         if self.lower_case:
@@ -285,19 +308,24 @@ class BertTokenizerModule(tf.Module):
         # regex_split stops at NUL; U+FFFD is dropped just the same but cannot form a special token.
         text = tf.strings.regex_replace(text, r"\x00", "\ufffd")
         # 1. Special tokens written in the raw text stay whole, as in HF's added-token matching.
-        pieces = tf_text.regex_split(text, self._special_re, self._special_re)  # [B, (P)]
+        pieces = tf_text.regex_split(text, self.special_pattern, self.special_pattern)  # [B, (P)]
         flat = pieces.flat_values
-        is_special = tf.strings.regex_full_match(flat, self._special_re)
+        is_special = tf.strings.regex_full_match(flat, self.special_pattern)
         # 2./3. Normalise and split the other pieces into words.
-        words = tf_text.regex_split(self._normalize(tf.where(is_special, "", flat)), _SPLIT_RE, _KEEP_RE)
+        words = tf_text.regex_split(self.normalize(tf.where(is_special, "", flat)), _SPLIT_RE, _KEEP_RE)
         special_words = tf.RaggedTensor.from_row_lengths(
             tf.boolean_mask(flat, is_special), tf.cast(is_special, tf.int64), validate=False
         )
         words = tf.concat([words, special_words], axis=1)  # a row is all-normal or one special
         words = pieces.with_flat_values(words).merge_dims(1, 2)  # [B, (W)]
-        # 4. HF's per-word limit counts characters; tf_text's counts bytes.
-        word_values = words.flat_values
-        too_long = tf.strings.length(word_values, unit="UTF8_CHAR") > self._max_chars_per_word
-        word_values = tf.where(too_long, self._unk_token, word_values)
-        ids = self._wordpiece.tokenize(word_values)  # [W, (pieces)]
+        ids = self.wordpieces(words.flat_values)  # 4. [W, (pieces)]
         return words.with_flat_values(ids).merge_dims(1, 2)
+
+    def wordpieces(self, words: tf.Tensor) -> tf.RaggedTensor:
+        """Normalised words [W] -> int32 wordpiece ids [W, (pieces)]; a word too long is one unknown token.
+
+        HF's per-word limit counts characters; tf_text's counts bytes, so long words are replaced
+        by the unknown token here, before wordpiece sees them.
+        """
+        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self._max_chars_per_word
+        return self._wordpiece.tokenize(tf.where(too_long, self._unk_token, words))

@@ -17,6 +17,7 @@ def bf16_dir():
     return cached_export(None, precision="bf16")
 
 
+@pytest.mark.slow  # a whole bf16 export of the embedded default
 def test_bf16_vectors_stay_close_to_fp32_on_real_text(bf16_dir, default_encoder, golden) -> None:
     from function.encoder import Encoder
 
@@ -29,6 +30,7 @@ def test_bf16_vectors_stay_close_to_fp32_on_real_text(bf16_dir, default_encoder,
     np.testing.assert_array_equal(bf16.token_counts, default_encoder.encode(texts).token_counts)
 
 
+@pytest.mark.slow
 def test_bf16_is_recorded_and_stored_as_bfloat16(bf16_dir, default_model_dir) -> None:
     import tensorflow as tf
 

@@ -14,6 +14,7 @@ import pytest
 from export import catalogue
 from export.cli import main
 from export.sources import embedded_default_dir
+from tests.fixtures.tiny_bert import tiny_bert
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = [
@@ -145,6 +146,7 @@ def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeyp
 
     from export.builder import ExportOptions, export_model
 
+    src = tiny_bert(tmp_path.parent / f"{tmp_path.name}-src")  # outside tmp_path, which must stay clean
     out = _previous_export(tmp_path / "m")
 
     def boom(*args, **kwargs):
@@ -153,11 +155,11 @@ def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeyp
     with monkeypatch.context() as m:
         m.setattr(tf.saved_model, "save", boom)
         with pytest.raises(RuntimeError, match="disk full"):
-            export_model(out, ExportOptions(force=True, max_seq_length=32))
+            export_model(out, ExportOptions(source=str(src), force=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"], "no temporary directory may remain"
     assert (out / "old.txt").read_text() == "old", "a failed export must not touch the old model"
 
-    card = export_model(out, ExportOptions(force=True, max_seq_length=32))
+    card = export_model(out, ExportOptions(source=str(src), force=True))
     assert not (out / "old.txt").exists()
     assert (out / "saved_model.pb").is_file()
     assert json.loads((out / "model_card.json").read_text()) == card
@@ -259,6 +261,27 @@ def test_read_only_parent_is_refused(capsys, tmp_path: Path) -> None:
         shutil.rmtree(ro)
 
 
+def test_make_world_readable_overrides_the_umask_and_mkdtemps_0700(tmp_path: Path) -> None:
+    """What the builder applies to its temporary export before moving it into place."""
+    import tempfile
+
+    from export.builder import _make_world_readable
+
+    old_umask = os.umask(0o077)
+    try:
+        root = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700, as the builder's staging directory
+        (root / "variables").mkdir()
+        (root / "variables" / "variables.index").write_bytes(b"x")
+        (root / "saved_model.pb").write_bytes(b"x")
+    finally:
+        os.umask(old_umask)
+    assert (root.stat().st_mode & 0o777, (root / "saved_model.pb").stat().st_mode & 0o777) == (0o700, 0o600)
+    _make_world_readable(root)
+    for path in [root, *root.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+@pytest.mark.slow
 def test_exported_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
     import tempfile
 
@@ -349,24 +372,32 @@ def test_checks_run_before_tensorflow_is_imported(tmp_path: Path) -> None:
     assert len(lines) == 2 and "already exists" in lines[0] and "byte-order mark" in lines[1], lines
 
 
-def test_ctrl_c_mid_export_is_one_line_exit_130_and_leaves_everything_as_it_was(tmp_path: Path) -> None:
-    import signal
-    import time
+# bert-export itself (export.cli.main), with a step listener that presses Ctrl-C (SIGINT to its own
+# process) when the named step is about to start: the same moment on every run, no timer involved.
+_CTRL_C_AT_STEP = """
+import os, signal, sys
+from export import interrupts
+from export.cli import main
 
+def press_ctrl_c(step):
+    if step == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGINT)
+
+interrupts.add_step_listener(press_ctrl_c)
+sys.exit(main(["--model", sys.argv[3], "--output", sys.argv[1], "--force"]))
+"""
+
+
+def test_ctrl_c_mid_export_is_one_line_exit_130_and_leaves_everything_as_it_was(tmp_path: Path) -> None:
+    """SIGINT just before ``tf.saved_model.save`` (the temporary export exists, TensorFlow's C++ runs
+    next): the handler only notes it, the save finishes, the next step boundary stops the export."""
+    src = tiny_bert(tmp_path.parent / f"{tmp_path.name}-src")
     out = _previous_export(tmp_path / "m")
-    exe = Path(sys.executable).with_name("bert-export")
-    proc = subprocess.Popen(
-        [str(exe), "--output", str(out), "--force", "--max-seq-length", "32"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(),
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AT_STEP, str(out), "save the SavedModel", str(src)],
+        capture_output=True, text=True, timeout=600, env=_cli_env(), cwd=REPO,
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not any(p.name.startswith(".m.tmp-") for p in tmp_path.iterdir()):  # the SavedModel is being written
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert stderr == "bert-export: interrupted\n" and stdout == ""
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "bert-export: interrupted\n" and proc.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert sorted(p.name for p in out.iterdir()) == ["model_card.json", "old.txt"]

@@ -113,6 +113,7 @@ def test_bert2vec_api(default_model_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     assert Bert2Vec(default_model_dir).vector_length == 384
 
 
+@pytest.mark.slow  # a whole export of the embedded default
 def test_self_contained_after_source_deleted(tmp_path: Path) -> None:
     """Export from a copy of the HF checkpoint, delete the copy, load: nothing may point back."""
     from export.builder import ExportOptions, export_model

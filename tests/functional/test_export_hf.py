@@ -17,8 +17,8 @@ import pytest
 from export.sources import embedded_default_dir
 from function.encoder import Encoder
 from tests.conftest import cached_export
+from tests.fixtures.tiny_bert import HEADS, INTER, LAYERS, H, layer_tensors
 
-H, LAYERS, HEADS, INTER = 32, 2, 4, 64
 erf = np.vectorize(math.erf)
 
 
@@ -81,14 +81,7 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, n
         "cls.predictions.bias": r(len(vocab)),
     }
     for n in range(LAYERS):
-        q = f"bert.encoder.layer.{n}."
-        for name, (o, i) in {
-            "attention.self.query": (H, H), "attention.self.key": (H, H), "attention.self.value": (H, H),
-            "attention.output.dense": (H, H), "intermediate.dense": (INTER, H), "output.dense": (H, INTER),
-        }.items():  # fmt: skip
-            w[q + name + ".weight"], w[q + name + ".bias"] = r(o, i), r(o)
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            w[q + ln + ".weight"], w[q + ln + ".bias"] = 1 + r(H), r(H)
+        w.update(layer_tensors(rng, n, prefix="bert."))
     save_file(w, str(d / "model.safetensors"))
     config = {
         "model_type": "bert", "architectures": ["BertForMaskedLM"], "vocab_size": len(vocab), "hidden_size": H,

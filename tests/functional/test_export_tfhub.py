@@ -84,6 +84,7 @@ def test_export_without_preprocess_uses_the_encoders_vocab(hub_models) -> None:
     assert card["lower_case"] is True and card["vocab_size"] == 30522
 
 
+@pytest.mark.slow  # pooling is export/pooling.py for every source: test_export_hf covers mean and cls
 def test_mean_and_cls_pooling(hub_models) -> None:
     model = cached_export(hub_models.enc_dir, pooling="mean")
     np.testing.assert_allclose(Encoder.load(model).encode(TEXTS).embeddings, _l2(hub_models.mean), atol=1e-5)
@@ -122,6 +123,7 @@ def test_catalogue_name_resolves_through_tfhub_cache(hub_models, tmp_path: Path,
     np.testing.assert_allclose(result.embeddings, _l2(hub_models.pooled), atol=1e-5)
 
 
+@pytest.mark.slow  # a whole export; the resolver is the catalogue-name test's
 def test_kaggle_handle_resolves_through_tfhub_cache(hub_models, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "tfhub_cache"
     fx.fill_tfhub_cache(cache, fx.KAGGLE_ENCODER_HANDLE, hub_models.enc_dir)

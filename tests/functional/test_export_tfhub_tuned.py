@@ -129,7 +129,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("which", ["garden", "imitation"])
+@pytest.mark.parametrize("which", ["garden", pytest.param("imitation", marks=pytest.mark.slow)])  # garden: the real layout
 @pytest.mark.parametrize("pooling", ["pooled", "mean"])
 def test_rebuilt_export_equals_hub_pipeline(which: str, pooling: str, request) -> None:
     ref = request.getfixturevalue(which)
@@ -226,6 +226,7 @@ def test_unknown_layout_keeps_the_restored_graph(kind: str) -> None:
     np.testing.assert_array_equal(pooled.numpy(), ref["pooled_output"].numpy())
 
 
+@pytest.mark.slow  # a whole export for the CLI's line; the decision is test_unknown_layout_keeps_the_restored_graph's
 def test_unknown_layout_export_warns_once_on_the_command_line(tmp_path: Path, capsys) -> None:
     from export.cli import main
 

@@ -67,6 +67,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+@pytest.mark.slow  # every split signature over the golden texts; the graph identity is tested above
 def test_exported_split_signature_matches_default_on_real_text(default_model_dir: Path, golden) -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401

@@ -334,7 +334,7 @@ def test_cached_build_reuses_complete_build_keyed_by_vocab_content(
     assert calls == []
 
 
-def test_fixture_key_covers_kwargs_and_vocab_content(tmp_path: Path) -> None:
+def test_fixture_key_covers_kwargs_vocab_content_and_builder_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vocab = fx.default_vocab_file()
     base = fx.fixture_key("encoder", vocab)
     assert fx.fixture_key("encoder", vocab, seed=0, hidden_size=64) == base  # defaults are bound
@@ -343,6 +343,10 @@ def test_fixture_key_covers_kwargs_and_vocab_content(tmp_path: Path) -> None:
     edited = tmp_path / "vocab.txt"
     edited.write_bytes(vocab.read_bytes() + b"[extra]\n")
     assert fx.fixture_key("encoder", edited) != base
+    builders = tmp_path / "tfhub_models.py"  # the builders' code, edited: no build may be reused
+    builders.write_bytes(Path(fx.__file__).read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(fx, "__file__", str(builders))
+    assert fx.fixture_key("encoder", vocab) != base
 
 
 def test_killed_build_never_looks_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
