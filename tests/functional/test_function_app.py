@@ -212,7 +212,7 @@ def test_echoed_values_are_capped_in_body_and_log(app_module, lambda_context, ca
     huge = "z" * (4 * 1024 * 1024)
     caplog.set_level("INFO")
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": "a", "encoding_format": huge})
-    assert status == 422 and body["error"]["param"] == "encoding_format"
+    assert status == 400 and body["error"]["param"] == "encoding_format"
     assert len(json.dumps(body)) < 600 and "4194304 characters" in body["error"]["message"]
     assert all(len(r.getMessage()) + len(str(r.__dict__.get("error", ""))) < 2_000 for r in caplog.records)
     status, body, _ = post(app_module, lambda_context, "/" + "p" * 100_000, {"inputs": "a"})
@@ -220,13 +220,16 @@ def test_echoed_values_are_capped_in_body_and_log(app_module, lambda_context, ca
 
 
 @pytest.mark.parametrize(
-    ("dimensions", "status"), [(384, 200), (None, 200), (256, 422), (1536, 422), ("384", 422), (True, 422)]
+    ("dimensions", "status"),
+    [(384, 200), (384.0, 200), (None, 200), (256, 400), (1536, 400), ("384", 400), (True, 400), (384.5, 400)],
 )
 def test_openai_dimensions_must_be_the_models(app_module, lambda_context, dimensions, status: int) -> None:
+    """OpenAI answers invalid requests 400 (the openai client's BadRequestError); a whole float is
+    the integer, as on every route."""
     got, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": "a", "dimensions": dimensions})
     assert got == status, body
-    if status == 422:
-        assert body["error"]["param"] == "dimensions"
+    if status == 400:
+        assert body["error"]["param"] == "dimensions" and body["error"]["type"] == "invalid_request_error"
 
 
 @pytest.mark.parametrize(
@@ -284,7 +287,7 @@ def test_openai_takes_2048_inputs_and_null_encoding_format(app_module, lambda_co
 @pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2, 3], [4, 5]]])
 def test_openai_token_arrays_point_to_langchains_setting(app_module, lambda_context, tokens) -> None:
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": tokens, "model": "x"})
-    assert status == 422
+    assert status == 400
     assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == "input"
     assert "check_embedding_ctx_length=False" in body["error"]["message"]
 
