@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -137,12 +138,20 @@ def _no_constant(name: str) -> Any:
     raise MalformedJSONError(f"request body is not valid JSON: {name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number Python would turn into ``inf`` (``1e400``) is refused like ``Infinity``."""
+    value = float(text)
+    if math.isinf(value):
+        raise MalformedJSONError(f"request body has the number {clip(text)}, too large for a 64-bit float")
+    return value
+
+
 def parse_json_body(raw: str | None) -> Any:
     """The request body as JSON; a clear 400 for missing, undecodable or malformed bodies."""
     if raw is None or raw == "":
         raise MalformedJSONError("request body is empty; expected a JSON object")
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise MalformedJSONError(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

@@ -42,7 +42,7 @@ def search_client(endpoint_url: str | None = None, *, read_timeout: float = READ
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},  # the first call included
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=read_timeout,
     )
