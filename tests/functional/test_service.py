@@ -6,6 +6,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from function.errors import (
     EmptyInputError,
@@ -233,3 +235,24 @@ def test_the_bound_from_characters_prices_batches_in_character_order(default_enc
         svc.encode(native.parse({"texts": adversarial_mix(2)}))  # 2 batches x 8 x 256 by characters
     svc.encode(native.parse({"texts": adversarial_mix(1)}))
     assert sum(recorded.batches) <= 8 * 256
+
+
+PIECES = [HANGUL_260, SPACES_3, "hello world", "a dog on the beach " * 6, "word " * 300, "각 " * 20]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.sampled_from(range(len(PIECES))), min_size=1, max_size=40),
+       budget=st.sampled_from([512, 1024, 2048, 4096]), exact=st.booleans())  # fmt: skip
+def test_any_accepted_request_runs_at_most_its_budget(default_encoder, recorded, picks, budget, exact) -> None:
+    """Whatever the mix of lengths, and with or without exact counts: refused, or the padded
+    wordpieces the graph really ran are within the budget."""
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=budget))
+    if not exact:
+        svc.tokenizer._pack = None  # the bound from characters alone must cover the padding
+    recorded.batches.clear()
+    try:
+        svc.encode(native.parse({"texts": [PIECES[i] for i in picks]}))
+    except RequestTooLargeError:
+        assert recorded.batches == []
+        return
+    assert 0 < sum(recorded.batches) <= budget, (recorded.batches, budget)
