@@ -2,6 +2,8 @@
 
     python -m bench.request_budget [--model DIR] [--cpu 0] [--repeat 3] [--bulk 2000] [--json OUT]
 
+(a smoke run of the script itself: ``MAX_REQUEST_TOKENS=2048 ... --groups 2 --repeat 1 --bulk 50``)
+
 The hostile mix: 232 texts of 88 characters; in every 8, one Hangul text of 260 wordpieces and
 seven ``"a" + 87 spaces`` (3 wordpieces). It counts 8,033 wordpieces (each text at most 256), but
 batched by characters every batch of 8 pads to 256: 59,392 wordpieces run. The budget now prices
@@ -55,6 +57,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per request, best kept (default %(default)s)")
     parser.add_argument("--bulk", type=int, default=0, metavar="N", help="also time bulk batching on N corpus texts")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the figures as JSON")
+    parser.add_argument("--groups", type=int, default=29, help="hostile mix: groups of 8 texts (default %(default)s = 232 texts)")
     args = parser.parse_args()
 
     os.sched_setaffinity(0, {args.cpu})  # before TensorFlow sizes its pools
@@ -67,7 +70,7 @@ def main() -> int:
     from function.service import EncodeRequest, EncodeService, Limits
 
     encoder = Encoder.load(args.model, workers=1)
-    service = EncodeService(encoder, Limits())
+    service = EncodeService(encoder, Limits.from_env())  # MAX_REQUEST_TOKENS etc. as the function reads them
     cap, budget = encoder.max_seq_length, service.limits.max_request_tokens
     rows: list[dict[str, Any]] = []
 
@@ -76,7 +79,7 @@ def main() -> int:
                      "wordpieces_per_s": round(wordpieces / seconds) if wordpieces else None, "outcome": outcome})  # fmt: skip
 
     counts = service.tokenizer.counts
-    mix = hostile_mix(29)
+    mix = hostile_mix(args.groups)
     mix_counts = counts(mix).tolist()
     old_work = padded_work(form_batches([len(t) for t in mix]), mix_counts, cap)
     seconds, _ = timed(lambda: encoder.encode(mix), args.repeat)
@@ -92,7 +95,7 @@ def main() -> int:
     seconds, message = timed(refuse, args.repeat)
     row("hostile mix, through the service now", mix, seconds, 0, "413: " + message[:60] + "...")
 
-    groups = max(g for g in range(1, 30) if padded_work(form_batches(c := counts(hostile_mix(g)).tolist()), c, cap) <= budget)
+    groups = max(g for g in range(1, args.groups + 1) if padded_work(form_batches(c := counts(hostile_mix(g)).tolist()), c, cap) <= budget)
     accepted = hostile_mix(groups)
     work = padded_work(form_batches(c := counts(accepted).tolist()), c, cap)
     seconds, _ = timed(lambda: service.encode(EncodeRequest(accepted)), args.repeat)

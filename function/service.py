@@ -221,8 +221,10 @@ class EncodeService:
             )
             raise RequestTooLargeError(
                 f"the request would run {how}{used} wordpieces through the model for its {len(texts)} texts ({each}); "
-                f"at most {budget} per request (MAX_REQUEST_TOKENS). Send fewer texts per request — "
-                f"{max(1, budget // cap)} texts always fit — or use the S3 bulk path.",
+                f"at most {budget} per request (MAX_REQUEST_TOKENS). "
+                + ("Send fewer or shorter documents per request"
+                   if req.mode == "chunk" else f"Send fewer texts per request — {max(1, budget // cap)} texts always fit —")
+                + " or use the S3 bulk path.",
                 param=req.field,
             )
         return counts
