@@ -13,6 +13,7 @@ on bad input.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -27,7 +28,7 @@ from function.encoder import Encoder
 from function.errors import Bert2VecError
 from function.routes import Routes, build_resolvers, cors_config, event_kind
 from function.search import VectorSearch
-from function.service import EncodeService, Limits
+from function.service import EncodeService, Limits, check_payload_size
 from function.tf_quiet import import_tensorflow
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"))
@@ -76,12 +77,17 @@ def direct(event: Any) -> dict[str, Any] | list[list[float]]:
     """Direct invoke (``aws lambda invoke``, Step Functions, SDKs): no HTTP envelope.
 
     ``{"text"}`` / ``{"texts"}`` answer like ``/encode``; ``{"inputs"}`` (the SageMaker / TEI
-    payload) answers like TEI's ``/embed``: a list of vectors.
+    payload) answers like TEI's ``/embed``: a list of vectors. An answer over Lambda's 6 MB
+    synchronous limit is the same ``response_too_large`` error object as over HTTP, not the
+    runtime's payload error after all the work.
     """
     try:
         if isinstance(event, dict) and "inputs" in event and not ({"text", "texts"} & event.keys()):
-            return routes.tei(event)
-        return routes.encode(event)
+            out: Any = routes.tei(event)
+        else:
+            out = routes.encode(event)
+        check_payload_size(json.dumps(out))  # as awslambdaric serialises it: ", " and ": " separators
+        return out
     except Bert2VecError as exc:
         status, body = routes.reject(exc)
         return {**body, "status": status}

@@ -97,3 +97,19 @@ class SearchNotConfiguredError(Bert2VecError):
     """``POST /search`` on a function with no vector index configured."""
 
     error_type = "not_configured"
+
+
+class SearchUnavailableError(Bert2VecError):
+    """``POST /search``: the configured index cannot answer (missing, no access, timed out)."""
+
+    error_type = "search_unavailable"
+
+
+class SearchThrottledError(Bert2VecError):
+    """``POST /search``: S3 Vectors is throttling; ``retry_after`` seconds is a fair wait."""
+
+    error_type = "search_throttled"
+
+    def __init__(self, message: str = "", *, retry_after: int = 1, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after

@@ -28,6 +28,7 @@ import numpy as np
 from function import contract
 from function.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult
 from function.errors import InvalidInputError, TextTooLongForModelError, UnsupportedOptionError
+from function.wire import echo
 
 MODES = ("truncate", "reject", "chunk")
 DEFAULT_MODE = "truncate"
@@ -63,10 +64,10 @@ def check_stride(stride: Any, max_seq_length: int, name: str = "stride") -> int:
         return default_stride(max_seq_length)
     window = window_size(max_seq_length)
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)):
-        raise InvalidInputError(f"'{name}' must be a whole number of wordpieces, got {stride!r}", param=name)
+        raise InvalidInputError(f"'{name}' must be a whole number of wordpieces, got {echo(stride)}", param=name)
     if not 0 <= stride < window:
         raise InvalidInputError(
-            f"'{name}' {stride}: the overlap of consecutive windows must be at least 0 and less than the window "
+            f"'{name}' {echo(stride)}: the overlap of consecutive windows must be at least 0 and less than the window "
             f"of {window} wordpieces (max_seq_length {max_seq_length} minus [CLS] and [SEP])",
             param=name,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,7 @@ ROUTES: dict[str, str] = {
     "/": "POST",  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
     "/info": "GET",
     "/tokenize": "POST",
+    "/v1/models": "GET",  # OpenAI's model list: the one served model
     "/search": "POST",  # only answers when a vector index is configured (404 not_configured otherwise)
     "/health": "GET",
     "/model": "GET",
@@ -62,6 +64,7 @@ HTTP_STATUS: dict[str, int] = {
     "empty_input": 400,
     "not_found": 404,
     "not_configured": 404,
+    "search_throttled": 429,
     "method_not_allowed": 405,
     "too_many_texts": 413,
     "request_too_large": 413,
@@ -72,11 +75,21 @@ HTTP_STATUS: dict[str, int] = {
     "unsupported_option": 422,
     "model_not_found": 500,
     "model_not_loaded": 503,
+    "search_unavailable": 503,
 }
 
 
-def status_for(exc: Bert2VecError) -> int:
-    return HTTP_STATUS.get(exc.error_type, 400)
+def status_for(exc: Bert2VecError, path: str = "") -> int:
+    """The status of ``exc``; under ``/v1/`` a 422 is a 400, as OpenAI answers invalid requests
+    (the openai client raises ``BadRequestError`` for it; ``error.code`` keeps our detail)."""
+    status = HTTP_STATUS.get(exc.error_type, 400)
+    return 400 if status == 422 and path.startswith(openai_api.PATH_PREFIX) else status
+
+
+def error_headers(exc: Bert2VecError) -> dict[str, str] | None:
+    """``Retry-After`` on a throttled answer, so clients back off by the server's word."""
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else None
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -96,8 +109,8 @@ def error_shape(path: str, status: int, exc: Bert2VecError | None, **kw: Any) ->
 
 
 def error_response(exc: Bert2VecError, path: str = "", headers: dict[str, str] | None = None) -> Response:
-    status = status_for(exc)
-    return json_response(status, error_shape(path, status, exc), headers)
+    status = status_for(exc, path)
+    return json_response(status, error_shape(path, status, exc), {**(error_headers(exc) or {}), **(headers or {})})
 
 
 def decode_body(raw: str | None, is_base64: bool) -> str | None:
@@ -115,9 +128,22 @@ def decode_body(raw: str | None, is_base64: bool) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedJSONError(
-            f"request body is marked base64 but cannot be decoded: its bytes are not UTF-8 ({exc.reason} at byte "
-            f"{exc.start})"
+            f"request body is not UTF-8 text ({exc.reason} at byte {exc.start}); send JSON encoded as UTF-8"
         ) from None
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json accepts ``NaN`` / ``Infinity`` / ``-Infinity``; JSON does not, nor does any
+    AWS API a value could be passed on to (botocore would send a body that is not JSON)."""
+    raise MalformedJSONError(f"request body is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number Python would turn into ``inf`` (``1e400``) is refused like ``Infinity``."""
+    value = float(text)
+    if math.isinf(value):
+        raise MalformedJSONError(f"request body has the number {clip(text)}, too large for a 64-bit float")
+    return value
 
 
 def parse_json_body(raw: str | None) -> Any:
@@ -125,7 +151,7 @@ def parse_json_body(raw: str | None) -> Any:
     if raw is None or raw == "":
         raise MalformedJSONError("request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise MalformedJSONError(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -207,16 +233,19 @@ class Routes:
                 f"model {svc.encoder.name} was exported without its tokenize function; re-export it with this "
                 "version of bert-export to use /tokenize"
             )
-        ids = svc.tokenizer.ids(texts)
-        special = {row[0] for row in ids} | {row[-1] for row in ids}  # every packed row is [CLS] ... [SEP]
-        return tei.render_tokenize(ids, svc.tokenizer.vocab, special, add_special)
+        return tei.render_tokenize(svc.tokenizer.ids(texts), svc.tokenizer.vocab, add_special)
 
     def search(self, body: Any) -> dict[str, Any]:
         return self.vector_search.search(self.service(), search.parse(body))
 
+    def models(self) -> dict[str, Any]:
+        """``GET /v1/models``: OpenAI's list, holding the one model this function serves."""
+        svc = self.service()
+        return openai_api.models(svc.encoder.name, svc.encoder.card)
+
     def reject(self, exc: Bert2VecError, path: str = "") -> tuple[int, dict[str, Any]]:
         """Log a rejected request once and give its status and body (HTTP routes and direct invokes)."""
-        status = status_for(exc)
+        status = status_for(exc, path)
         body = error_shape(path, status, exc)
         message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
         self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": message})
@@ -252,6 +281,7 @@ class Routes:
         app.get("/info")(lambda: ok(self.tei_info()))
         app.post("/tokenize")(lambda: ok(self.tokenize(body())))
         app.post("/search")(lambda: ok(self.search(body())))
+        app.get("/v1/models")(lambda: ok(self.models()))
         app.get("/model")(lambda: ok(self.model()))
 
         @app.get("/health")
@@ -261,7 +291,7 @@ class Routes:
 
         @app.exception_handler(Bert2VecError)
         def _known(exc: Bert2VecError) -> Response:
-            return json_response(*self.reject(exc, path()))
+            return json_response(*self.reject(exc, path()), error_headers(exc))
 
         @app.not_found
         def _not_found(exc: NotFoundError) -> Response:

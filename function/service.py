@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from function import defaults
-from function.encoder import Encoder, EncodeResult
+from function.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult, form_batches, padded_work
 from function.errors import (
     EmptyInputError,
     InvalidInputError,
@@ -140,6 +140,7 @@ class EncodeService:
         self.limits = limits or Limits.from_env()
         self.tokenizer = ModelTokenizer(encoder)
         self.long_text = LongTextEncoder(encoder)
+        self.batch_size = DEFAULT_BATCH_SIZE  # what the budget prices and the encoder runs
 
     def check_texts(self, req: EncodeRequest) -> list[str]:
         """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
@@ -170,50 +171,60 @@ class EncodeService:
         if chars > self.limits.max_request_chars:
             raise RequestTooLargeError(
                 f"the request has {chars} characters in {len(texts)} texts; at most "
-                f"{self.limits.max_request_chars} per request (MAX_REQUEST_CHARS). Send fewer or shorter texts: "
-                f"model {self.encoder.name} reads only the first {self.encoder.max_seq_length} wordpieces of each "
-                "text (about 4 characters each in English); for bulk work use the S3 input prefix.",
+                f"{self.limits.max_request_chars} per request (MAX_REQUEST_CHARS). Send fewer or shorter texts "
+                f"(model {self.encoder.name} takes {self.encoder.max_seq_length} wordpieces per text, about 4 "
+                "characters each in English); for bulk work use the S3 input prefix.",
                 param=req.field,
             )
         return texts
 
-    def _work(self, req: EncodeRequest, counts: np.ndarray) -> int:
-        """Wordpieces the encoder runs for texts of ``counts`` wordpieces (incl. [CLS]/[SEP]): each
-        text at most ``max_seq_length``, or in chunk mode each of its windows as ``max_seq_length``."""
+    def _work(self, req: EncodeRequest, texts: list[str], counts: np.ndarray, *, exact: bool) -> int:
+        """Wordpieces the encoder runs for texts of ``counts`` wordpieces (incl. [CLS]/[SEP]).
+
+        Each batch is padded to its longest text, so it costs its size times that length (capped
+        at ``max_seq_length``): the batches are priced as the encoder will form them — by
+        characters when ``counts`` is the bound from characters (``exact`` false: the encoder is
+        then given no counts), by wordpieces when they are exact. In chunk mode each window counts as ``max_seq_length``.
+        """
         cap = self.encoder.max_seq_length
         if req.mode == "chunk":
             return int(windows_for(counts, cap, check_stride(req.stride, cap)).sum()) * cap
-        return int(np.minimum(counts, cap).sum())
+        order = counts if exact else [len(t) for t in texts]
+        return padded_work(form_batches(order, self.batch_size), counts, cap)
 
     def check_tokens(self, req: EncodeRequest, texts: list[str]) -> np.ndarray | None:
-        """The wordpiece budget: counts each text at most ``max_seq_length`` (what the encoder runs),
-        or in chunk mode each window of each text as ``max_seq_length``.
+        """The wordpiece budget: the padded wordpieces the encoder will run (``_work``), so a
+        request's cost is what it makes the model do, whatever the mix of its texts' lengths.
 
         A bound from characters (``WORDPIECES_PER_CHAR``) admits most requests without
         tokenising; only when the bound exceeds the budget are the texts counted exactly with the
-        model's own tokenizer (a fraction of the encoding's cost). Returns those counts, if any.
+        model's own tokenizer (a fraction of the encoding's cost), and then the encoder forms its
+        batches by those counts, which pads least. Returns those counts, if any.
         """
         cap, budget = self.encoder.max_seq_length, self.limits.max_request_tokens
-        bound = self._work(req, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts], np.int64))
+        bound = self._work(req, texts, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts]), exact=False)
         if bound <= budget:
             return None
         if not self.tokenizer.available:
-            used, how = bound, "up to"
+            used, how = bound, "up to "
             counts = None
         else:
-            counts = self.tokenizer.counts(texts)
-            used, how = self._work(req, counts), "that is"
+            counts = self.tokenizer.counts(texts).astype(np.int32)
+            used, how = self._work(req, texts, counts, exact=True), ""
         if used > budget:
             each = (
                 f"each window of {cap - 2} wordpieces, overlapping by {check_stride(req.stride, cap)}, counts as "
                 f"max_seq_length = {cap}"
                 if req.mode == "chunk"
-                else f"each text counts at most max_seq_length = {cap}"
+                else f"texts run in batches of {self.batch_size} of similar length, each batch padded to its longest "
+                f"text, at most max_seq_length = {cap}"
             )
             raise RequestTooLargeError(
-                f"the request has {how} {used} wordpieces to encode in {len(texts)} texts ({each}); at most "
-                f"{budget} per request (MAX_REQUEST_TOKENS). Split it into requests of fewer texts, or use the S3 "
-                "bulk path.",
+                f"the request would run {how}{used} wordpieces through the model for its {len(texts)} texts ({each}); "
+                f"at most {budget} per request (MAX_REQUEST_TOKENS). "
+                + ("Send fewer or shorter documents per request"
+                   if req.mode == "chunk" else f"Send fewer texts per request — {max(1, budget // cap)} texts always fit —")
+                + " or use the S3 bulk path.",
                 param=req.field,
             )
         return counts
@@ -274,7 +285,8 @@ class EncodeService:
             self.check_fits_model(req, counts)
         if req.mode == "chunk":
             return self._encode_chunked(req, texts)
-        result = self.encoder.encode(texts)
+        # With exact counts the encoder batches by wordpieces: the very batches the budget priced.
+        result = self.encoder.encode(texts, self.batch_size, lengths=None if counts is None else counts.tolist())
         self.check_not_blank(req, result.token_counts)
         self.check_fits_model(req, result.token_counts)
         truncated = result.truncated | np.array([len(t) > len(c) for t, c in zip(req.texts, texts, strict=True)])

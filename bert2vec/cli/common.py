@@ -19,7 +19,7 @@ PROG = "bert-encode"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # What each mode needs beyond the core, as import names per extra (pyproject's optional-dependencies).
 EXTRA_MODULES = {
-    "serve": ("aws_lambda_powertools",),
+    "serve": ("aws_lambda_powertools", "waitress"),
     "s3": ("boto3", "aws_lambda_powertools"),
     "parquet": ("pyarrow",),
 }

@@ -4,7 +4,11 @@ Each HTTP request becomes the API Gateway HTTP API (payload v2) event the deploy
 receives, goes through the real handler (``function.app.handler`` unless ``--handler``), and the
 handler's proxy response becomes the HTTP response (status, headers, body; base64 bodies decoded).
 It is the code path Lambda runs, so the OpenAI, TEI and LangChain clients pointed at it behave as
-they would against the deployed API. Like Lambda, one request is served at a time.
+they would against the deployed API. Like Lambda, the handler runs one request at a time.
+
+HTTP itself is waitress's (the ``serve`` extra): a pure-Python, threaded, well-kept WSGI server
+that does chunked bodies, Content-Length validation, bounded body reading, idle timeouts and a
+real listen backlog — what ``http.server`` leaves to the application.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -103,56 +108,140 @@ def proxy_response(out: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return int(out["statusCode"]), headers, data
 
 
-def make_server(handler: Callable[[Any, Any], Any], host: str, port: int) -> ThreadingHTTPServer:
-    """An HTTP server that turns every request into an HTTP API event for ``handler`` (one at a time)."""
-    from bert2vec.local_invoke import LocalContext
+# Server settings. Lambda runs one request per execution environment; the server takes many
+# connections at once (threads, a real backlog), reads bodies for them, and hands the handler one
+# request at a time.
+THREADS = 8  # connections served side by side (reading, writing, /health); the handler is locked
+BACKLOG = 1024  # pending connections the OS queues (a burst of clients is not refused or delayed)
+CONNECTION_LIMIT = 256  # open connections at most; more wait in the backlog
+IDLE_TIMEOUT_S = 30  # a connection with no request in flight is closed after this long
+GRACE_S = 30.0  # Ctrl-C: in-flight requests finish and are sent within this, then the server exits
 
-    lock = threading.Lock()  # Lambda gives an execution environment one request at a time
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "bert2vec-local"
+class LocalServer:
+    """``handler`` behind waitress: each request becomes an HTTP API event, one at a time.
 
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > LAMBDA_SYNC_PAYLOAD_BYTES:
-                self.rfile.read(length)
-                self._send(413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
-                return
-            body = self.rfile.read(length) if length else b""
-            host_header = self.headers.get("Host") or f"{host}:{self.server.server_address[1]}"
-            event = http_api_event(
-                self.command, self.path, list(self.headers.items()), body, host=host_header,
-                source_ip=self.client_address[0],
+    waitress parses HTTP (chunked bodies, Content-Length validation: a non-number or a negative
+    length is a 400), refuses a body over Lambda's 6 MB with a 413 before reading it (by the
+    declared length, or as soon as a chunked body passes the limit), closes idle connections and
+    queues bursts in a real backlog. Ctrl-C stops accepting, lets in-flight requests finish and be
+    sent (up to ``GRACE_S``), then closes; requests arriving meanwhile get a 503.
+    """
+
+    def __init__(
+        self, handler: Callable[[Any, Any], Any], host: str, port: int, *, grace_s: float = GRACE_S,
+        idle_timeout_s: int = IDLE_TIMEOUT_S,
+    ) -> None:  # fmt: skip
+        from waitress import create_server
+
+        from bert2vec.local_invoke import LocalContext
+
+        self._handler, self._context = handler, LocalContext
+        self._lock = threading.Lock()  # Lambda gives an execution environment one request at a time
+        self._state = threading.Condition()
+        self._in_flight = 0
+        self.draining = threading.Event()
+        self.abort = threading.Event()  # a second Ctrl-C: stop waiting for in-flight requests
+        self.stopped = threading.Event()
+        self.grace_s = grace_s
+        try:
+            self.server = create_server(
+                self.app, host=host, port=port, threads=THREADS, backlog=BACKLOG, connection_limit=CONNECTION_LIMIT,
+                channel_timeout=idle_timeout_s, cleanup_interval=max(1, idle_timeout_s // 3),
+                max_request_body_size=LAMBDA_SYNC_PAYLOAD_BYTES,
+                ident="bert2vec-local", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
             )  # fmt: skip
-            with lock:
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self.host = host
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return str(self.server.effective_host), int(self.server.effective_port)
+
+    def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The WSGI application: the request as an HTTP API event through the handler."""
+        if self.draining.is_set():
+            return self._reply(start_response, 503, [("Content-Type", "application/json"), ("Connection", "close")],
+                               b'{"message":"Service Unavailable: the local server is stopping"}')  # fmt: skip
+        with self._state:
+            self._in_flight += 1
+        try:
+            body = environ["wsgi.input"].read() if environ.get("CONTENT_LENGTH") else b""
+            headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+            headers += [(k.replace("_", "-"), environ[k]) for k in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(k)]
+            host_header = environ.get("HTTP_HOST") or f"{self.host}:{self.server_address[1]}"
+            event = http_api_event(
+                environ["REQUEST_METHOD"], environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"), headers, body,
+                host=host_header, source_ip=environ.get("REMOTE_ADDR", ""),
+            )  # fmt: skip
+            with self._lock:
                 try:
-                    out = handler(event, LocalContext("bert2vec-local"))
+                    out = self._handler(event, self._context("bert2vec-local"))
                 except Exception as exc:  # noqa: BLE001 - what API Gateway answers when the function fails
                     print(f"{PROG}: handler raised {type(exc).__name__}: {exc}", file=sys.stderr)
-                    self._send(502, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}')
-                    return
-            self._send(*proxy_response(out))
+                    return self._reply(start_response, 502, [("Content-Type", "application/json")],
+                                       b'{"message":"Internal Server Error"}')  # fmt: skip
+            return self._reply(start_response, *proxy_response(out))
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
 
-        def _send(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-            self.send_response(status)
-            for k, v in headers:
-                if k.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+    @staticmethod
+    def _reply(start_response: Callable[..., Any], status: int, headers: list[tuple[str, str]], data: bytes) -> list[bytes]:
+        kept = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP or k.lower() == "connection"]
+        start_response(f"{status} {reason(status)}", [*kept, ("Content-Length", str(len(data)))])
+        return [data]
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+    def serve(self) -> None:
+        """Serve until :meth:`stop` (or Ctrl-C in :func:`run_serve`); then drain and close."""
+        from waitress import wasyncore
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+        try:
+            while not self.draining.is_set():
+                wasyncore.loop(timeout=0.2, map=self.server._map, count=1)
+        finally:
+            self._drain(wasyncore)
 
+    def stop(self) -> None:
+        """Stop accepting; in-flight requests still finish (thread-safe, also from a signal handler)."""
+        self.draining.set()
+        with contextlib.suppress(Exception):
+            self.server.pull_trigger()
+
+    def _drain(self, wasyncore: Any) -> None:
+        self.draining.set()
+        with contextlib.suppress(OSError):
+            wasyncore.dispatcher.close(self.server)  # the listening socket only: no new connections
+        deadline = time.monotonic() + self.grace_s
+        amap = self.server._map
+        while time.monotonic() < deadline and not self.abort.is_set():
+            with self._state:
+                busy = self._in_flight > 0
+            pending = any(getattr(ch, "total_outbufs_len", 0) or getattr(ch, "requests", None) for ch in amap.values())
+            if not busy and not pending:
+                break
+            wasyncore.loop(timeout=0.05, map=amap, count=1)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(amap)
+        self.stopped.set()
+
+
+HOP_BY_HOP = {"content-length", "connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer",
+              "proxy-authenticate", "proxy-authorization"}  # fmt: skip
+
+
+def reason(status: int) -> str:
     try:
-        return ThreadingHTTPServer((host, port), Handler)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def make_server(handler: Callable[[Any, Any], Any], host: str, port: int, **kw: Any) -> LocalServer:
+    """A local server that turns every request into an HTTP API event for ``handler`` (one at a time)."""
+    return LocalServer(handler, host, port, **kw)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -163,8 +252,19 @@ def run_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     handler = load_cli_handler(args.handler)
     server = make_server(handler, args.host, args.port)
-    host, port = server.server_address[:2]
+    host, port = server.server_address
     shown = f"[{host}]" if ":" in str(host) else host
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():  # a second Ctrl-C: stop waiting for in-flight requests
+            server.abort.set()
+            return
+        interrupted.set()
+        print(f"\n{PROG}: stopping: finishing requests in flight (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        server.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:  # the announcement is inside: a Ctrl-C right after it must still end as "stopped"
         print(
             f"{PROG}: serving {args.handler} at http://{shown}:{port} (ready in {time.perf_counter() - t0:.1f} s; "
@@ -172,10 +272,10 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        server.serve()
     finally:
-        server.server_close()
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        print(f"{PROG}: stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -51,6 +51,19 @@ def bool_field(body: dict[str, Any], key: str, default: bool | None) -> bool | N
     return value
 
 
+def whole_number(value: Any) -> int | None:
+    """``value`` as an integer if it is one — ``384`` or ``384.0`` (JSON has one number type, and
+    some clients serialise whole numbers with a fraction) — else None. Booleans are not numbers.
+    The one rule every route applies to integer fields (``dimensions``, ``stride``, ``top_k``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def check_unicode(text: str, name: str, param: str) -> None:
     """A lone UTF-16 surrogate (JSON ``"\\ud800"`` without its pair) is not a character: no UTF-8
     exists for it, so the model could not read it. 400, like any other undecodable body."""
@@ -66,14 +79,16 @@ def check_unicode(text: str, name: str, param: str) -> None:
         ) from None
 
 
-def texts_field(value: Any, field: str) -> list[str]:
-    """A string or a list of strings, as a list; anything else is a 422 naming the field."""
-    single = isinstance(value, str)
+def texts_field(value: Any, field: str, *, allow_string: bool = True) -> list[str]:
+    """A string or a list of strings, as a list; anything else is a 422 naming the field.
+
+    ``allow_string=False`` for fields documented as lists only (``/encode``'s ``texts``, whose
+    single-string form is the separate ``text``): a string there is a mistake, not one text."""
+    single = isinstance(value, str) and allow_string
     items = [value] if single else value
     if not isinstance(items, list):
-        raise InvalidInputError(
-            f"'{field}' must be a string or a list of strings, got {type(value).__name__}", param=field
-        )
+        kind = "a string or a list of strings" if allow_string else "a list of strings"
+        raise InvalidInputError(f"'{field}' must be {kind}, got {type(value).__name__}", param=field)
     for i, t in enumerate(items):
         name = f"'{field}'" if single else f"'{field}[{i}]'"
         if not isinstance(t, str):

@@ -16,7 +16,7 @@ from typing import Any
 from function.errors import InvalidInputError
 from function.long_text import MODES
 from function.service import Encoded, EncodeRequest
-from function.wire import bool_field, echo, require_object, texts_field
+from function.wire import bool_field, echo, require_object, texts_field, whole_number
 
 
 def long_text_fields(body: dict[str, Any]) -> tuple[str | None, int | None]:
@@ -25,8 +25,10 @@ def long_text_fields(body: dict[str, Any]) -> tuple[str | None, int | None]:
     if mode is not None and mode not in MODES:
         raise InvalidInputError(f"'long_text' must be one of {', '.join(MODES)}, got {echo(mode)}", param="long_text")
     stride = body.get("stride")
-    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)):
-        raise InvalidInputError(f"'stride' must be a whole number of wordpieces, got {echo(stride)}", param="stride")
+    if stride is not None:
+        if whole_number(stride) is None:
+            raise InvalidInputError(f"'stride' must be a whole number of wordpieces, got {echo(stride)}", param="stride")
+        stride = whole_number(stride)
     truncate = body.get("truncate")
     if mode is not None and isinstance(truncate, bool) and truncate != (mode == "truncate"):
         raise InvalidInputError(
@@ -45,7 +47,7 @@ def parse(body: Any) -> EncodeRequest:
         raise InvalidInputError(f"'text' must be a string, got {type(body['text']).__name__}")
     mode, stride = long_text_fields(body)
     return EncodeRequest(
-        texts_field(body[field], field),
+        texts_field(body[field], field, allow_string=field == "text"),
         bool_field(body, "normalize", None),
         bool(bool_field(body, "truncate", True)),
         field,

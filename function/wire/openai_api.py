@@ -14,6 +14,7 @@ client sends it with ``extra_body={"long_text": "chunk"}``; ``stride`` may go wi
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from function.errors import Bert2VecError, InvalidInputError, UnsupportedOptionError
 from function.long_text import check_stride
 from function.service import Encoded, EncodeRequest
-from function.wire import echo, error_message, require_object, texts_field
+from function.wire import echo, error_message, require_object, texts_field, whole_number
 from function.wire.native import long_text_fields
 
 ENCODING_FORMATS = ("float", "base64")
@@ -55,11 +56,12 @@ def parse(body: Any, dimension: int | None = None) -> tuple[EncodeRequest, str]:
         )
     dims = body.get("dimensions")
     if dims is not None:
-        if not isinstance(dims, int) or isinstance(dims, bool):
+        if whole_number(dims) is None:
             raise InvalidInputError(f"'dimensions' must be an integer, got {echo(dims)}", param="dimensions")
+        dims = whole_number(dims)
         if dimension is not None and dims != dimension:
             raise UnsupportedOptionError(
-                f"'dimensions' is {dims}, but this model's vectors have {dimension} dimensions and cannot be "
+                f"'dimensions' is {echo(dims)}, but this model's vectors have {dimension} dimensions and cannot be "
                 f"shortened; omit it or send {dimension}",
                 param="dimensions",
             )
@@ -102,3 +104,15 @@ def error_body(exc: Bert2VecError | None, status: int, *, message: str = "", err
             "code": error_type or (exc.error_type if exc else "error"),
         }
     }
+
+
+def models(name: str, card: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/models``: ``created`` is the export time (Unix seconds) when the card has it."""
+    created = 0
+    exported = card.get("exported_at")
+    if isinstance(exported, str):
+        from datetime import datetime
+
+        with contextlib.suppress(ValueError):
+            created = int(datetime.fromisoformat(exported.replace("Z", "+00:00")).timestamp())
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "bert2vec"}]}

@@ -3,7 +3,8 @@
 
 ``{"inputs": str|[str], "normalize"?: bool, "truncate"?: bool, "truncation_direction"?,
 "prompt_name"?, "dimensions"?, "encoding_format"?}`` (TEI's defaults: normalise, do not truncate)
-→ ``[[float, ...], ...]``. Options this server cannot honour are refused (422), never ignored:
+→ ``[[float, ...], ...]``. Our ``long_text`` / ``stride`` extension works here as on ``/encode``
+(with ``truncate`` it must agree). Options this server cannot honour are refused (422), never ignored:
 there are no prompts, truncation keeps the start of a text (``"right"``), and normalisation is
 baked into the exported model.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 from function.errors import InvalidInputError, UnsupportedOptionError
 from function.service import Encoded, EncodeRequest
-from function.wire import bool_field, echo, require_object, texts_field
+from function.wire import bool_field, echo, require_object, texts_field, whole_number
+from function.wire.native import long_text_fields
 
 TRUNCATION_DIRECTIONS = {"right": "right", "Right": "right", "left": "left", "Left": "left"}
 
@@ -29,12 +31,15 @@ def _inputs(body: dict[str, Any]) -> EncodeRequest:
             "input yourself",
             param="prompt_name",
         )
+    mode, stride = long_text_fields(body)
     return EncodeRequest(
         texts_field(body["inputs"], "inputs"),
         bool_field(body, "normalize", True),
         bool(bool_field(body, "truncate", False)),
         "inputs",
         single=isinstance(body["inputs"], str),
+        long_text=mode,
+        stride=stride,
     )
 
 
@@ -55,7 +60,7 @@ def parse(body: Any, dimension: int | None = None) -> EncodeRequest:
                 param="truncation_direction",
             )
     dims = body.get("dimensions")
-    if dims is not None and (dimension is None or dims != dimension or isinstance(dims, bool)):
+    if dims is not None and (dimension is None or whole_number(dims) != dimension):
         raise UnsupportedOptionError(
             f"'dimensions' {echo(dims)}: this model's vectors have {dimension} dimensions and cannot be "
             "shortened; omit it",
@@ -77,21 +82,32 @@ def render(enc: Encoded) -> list[list[float]]:
 def parse_tokenize(body: Any) -> tuple[EncodeRequest, bool]:
     """``POST /tokenize``: ``{"inputs", "add_special_tokens"?: bool (default true)}``."""
     body = require_object(body)
+    for key in ("long_text", "stride"):
+        if body.get(key) is not None:
+            raise UnsupportedOptionError(f"'{key}' does not apply to /tokenize: it lists the tokens of one window", param=key)
     req = _inputs(body)
     return req, bool(bool_field(body, "add_special_tokens", True))
 
 
 def render_tokenize(
-    ids: list[list[int]], vocab: list[str] | None, special: set[int], add_special_tokens: bool
+    ids: list[list[int]], vocab: list[str] | None, add_special_tokens: bool
 ) -> list[list[dict[str, Any]]]:
     """TEI's ``SimpleToken`` lists. ``start``/``stop`` (character offsets) are ``null``: the exported
-    tokenizer reports ids only (TEI's schema allows ``null`` there)."""
+    tokenizer reports ids only (TEI's schema allows ``null`` there).
 
-    def token(i: int) -> dict[str, Any]:
+    Every packed row is ``[CLS] ... [SEP]``: those two positions are the added special tokens.
+    ``add_special_tokens: false`` drops exactly them — a ``[SEP]`` typed in the text is the text's
+    own token and stays, as Hugging Face's BertTokenizer keeps it (id 102)."""
+
+    def token(i: int, special: bool) -> dict[str, Any]:
         text = vocab[i] if vocab is not None and 0 <= i < len(vocab) else None
-        return {"id": i, "text": text, "special": i in special, "start": None, "stop": None}
+        return {"id": i, "text": text, "special": special, "start": None, "stop": None}
 
-    return [[token(i) for i in row if add_special_tokens or i not in special] for row in ids]
+    out = []
+    for row in ids:
+        inner = [token(i, False) for i in row[1:-1]]
+        out.append([token(row[0], True), *inner, token(row[-1], True)] if add_special_tokens else inner)
+    return out
 
 
 def info(card: dict[str, Any], *, max_texts: int, max_request_tokens: int, max_request_chars: int,

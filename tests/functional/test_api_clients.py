@@ -157,12 +157,23 @@ def test_openai_errors_show_the_message(openai_client) -> None:
         openai_client.embeddings.create(input=["ok", ""], model="bert2vec")
     assert err.value.status_code == 400 and "'input[1]' is empty" in err.value.message
     assert err.value.code == "empty_input" and err.value.param == "input"
-    with pytest.raises(openai.UnprocessableEntityError) as err:
+    # OpenAI answers every invalid request 400: code that catches BadRequestError sees them all
+    with pytest.raises(openai.BadRequestError) as err:
         openai_client.embeddings.create(input=[[40, 4774]], model="bert2vec")
-    assert "check_embedding_ctx_length=False" in err.value.message
-    with pytest.raises(openai.UnprocessableEntityError) as err:
+    assert "check_embedding_ctx_length=False" in err.value.message and err.value.code == "validation"
+    with pytest.raises(openai.BadRequestError) as err:
         openai_client.embeddings.create(input="a", model="bert2vec", dimensions=256)
     assert "384 dimensions" in err.value.message and err.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as err:
+        openai_client.embeddings.create(input="a", model="bert2vec", encoding_format="int8")  # type: ignore[arg-type]
+    assert err.value.param == "encoding_format"
+    with pytest.raises(openai.BadRequestError) as err:
+        openai_client.embeddings.create(input="word " * 300, model="bert2vec", encoding_format="float")
+    assert err.value.code == "text_too_long"
+
+
+def test_openai_models_list_the_served_model(openai_client) -> None:
+    assert [m.id for m in openai_client.models.list()] == ["all-MiniLM-L6-v2"]
 
 
 # ---- LangChain ---------------------------------------------------------------------------------
@@ -177,6 +188,23 @@ def test_langchain_openai_embeddings(url: str, want: np.ndarray) -> None:
     )
     np.testing.assert_allclose(emb.embed_documents(TEXTS), want, atol=ATOL)
     np.testing.assert_allclose(emb.embed_query(TEXTS[1]), want[1], atol=ATOL)
+
+
+def test_langchain_chunk_size_that_fits_the_budget(url: str, default_encoder) -> None:
+    """docs/http-api.md's recipe: LangChain's default chunk_size (1,000 texts per request) sends
+    64 paragraphs of ~900 characters in one request, over the wordpiece budget (413); chunk_size=32
+    always fits (8,192 / 256)."""
+    lc = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
+    import openai
+
+    docs = [f"paragraph {i}: " + "serverless embeddings on lambda " * 28 for i in range(64)]
+    common = dict(model="bert2vec", base_url=f"{url}/v1", api_key="unused", check_embedding_ctx_length=False,
+                  max_retries=0)  # fmt: skip
+    with pytest.raises(openai.APIStatusError) as err:
+        lc.OpenAIEmbeddings(**common).embed_documents(docs)
+    assert err.value.status_code == 413 and err.value.code == "request_too_large"
+    got = lc.OpenAIEmbeddings(**common, chunk_size=32).embed_documents(docs)
+    np.testing.assert_allclose(got, default_encoder.encode(docs).embeddings, atol=ATOL)
 
 
 # ---- huggingface_hub (TEI) ---------------------------------------------------------------------
@@ -228,6 +256,29 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ctrl_c_during_a_request_sends_the_whole_answer_then_exits(default_model_dir: Path) -> None:
+    """Ctrl-C while a request computes: it finishes and is sent whole, then the server exits 130."""
+    srv = Server(default_model_dir)
+    try:
+        assert srv.ready.wait(180) and srv.url, srv.output()
+        texts = [f"paragraph {i} " + "serverless embeddings on lambda " * 40 for i in range(32)]
+        result: dict[str, Any] = {}
+        client = threading.Thread(target=lambda: result.update(out=http("POST", f"{srv.url}/encode", {"texts": texts})))
+        client.start()
+        time.sleep(0.5)  # the request is in the handler (32 x 256 wordpieces take seconds)
+        srv.process.send_signal(signal.SIGINT)
+        client.join(120)
+        status, body, _ = result["out"]
+        assert status == 200 and len(body["vectors"]) == 32
+        assert srv.process.wait(60) == 130
+        time.sleep(0.2)
+        assert "stopped" in srv.output() and "Traceback" not in srv.output()
+    finally:
+        if srv.process.poll() is None:
+            srv.process.kill()
+            srv.process.wait()
 
 
 def test_ctrl_c_exits_130_cleanly(default_model_dir: Path) -> None:

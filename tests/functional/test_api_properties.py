@@ -15,7 +15,8 @@ from tests.conftest import load_event
 
 ROUTES = ["/encode", "/v1/embeddings", "/embed", "/", "/tokenize", "/search", "/info", "/nope"]
 KEYS = ["text", "texts", "input", "inputs", "normalize", "truncate", "encoding_format", "dimensions", "model",
-        "truncation_direction", "prompt_name", "query", "top_k", "filter", "add_special_tokens"]  # fmt: skip
+        "truncation_direction", "prompt_name", "query", "top_k", "filter", "add_special_tokens", "long_text",
+        "stride"]  # fmt: skip
 
 SHORT_TEXT = st.text(min_size=0, max_size=12)  # lone surrogates and control characters included
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), SHORT_TEXT)

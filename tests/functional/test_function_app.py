@@ -144,7 +144,8 @@ def test_event_kind_detection() -> None:
         ("%%% not base64 %%%", True, "is not valid base64"),
         ("=", True, "is not valid base64"),
         ("%%%", True, "is not valid base64"),  # a lenient decoder turns it into b"": "body is empty"
-        (base64.b64encode(b"\xff\xfe not utf-8").decode(), True, "marked base64 but cannot be decoded"),
+        (base64.b64encode(b"\xff\xfe not utf-8").decode(), True, "not UTF-8 text"),
+        (base64.b64encode('{"text": "café"}'.encode("latin-1")).decode(), True, "not UTF-8 text (invalid"),
     ],
 )
 def test_missing_or_undecodable_body_is_400(app_module, lambda_context, body: str, is_b64: bool, fragment: str) -> None:
@@ -212,7 +213,7 @@ def test_echoed_values_are_capped_in_body_and_log(app_module, lambda_context, ca
     huge = "z" * (4 * 1024 * 1024)
     caplog.set_level("INFO")
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": "a", "encoding_format": huge})
-    assert status == 422 and body["error"]["param"] == "encoding_format"
+    assert status == 400 and body["error"]["param"] == "encoding_format"
     assert len(json.dumps(body)) < 600 and "4194304 characters" in body["error"]["message"]
     assert all(len(r.getMessage()) + len(str(r.__dict__.get("error", ""))) < 2_000 for r in caplog.records)
     status, body, _ = post(app_module, lambda_context, "/" + "p" * 100_000, {"inputs": "a"})
@@ -220,13 +221,16 @@ def test_echoed_values_are_capped_in_body_and_log(app_module, lambda_context, ca
 
 
 @pytest.mark.parametrize(
-    ("dimensions", "status"), [(384, 200), (None, 200), (256, 422), (1536, 422), ("384", 422), (True, 422)]
+    ("dimensions", "status"),
+    [(384, 200), (384.0, 200), (None, 200), (256, 400), (1536, 400), ("384", 400), (True, 400), (384.5, 400)],
 )
 def test_openai_dimensions_must_be_the_models(app_module, lambda_context, dimensions, status: int) -> None:
+    """OpenAI answers invalid requests 400 (the openai client's BadRequestError); a whole float is
+    the integer, as on every route."""
     got, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": "a", "dimensions": dimensions})
     assert got == status, body
-    if status == 422:
-        assert body["error"]["param"] == "dimensions"
+    if status == 400:
+        assert body["error"]["param"] == "dimensions" and body["error"]["type"] == "invalid_request_error"
 
 
 @pytest.mark.parametrize(
@@ -284,7 +288,7 @@ def test_openai_takes_2048_inputs_and_null_encoding_format(app_module, lambda_co
 @pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2, 3], [4, 5]]])
 def test_openai_token_arrays_point_to_langchains_setting(app_module, lambda_context, tokens) -> None:
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": tokens, "model": "x"})
-    assert status == 422
+    assert status == 400
     assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == "input"
     assert "check_embedding_ctx_length=False" in body["error"]["message"]
 
@@ -366,3 +370,101 @@ def test_tei_tokenize_uses_the_models_tokenizer(app_module, default_encoder, lam
     long = "word " * 400
     status, body, _ = post(app_module, lambda_context, "/tokenize", {"inputs": long})
     assert len(body[0]) == 256 and body[0][-1]["text"] == "[SEP]"  # what the encoder sees: truncated, [SEP] kept
+
+
+# ---------------------------------------------------------------------------------------------
+# direct invokes, OpenAI conventions, TEI details
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["texts", "inputs"])
+def test_a_direct_invoke_over_6mb_is_the_same_413_object(app_module, lambda_context, monkeypatch, key) -> None:
+    """2,048 one-letter texts: 17 MB as JSON floats. The answer is the error object, not a result
+    the runtime would refuse after all the work."""
+    out = app_module.handler({key: ["a"] * 2048}, lambda_context)
+    assert isinstance(out, dict) and out["status"] == 413 and out["error_type"] == "response_too_large", out
+    assert "S3 bulk path" in out["error"]
+    small = app_module.handler({key: ["a"] * 2}, lambda_context)
+    assert len(small if key == "inputs" else small["vectors"]) == 2
+
+
+def test_openai_models_lists_the_served_model(app_module, lambda_context) -> None:
+    event = load_event("health.json")
+    event["path"] = event["resource"] = "/v1/models"
+    event["requestContext"]["resourcePath"] = event["requestContext"]["path"] = "/v1/models"
+    status, body, _ = call(app_module, event, lambda_context)
+    assert status == 200 and body["object"] == "list"
+    (model,) = body["data"]
+    assert model["id"] == "all-MiniLM-L6-v2" and model["object"] == "model" and model["created"] > 1_700_000_000
+
+
+def test_openai_413_text_fits_v1(app_module, lambda_context) -> None:
+    """Over-long input is refused on /v1 by default, so the 413 must not claim the model reads the start.
+    200 texts of ~900 characters: what LangChain's default chunk_size=1000 sends."""
+    status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": ["word " * 180] * 200})
+    assert (status, body["error"]["code"]) == (413, "request_too_large"), body
+    assert "reads only" not in body["error"]["message"] and "MAX_REQUEST_CHARS" in body["error"]["message"]
+    status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": ["word " * 180] * 100})
+    assert (status, body["error"]["code"]) == (413, "request_too_large"), body
+    message = body["error"]["message"]
+    assert "reads only" not in message and "has that is" not in message
+    assert "would run" in message and "32 texts always fit" in message
+
+
+def test_texts_must_be_a_list_and_text_a_string(app_module, lambda_context) -> None:
+    status, body, _ = post(app_module, lambda_context, "/encode", {"texts": "abc"})
+    assert (status, body["error_type"]) == (422, "validation") and "'texts' must be a list of strings" in body["error"]
+    status, body, _ = post(app_module, lambda_context, "/encode", {"text": "abc"})
+    assert status == 200
+
+
+@pytest.mark.parametrize(("path", "field"), [("/embed", "inputs"), ("/v1/embeddings", "input"), ("/encode", "text")])
+def test_whole_float_integers_are_integers_on_every_route(app_module, lambda_context, path, field) -> None:
+    body: dict[str, Any] = {field: "a " * 400, "long_text": "chunk", "stride": 16.0}
+    if path != "/encode":
+        body["dimensions"] = 384.0
+    status, out, _ = post(app_module, lambda_context, path, body)
+    assert status == 200, out
+    body["stride"] = 16.5
+    status, out, _ = post(app_module, lambda_context, path, body)
+    assert status in (400, 422) and "'stride' must be a whole number" in json.dumps(out)
+
+
+def test_embed_honours_long_text_and_stride(app_module, default_encoder, lambda_context) -> None:
+    from function.long_text import LongTextEncoder
+
+    text = "the quick brown fox jumps over the lazy dog " * 60  # ~540 wordpieces
+    status, got, _ = post(app_module, lambda_context, "/embed", {"inputs": text, "long_text": "chunk", "stride": 8})
+    assert status == 200, got
+    want = LongTextEncoder(default_encoder).encode([text], stride=8).embeddings
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    status, truncated, _ = post(app_module, lambda_context, "/embed", {"inputs": text, "truncate": True})
+    assert status == 200 and not np.allclose(truncated, want, atol=1e-3)  # chunking changed the vector
+    status, err, _ = post(app_module, lambda_context, "/embed", {"inputs": text, "stride": 8})
+    assert (status, err["error_type"]) == (422, "validation") and "'stride' applies only" in err["error"]
+    status, err, _ = post(app_module, lambda_context, "/embed", {"inputs": text, "long_text": "sideways"})
+    assert status == 422 and "'long_text' must be one of" in err["error"]
+
+
+def test_a_huge_number_is_echoed_cut(app_module, lambda_context) -> None:
+    stride = int("9" * 4_000)
+    raw = json.dumps({"text": "a b c", "long_text": "chunk", "stride": stride})
+    status, body, _ = post(app_module, lambda_context, "/encode", raw)
+    assert (status, body["error_type"]) == (422, "validation"), body
+    assert "(4000 characters)" in body["error"] and body["error"].endswith("[SEP])")  # the explanation survives
+
+
+def test_tokenize_keeps_a_literal_special_token_as_bert_tokenizer_does(app_module, default_model_dir,
+                                                                       lambda_context) -> None:  # fmt: skip
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertTokenizerFast(str(default_model_dir / "assets" / "vocab.txt"), do_lower_case=True)
+    for text in ("a [SEP] b", "[CLS] hello [SEP]", "[SEP]"):
+        status, body, _ = post(app_module, lambda_context, "/tokenize", {"inputs": text, "add_special_tokens": False})
+        assert status == 200
+        assert [t["id"] for t in body[0]] == hf(text, add_special_tokens=False)["input_ids"], text
+        assert not any(t["special"] for t in body[0])
+        status, body, _ = post(app_module, lambda_context, "/tokenize", {"inputs": text})
+        assert [t["id"] for t in body[0]] == hf(text)["input_ids"], text
+        assert [t["special"] for t in body[0]][0] and body[0][-1]["special"]
+    status, err, _ = post(app_module, lambda_context, "/tokenize", {"inputs": "a", "long_text": "chunk"})
+    assert (status, err["error_type"]) == (422, "unsupported_option")

@@ -240,7 +240,7 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
     svc = EncodeService(default_encoder, Limits(max_request_tokens=1024))
     text = " ".join(["hello"] * 1000)  # 4 full windows + 1 at stride 32: 5 x 256 > 1024
     assert svc.encode(EncodeRequest([text])).result.truncated[0]  # truncated: 256 wordpieces, fits
-    with pytest.raises(RequestTooLargeError, match=r"that is 1280 wordpieces .*\(each window of 254 wordpieces"):
+    with pytest.raises(RequestTooLargeError, match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents"):
         svc.encode(EncodeRequest([text], long_text="chunk"))
     assert svc.encode(EncodeRequest([" ".join(["hello"] * 600)], long_text="chunk")).chunks.tolist() == [3]
 
@@ -278,7 +278,7 @@ def test_openai_route_refuses_long_input_unless_asked(app_module, lambda_context
 
     text = " ".join(["hello"] * 300)
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": text})
-    assert status == 422 and body["error"]["code"] == "text_too_long" and "302 tokens" in body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == "text_too_long" and "302 tokens" in body["error"]["message"]
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": text, "long_text": "chunk"})
     assert status == 200 and body["usage"]["prompt_tokens"] == 300 + 32 + 4
     status, body, _ = post(app_module, lambda_context, "/v1/embeddings", {"input": text, "long_text": "truncate"})

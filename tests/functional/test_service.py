@@ -6,6 +6,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from function.errors import (
     EmptyInputError,
@@ -17,7 +19,7 @@ from function.errors import (
     TooManyTextsError,
     UnsupportedOptionError,
 )
-from function.service import EncodeService, Limits, check_payload_size
+from function.service import EncodeService, Limits, ModelTokenizer, check_payload_size
 from function.wire import native, openai_api, tei
 
 
@@ -127,7 +129,7 @@ def test_wordpiece_budget_counts_at_most_max_seq_length_per_text(default_encoder
     svc = EncodeService(default_encoder, Limits(max_request_tokens=600))
     long = "word " * 300  # 302 wordpieces, 256 encoded
     assert svc.encode(native.parse({"texts": [long, long]})).result.token_counts.tolist() == [302, 302]
-    with pytest.raises(RequestTooLargeError, match=r"that is 768 wordpieces .* at most 600 .*MAX_REQUEST_TOKENS"):
+    with pytest.raises(RequestTooLargeError, match=r"would run 768 wordpieces .* at most 600 .*MAX_REQUEST_TOKENS"):
         svc.encode(native.parse({"texts": [long, long, long]}))
 
 
@@ -145,7 +147,7 @@ def test_wordpieces_are_counted_by_the_models_tokenizer_only_past_the_bound(defa
 def test_without_the_tokenizer_the_bound_decides(default_encoder, monkeypatch) -> None:
     svc = EncodeService(default_encoder, Limits(max_request_tokens=100))
     monkeypatch.setattr(svc.tokenizer, "_pack", None)
-    with pytest.raises(RequestTooLargeError, match="up to 105 wordpieces"):
+    with pytest.raises(RequestTooLargeError, match="would run up to 105 wordpieces"):
         svc.encode(native.parse({"texts": ["hello world"] * 3}))
 
 
@@ -163,3 +165,94 @@ def test_blank_text_is_refused_before_encoding_when_counted(default_encoder, mon
     monkeypatch.setattr(svc.encoder, "encode", lambda *a, **k: pytest.fail("encoded a request it should refuse"))
     with pytest.raises(EmptyInputError, match=r"'texts\[1\]' has no characters the model can read"):
         svc.encode(native.parse({"texts": ["ok", "\u200b\u200b\u200b"]}))
+
+
+# ---- the budget prices padded batches: the work the model really does ------------------------
+
+# 88 characters each: 260 wordpieces of Hangul jamo (words of <= 29 syllables stay under the
+# tokenizer's 100-character word limit), and 3 wordpieces of "a" + spaces.
+HANGUL_260 = "각" * 29 + " " + "각" * 29 + " " + "각" * 28
+SPACES_3 = "a" + " " * 87
+
+
+def adversarial_mix(groups: int) -> list[str]:
+    """In every 8 texts one of 260 wordpieces and seven of 3: few wordpieces, but sorted by
+    characters every batch pads to 256."""
+    return [HANGUL_260 if i % 8 == 0 else SPACES_3 for i in range(8 * groups)]
+
+
+class RecordingEncoder:
+    """The real encoder; records the padded shape of every batch the graph runs."""
+
+    def __init__(self, encoder) -> None:
+        self._encoder, self.batches = encoder, []
+        real = encoder._run
+
+        def run(texts, fn=None):
+            e, c = real(texts, fn)
+            self.batches.append(len(texts) * min(encoder.max_seq_length, int(c.max())))
+            return e, c
+
+        self.run = run
+
+
+@pytest.fixture
+def recorded(default_encoder, monkeypatch):
+    rec = RecordingEncoder(default_encoder)
+    monkeypatch.setattr(default_encoder, "_run", rec.run)
+    return rec
+
+
+def test_texts_few_in_wordpieces_but_padded_to_the_cap_are_charged_what_they_run(default_encoder, recorded) -> None:
+    assert default_encoder.function("pack") is not None
+    assert ModelTokenizer(default_encoder).counts([HANGUL_260, SPACES_3]).tolist() == [260, 3]
+    texts = adversarial_mix(29)  # 232 texts: 29 x 256 + 203 x 3 = 8,033 wordpieces, within 8,192 per text
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=8192))
+    with pytest.raises(RequestTooLargeError, match=r"would run 8792 wordpieces .* padded to its longest") as err:
+        svc.encode(native.parse({"texts": texts}))  # by wordpieces: 25 x 8 x 3 + 4 x 8 x 256
+    assert "32 texts always fit" in str(err.value)
+    assert recorded.batches == []  # refused before any encoding
+
+
+def test_every_accepted_mix_runs_at_most_the_budget_and_keeps_its_vectors(default_encoder, recorded) -> None:
+    texts = adversarial_mix(6) + ["hello world", "a dog on the beach " * 5]
+    budget = 8 * 256 + 6 * 8 * 3 + 2 * 256  # 2,704: less than these texts padded in character order
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=budget))
+    # Sorted by characters, most of the 7 batches would hold a Hangul text and pad to 256, far over
+    # the budget: it admits the request only because the service batches by the wordpieces it counted.
+    enc = svc.encode(native.parse({"texts": texts}))
+    assert sum(recorded.batches) <= budget, recorded.batches
+    recorded.batches.clear()
+    alone = np.stack([default_encoder.encode([t]).embeddings[0] for t in dict.fromkeys(texts)])
+    by_text = dict(zip(dict.fromkeys(texts), alone, strict=True))
+    np.testing.assert_allclose(enc.vectors, np.stack([by_text[t] for t in texts]), atol=2e-6)
+
+
+def test_the_bound_from_characters_prices_batches_in_character_order(default_encoder, recorded) -> None:
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=8 * 256))
+    svc.tokenizer._pack = None  # no exact counts: the bound alone must still cover the padding
+    with pytest.raises(RequestTooLargeError, match="would run up to"):
+        svc.encode(native.parse({"texts": adversarial_mix(2)}))  # 2 batches x 8 x 256 by characters
+    svc.encode(native.parse({"texts": adversarial_mix(1)}))
+    assert sum(recorded.batches) <= 8 * 256
+
+
+PIECES = [HANGUL_260, SPACES_3, "hello world", "a dog on the beach " * 6, "word " * 300, "각 " * 20]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.sampled_from(range(len(PIECES))), min_size=1, max_size=40),
+       budget=st.sampled_from([512, 1024, 2048, 4096]), exact=st.booleans())  # fmt: skip
+def test_any_accepted_request_runs_at_most_its_budget(default_encoder, recorded, picks, budget, exact) -> None:
+    """Whatever the mix of lengths, and with or without exact counts: refused, or the padded
+    wordpieces the graph really ran are within the budget."""
+    svc = EncodeService(default_encoder, Limits(max_request_tokens=budget))
+    if not exact:
+        svc.tokenizer._pack = None  # the bound from characters alone must cover the padding
+    recorded.batches.clear()
+    try:
+        svc.encode(native.parse({"texts": [PIECES[i] for i in picks]}))
+    except RequestTooLargeError:
+        assert recorded.batches == []
+        return
+    assert 0 < sum(recorded.batches) <= budget, (recorded.batches, budget)

@@ -73,7 +73,7 @@ def test_every_error_type_has_one_http_status() -> None:
     assert len(types) == len(set(types)), "two error classes share an error_type"
     assert set(types) == set(HTTP_STATUS), "HTTP_STATUS and the error classes disagree"
     assert not [c for c in classes if "status" in vars(c)], "statuses belong in routes.HTTP_STATUS only"
-    caller_faults = {t: s for t, s in HTTP_STATUS.items() if t not in ("model_not_found", "model_not_loaded")}
+    caller_faults = {t: s for t, s in HTTP_STATUS.items() if t not in ("model_not_found", "model_not_loaded", "search_unavailable")}
     assert all(400 <= s < 500 for s in caller_faults.values())
 
 
