@@ -370,7 +370,8 @@ def build(prep: Prepared) -> dict[str, Any]:
             os.chmod(parent, 0o755)  # mkdir's mode is masked by the umask
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         signatures = {contract.SIGNATURE_NAME: module.serve, **module.split_serves}
-        signatures.update(long_text.attach(module))  # encode_long / encode_chunks (export/long_text.py)
+        if opts.long_text:
+            signatures.update(long_text.attach(module))  # encode_long / encode_chunks (export/long_text.py)
         for name, function in signatures.items():  # traced one by one: Ctrl-C is honoured in between
             interrupts.checkpoint(f"trace {name}")
             function.get_concrete_function()
@@ -388,6 +389,7 @@ def build(prep: Prepared) -> dict[str, Any]:
             "pooling": pooling,
             "normalize": bool(opts.normalize),
             "precision": opts.precision,
+            "long_text": bool(opts.long_text),
             "max_seq_length": int(max_seq),
             "max_position": int(assembled.max_position),
             "lower_case": assembled.lower_case,

@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bf16: dense layers in bfloat16 — faster on CPUs with AVX-512 BF16/AMX, vectors not bit-exact "
         "(default fp32, exact)",
     )
+    p.add_argument(
+        "--no-long-text",
+        dest="long_text",
+        action="store_false",
+        help="leave out the long-text signatures (long_text=chunk): a faster, smaller load for functions "
+        "that only ever truncate or reject over-long texts",
+    )
     p.add_argument("--force", action="store_true", help="replace DIR if it holds a previous export (and nothing else)")
     p.add_argument("--list", action="store_true", help="print the catalogue (name, handle, vector length) and exit")
     return p
@@ -108,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         max_seq_length=args.max_seq_length,
         force=args.force,
         precision=args.precision,
+        long_text=args.long_text,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("always", ExportWarning)

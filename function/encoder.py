@@ -7,6 +7,7 @@ which adds the vectorhub-style ``Bert2Vec`` facade) all use.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 #: Optional signatures beside ``serving_default`` (same input/outputs): the encoder graph split
 #: into N branches per layer, so that one batch keeps N cores busy (``export.bert_graph``).
 PARTS_SIGNATURE = re.compile(r"serving_parts_(\d+)")
+_log = logging.getLogger(__name__)
 
 
 def pick_parts(available: Sequence[int], cpus: int) -> int:
@@ -69,6 +71,15 @@ class Encoder:
         self._split_fn = split_fn if parts > 1 else None
         self.parts = parts if split_fn is not None else 1
         self.workers = max(1, workers)
+        #: ``fp32`` or ``bf16`` (``bert-export --precision``), and for bf16 whether this CPU
+        #: multiplies bfloat16 natively (None: could not tell). See :meth:`runtime`.
+        self.precision = str(card.get("precision") or "fp32")
+        if self.precision == "bf16":
+            from function.cpu import native_bf16
+
+            self.bf16_native: bool | None = native_bf16()
+        else:
+            self.bf16_native = None
         # Batches run side by side, one per core (TF releases the GIL while executing).
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encode") if self.workers > 1 else None
 
@@ -101,8 +112,28 @@ class Encoder:
         parts = pick_parts(available, workers)
         split_fn = loaded.signatures[f"serving_parts_{parts}"] if parts > 1 else None
         encoder = cls(model_dir, card, fn, workers, split_fn=split_fn, parts=parts)
+        if encoder.bf16_native is False:
+            # Served as exported (the SavedModel holds bfloat16 kernels only): correct vectors,
+            # but oneDNN emulates bfloat16 on this CPU, which is slower than a float32 export.
+            _log.warning(
+                "%s is a bfloat16 export but this CPU has no native bfloat16 (no AVX512_BF16/AMX, "
+                "no Arm BF16): serving it emulated, slower than float32; export with --precision fp32 "
+                "for this hardware",
+                model_dir,
+            )
         encoder._loaded = loaded  # keep variables alive as long as the signature
         return encoder
+
+    @property
+    def runtime(self) -> dict[str, Any]:
+        """What this process runs, beside the card's export settings: reported by ``/model`` and
+        ``/info`` so a deploy can see a bf16 model on a CPU that emulates it."""
+        return {
+            "precision": self.precision,
+            "bf16_native": self.bf16_native,
+            "workers": self.workers,
+            "parts": self.parts,
+        }
 
     @property
     def name(self) -> str:

@@ -127,8 +127,8 @@ class LongTextEncoder:
             raise UnsupportedOptionError(
                 f"model {self.encoder.name} was exported without the long-text signatures "
                 f"({contract.LONG_SIGNATURE_NAME}, {contract.CHUNKS_SIGNATURE_NAME}), so it cannot encode whole "
-                "documents in chunks; re-export it with this version of bert-export (same --model and options) to "
-                'use "long_text": "chunk", or use truncate/reject',
+                "documents in chunks; re-export it with this version of bert-export (same --model and options, "
+                'without --no-long-text) to use "long_text": "chunk", or use truncate/reject',
                 param="long_text",
             )
 

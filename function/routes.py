@@ -218,6 +218,7 @@ class Routes:
         lim = svc.limits
         return tei.info(
             svc.encoder.card,
+            runtime=svc.encoder.runtime,
             max_texts=lim.max_texts,
             max_request_tokens=lim.max_request_tokens,
             max_request_chars=lim.max_request_chars,
@@ -258,7 +259,8 @@ class Routes:
         return 200, {"status": "ok", "model": svc.encoder.name, "dimension": svc.encoder.vector_length}
 
     def model(self) -> dict[str, Any]:
-        return self.service().encoder.card
+        encoder = self.service().encoder
+        return {**encoder.card, "runtime": encoder.runtime}
 
     def register(self, app: ApiGatewayResolver) -> ApiGatewayResolver:
         """Attach every route and error mapping to a Powertools resolver."""

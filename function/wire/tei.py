@@ -111,12 +111,18 @@ def render_tokenize(
 
 
 def info(card: dict[str, Any], *, max_texts: int, max_request_tokens: int, max_request_chars: int,
-         version: str) -> dict[str, Any]:  # fmt: skip
-    """``GET /info``: TEI's fields that apply, plus the exported settings a client cannot change."""
+         version: str, runtime: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``GET /info``: TEI's fields that apply, plus the exported settings a client cannot change.
+
+    ``model_dtype`` is the dense kernels' type as exported; ``bf16_native`` (bf16 exports only) says
+    whether this CPU runs it natively — False means emulated, slower than a float32 export."""
+    runtime = runtime or {}
+    bf16 = (runtime.get("precision") or card.get("precision")) == "bf16"
     return {
         "model_id": card.get("name"),
         "model_sha": card.get("checksum"),
-        "model_dtype": "float32",
+        "model_dtype": "bfloat16" if bf16 else "float32",
+        "bf16_native": runtime.get("bf16_native") if bf16 else None,
         "model_type": {"embedding": {"pooling": card.get("pooling")}},
         "dimension": card.get("vector_length"),
         "pooling": card.get("pooling"),

@@ -49,3 +49,41 @@ def test_unknown_precision_is_a_usage_error(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--precision", "fp8", "--output", str(tmp_path / "m")])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_bf16_dir(tmp_path_factory):
+    from tests.fixtures.tiny_bert import tiny_bert
+
+    return cached_export(tiny_bert(tmp_path_factory.mktemp("tiny") / "ckpt"), precision="bf16")
+
+
+@pytest.mark.parametrize("native", [True, False, None])
+def test_a_bf16_export_says_whether_this_cpu_runs_it_natively(tiny_bf16_dir, native, monkeypatch, caplog) -> None:
+    """The CPU is the one thing a test cannot change here, so its answer is stood in for: on a CPU
+    without native bfloat16 the model still serves (the vectors are right, only slower) with one
+    warning, and ``/model`` and ``/info`` say which precision runs and whether it is emulated."""
+    import function.cpu
+    from function.encoder import Encoder
+    from function.wire import tei
+
+    monkeypatch.setattr(function.cpu, "native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="function.encoder"):
+        enc = Encoder.load(tiny_bf16_dir, workers=1)
+    warnings = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
+    assert len(warnings) == (1 if native is False else 0), warnings
+    if native is False:
+        assert "--precision fp32" in warnings[0]
+    assert enc.runtime["precision"] == "bf16" and enc.runtime["bf16_native"] is native
+    assert enc.encode(["still served"]).embeddings.shape == (1, enc.vector_length)
+    info = tei.info(enc.card, runtime=enc.runtime, max_texts=1, max_request_tokens=1, max_request_chars=1, version="x")
+    assert info["model_dtype"] == "bfloat16" and info["bf16_native"] is native
+
+
+def test_an_fp32_export_reports_float32_and_no_bf16_question(default_encoder) -> None:
+    from function.wire import tei
+
+    assert default_encoder.runtime["precision"] == "fp32" and default_encoder.runtime["bf16_native"] is None
+    info = tei.info(default_encoder.card, runtime=default_encoder.runtime, max_texts=1, max_request_tokens=1,
+                    max_request_chars=1, version="x")  # fmt: skip
+    assert info["model_dtype"] == "float32" and info["bf16_native"] is None
