@@ -154,5 +154,7 @@ class Planner:
         )
         if retryable:
             manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
-        self.store.put_json(layout.bucket, layout.manifest_key, manifest)
+        # Like every manifest: never over a newer version's, nor over this version's finished one
+        # (a duplicate that failed late must not hide what the attempt that won completed).
+        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True)
         return manifest

@@ -63,13 +63,34 @@ class S3Store:
         """Overwrite ``key`` only if it is still the version read (``etag``); else :class:`Conflict`."""
         return self._conditional(bucket, key, data, IfMatch=etag)
 
-    def _conditional(self, bucket: str, key: str, data: dict[str, Any], **condition: str) -> str:
+    def create_or_replace(self, bucket: str, key: str, body: Any, etag: str | None, content_type: str) -> str:
+        """Write ``body`` only if ``key`` is still as read: absent (``etag`` None) or at ``etag``.
+
+        For user-facing results (manifest, errors file) that several versions' finalizers may race
+        to write: the read, then the check that the input is still current, then this write — so a
+        finalizer whose check went stale loses here instead of overwriting a newer version's result."""
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        return self._put(bucket, key, body, content_type, **condition)
+
+    def head_etag(self, bucket: str, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
-            resp = self.client.put_object(
-                Bucket=bucket, Key=key, Body=manifests.dumps(data), ContentType="application/json", **condition
-            )
+            return str(self.client.head_object(Bucket=bucket, Key=key)["ETag"])
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _conditional(self, bucket: str, key: str, data: dict[str, Any], **condition: str) -> str:
+        return self._put(bucket, key, manifests.dumps(data), "application/json", **condition)
+
+    def _put(self, bucket: str, key: str, body: Any, content_type: str, **condition: str) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition)
         except ClientError as exc:
             if is_conflict(exc):
                 raise Conflict(f"s3://{bucket}/{key} was written by another attempt") from exc

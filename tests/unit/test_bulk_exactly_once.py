@@ -91,7 +91,7 @@ def drain(aws: dict[str, Any], eng: Engine, *, times: int = 1) -> int:
 BOUNDARIES: dict[str, tuple[str, Callable[..., bool]]] = {
     "before a part upload": ("upload", lambda path, bucket, key: "/part-" in key),
     "after a part, before the commit": ("create", lambda bucket, key, data: "/_slices/" in key),
-    "after the commit, before the manifest": ("put_json", lambda bucket, key, data: key.endswith(".manifest.json")),
+    "after the commit, before the manifest": ("create_or_replace", lambda bucket, key, *rest: key.endswith(".manifest.json")),
     "before saving progress (hand-off)": ("create", lambda bucket, key, data: "/_progress/" in key),
 }
 
@@ -503,3 +503,80 @@ def test_messages_queued_by_the_previous_release_still_run() -> None:
     assert WorkItem.from_message(item.to_message("incoming/")) == item
     with pytest.raises(ValueError, match="unsupported shard message version"):
         WorkItem.from_message(json.dumps({**old, "v": 99}))
+
+
+# ---- overwritten between the ETag check and the manifest write ------------------------------------
+
+
+def _jsonl(rows: list[str], bad_line: int | None = None) -> bytes:
+    out = [json.dumps({"text": t}) for t in rows]
+    if bad_line is not None:
+        out.insert(bad_line - 1, '{"text": "a line that is not JSON"')
+    return ("\n".join(out) + "\n").encode()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_overwrite_between_the_etag_check_and_the_manifest_write_never_wins(aws, fmt: str) -> None:
+    """v1 passes its "still current?" check, then v2 is uploaded and completes before v1 writes its
+    manifest (and errors file): v1's late writes must not replace v2's, and v1's vectors go."""
+    key = "incoming/late-check.jsonl"
+    v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v1, bad_line=3))
+    old, new = engine(aws, fmt), engine(aws, fmt)
+    real = old.finalizer.still_current
+    fired = {"n": 0}
+
+    def check_then_v2_completes(item: WorkItem) -> bool:
+        answer = real(item)
+        if not fired["n"]:
+            fired["n"] = 1
+            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v2))
+            assert new.handle_object(BUCKET, key, forever).status == "complete"
+        return answer
+
+    old.finalizer.still_current = check_then_v2_completes  # type: ignore[method-assign]
+    outcome = old.handle_object(BUCKET, key, forever)
+    assert fired["n"] and outcome.status is None, outcome  # the old version wrote no manifest
+    assert_exactly_once(aws, key, v2, fmt)
+    m = manifest_of(aws["s3"], key)
+    assert aws["s3"].get_object(Bucket=BUCKET, Key=m["output"]["errors_key"])["Body"].read() == b""
+
+
+def test_a_late_losing_attempt_of_an_old_version_takes_its_vectors_back(aws) -> None:
+    """Two attempts of v1; B completes it. A (late) puts v1's vectors after v2's completion has
+    deleted v1's keys, then loses its commit to B: A must notice v1 is gone and retract them."""
+    import threading
+
+    key = "incoming/late-loser.txt"
+    v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
+    put(aws, key, v1)
+    a, b, new = engine(aws, "s3vectors"), engine(aws, "s3vectors"), engine(aws, "s3vectors")
+    at_state_delete, release = threading.Event(), threading.Event()
+    real_delete = new.store.delete
+
+    def paused_delete(bucket: str, keys: list[str]) -> None:
+        at_state_delete.set()  # v2 has deleted v1's vectors; it is about to forget v1's run state
+        assert release.wait(30)
+        real_delete(bucket, keys)
+
+    new.store.delete = paused_delete  # type: ignore[method-assign]
+    done: dict[str, Any] = {}
+
+    def v2_completes() -> None:
+        done["v2"] = new.handle_object(BUCKET, key, forever)
+
+    def b_then_v2_until_it_deletes() -> None:
+        assert b.handle_object(BUCKET, key, forever).status == "complete"
+        put(aws, key, v2)
+        done["thread"] = threading.Thread(target=v2_completes)
+        done["thread"].start()
+        assert at_state_delete.wait(30)
+
+    once_before(a.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k, b_then_v2_until_it_deletes)
+    try:
+        assert a.handle_object(BUCKET, key, forever).kind == "duplicate"
+    finally:
+        release.set()
+        done["thread"].join(30)
+    assert done["v2"].status == "complete"
+    assert_exactly_once(aws, key, v2, "s3vectors")

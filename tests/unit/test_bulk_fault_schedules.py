@@ -22,7 +22,7 @@ from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, assert_exac
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
 OPS = ["deliver", "duplicate", "concurrent", "delay", "kill", "deadline", "overwrite"]
-STORE_CALLS = ("upload", "create", "replace", "put_json", "read", "get_json", "keys", "body", "delete")
+STORE_CALLS = ("upload", "create", "replace", "create_or_replace", "head_etag", "put_json", "read", "get_json", "keys", "body", "delete")
 
 
 class Killed(BaseException):
