@@ -137,6 +137,8 @@ class Worker:
             if not self._write_once(layout, layout.commit_key(k), commit.to_dict(), None):
                 log.info("s3://%s/%s: slice %d is committed by another attempt; this one (%s) stops", item.bucket,
                          item.key, k, attempt)  # fmt: skip
+                if self.cfg.output_format == "s3vectors":
+                    self._withdraw(item, layout, k, attempt)
                 result.lost = True
                 return
             result.current_slice = None
@@ -149,6 +151,26 @@ class Worker:
                 log.info("s3://%s/%s: handing slices %d.. on before the deadline", item.bucket, item.key, k + 1)
                 return
             k += 1
+
+    def _withdraw(self, item: WorkItem, layout: OutputLayout, k: int, attempt: str) -> None:
+        """This attempt lost slice ``k``: delete the vectors it put that the winning commit does not
+        list (the winner failed the slice, or its lines differ). The same keys the winner committed
+        hold the same vectors and stay. Needed because the manifest may already be written, so its
+        clean-up of uncommitted keys has run before these were put."""
+        from function.bulk.vectors import read_keys
+
+        winner = self.store.get_json(layout.bucket, layout.commit_key(k))
+        committed: set[str] = set()
+        if winner is not None and not winner.get("failed"):
+            for seg in Commit.from_dict(winner).segments:
+                if seg.parts:
+                    committed |= read_keys(self.store.body(layout.bucket, seg.parts[0]))
+        mine: set[str] = set()
+        for key in self.store.keys(layout.bucket, f"{layout.vector_keys_prefix}{k:06d}-"):
+            if f"-{attempt}-" in key:
+                mine |= set((self.store.get_json(layout.bucket, key) or {}).get("keys", []))
+        if mine - committed:
+            self.vector_target(item).delete(mine - committed)
 
     def _write_once(self, layout: OutputLayout, key: str, data: dict[str, Any], read: Stored | None) -> bool:
         """The conditional write of a commit (``read`` None: ``If-None-Match``) or of progress

@@ -580,3 +580,27 @@ def test_a_late_losing_attempt_of_an_old_version_takes_its_vectors_back(aws) -> 
         done["thread"].join(30)
     assert done["v2"].status == "complete"
     assert_exactly_once(aws, key, v2, "s3vectors")
+
+
+def test_a_duplicate_that_loses_to_a_failed_slice_takes_its_vectors_back(aws) -> None:
+    """One copy of the last unfinished shard message gives up on its last receive (its slice is committed
+    failed, the manifest written) while another copy is still encoding it: when that copy puts its
+    vectors and then loses the commit, the index must still hold exactly what the manifest counts."""
+    key = "incoming/given-up.txt"
+    put(aws, key, texts(10))
+    d, f = (engine(aws, "s3vectors", chunk_bytes=64, shard_bytes=64) for _ in range(2))
+    assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
+    items = []
+    while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+        items += [WorkItem.from_message(m["Body"]) for m in msgs]
+    items.sort(key=lambda it: it.first_slice)
+    last, *others = items  # the first shard (one slice, with lines) is the last to finish
+    for it in others:
+        d.run(it, forever)
+    once_before(d.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k,
+                lambda: f.fail(last, "RuntimeError: gave up on the last receive"))  # fmt: skip
+    assert d.run(last, forever).kind == "duplicate"
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == last.first_slice
+    held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
+    assert len(held) == m["counts"]["encoded"] > 0
