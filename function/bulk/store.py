@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.bulk import manifest as manifests
-from function.bulk.aws_errors import is_conflict, is_not_found
+from function.bulk.aws_errors import error_code, is_conflict, is_not_found
+
+CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: tries again before the invocation fails (and is retried)
 
 
 class Conflict(Exception):
@@ -89,13 +91,19 @@ class S3Store:
     def _put(self, bucket: str, key: str, body: Any, content_type: str, **condition: str) -> str:
         from botocore.exceptions import ClientError
 
-        try:
-            resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition)
-        except ClientError as exc:
-            if is_conflict(exc):
-                raise Conflict(f"s3://{bucket}/{key} was written by another attempt") from exc
-            raise
-        return str(resp.get("ETag", ""))
+        for tries_left in range(CONFLICT_RETRIES, -1, -1):
+            if hasattr(body, "seek"):
+                body.seek(0)
+            try:
+                resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition)
+            except ClientError as exc:
+                if is_conflict(exc):
+                    raise Conflict(f"s3://{bucket}/{key} was written by another attempt") from exc
+                if error_code(exc) == "ConditionalRequestConflict" and tries_left:
+                    continue  # nothing was stored; S3 says to try again
+                raise
+            return str(resp.get("ETag", ""))
+        raise AssertionError("unreachable")
 
     # ---- listing and files -------------------------------------------------------------------
     def keys(self, bucket: str, prefix: str) -> list[str]:

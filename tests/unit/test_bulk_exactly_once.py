@@ -604,3 +604,40 @@ def test_a_duplicate_that_loses_to_a_failed_slice_takes_its_vectors_back(aws) ->
     assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == last.first_slice
     held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
     assert len(held) == m["counts"]["encoded"] > 0
+
+
+@pytest.mark.parametrize("what", ["/_slices/", "/_progress/", ".manifest.json"])
+def test_a_conditional_write_answered_409_is_tried_again_not_taken_as_lost(aws, what: str) -> None:
+    """S3 answers a conditional write ``409 ConditionalRequestConflict`` when a conflicting operation
+    ran meanwhile; nothing was stored and AWS says to retry. Taking it for "another attempt won"
+    would leave the slice (or the manifest) to nobody."""
+    from botocore.exceptions import ClientError
+
+    key = "incoming/conflict.txt"
+    lines = texts(40)
+    put(aws, key, lines)
+    eng = engine(aws, chunk_bytes=512)
+    real_put = eng.store.client.put_object
+    hit = {"n": 0}
+
+    def conflict_once(**kwargs: Any) -> Any:
+        if what in kwargs["Key"] and not hit["n"]:
+            hit["n"] = 1  # refused before anything is stored
+            raise ClientError({"Error": {"Code": "ConditionalRequestConflict", "Message": "a conflicting operation"},
+                               "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")  # fmt: skip
+        return real_put(**kwargs)
+
+    eng.store.client = type("Client", (), {})()
+    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
+        setattr(eng.store.client, name, getattr(aws["s3"], name))
+    eng.store.client.put_object = conflict_once
+    budget = {"n": 12 if what == "/_progress/" else 10**9}
+
+    def clock() -> int:
+        budget["n"] -= 1
+        return 10_000_000 if budget["n"] > 0 else 1
+
+    outcome = eng.handle_object(BUCKET, key, clock)
+    assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
+    drain(aws, eng)
+    assert_exactly_once(aws, key, lines, "jsonl")
