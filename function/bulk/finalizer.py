@@ -2,8 +2,9 @@
 
 The manifest is a pure function of the commits (plus, for ``s3vectors``, the cleanup record written
 once per version), so every finalizer of a version — two workers finishing together, a redelivered
-last message — writes identical bytes. It is written only while the input still has the ETag that
-was encoded. For ``s3vectors``, before the manifest:
+last message — writes identical bytes. It (and the errors file) is published only while the input
+still has the ETag that was encoded: read what is there, check the input, write on the condition
+that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors``, before the manifest:
 
 1. the key records of every *other* version of the object are listed (before the ETag check, so
    any version listed is older than the current one), and their keys deleted from the index;
