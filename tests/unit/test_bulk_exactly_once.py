@@ -641,3 +641,23 @@ def test_a_conditional_write_answered_409_is_tried_again_not_taken_as_lost(aws, 
     assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
     drain(aws, eng)
     assert_exactly_once(aws, key, lines, "jsonl")
+
+
+def test_a_duplicate_failing_late_never_hides_the_manifest_another_attempt_completed(aws) -> None:
+    """An upload event and a Batch Operations task for one version run at once; B completes, then
+    A fails (a transient error) and writes its ``retryable`` marker: B's result must stay."""
+    key = "incoming/late-failure.txt"
+    lines = texts(20)
+    put(aws, key, lines)
+    a, b = engine(aws), engine(aws)
+
+    def b_completes_then_a_breaks() -> None:
+        assert b.handle_object(BUCKET, key, forever).status == "complete"
+        raise ConnectionResetError("connection reset by peer")
+
+    once_before(a.store, "create", lambda bucket, k, data: "/_slices/" in k, b_completes_then_a_breaks)
+    with pytest.raises(ConnectionResetError):
+        a.handle_object(BUCKET, key, forever)
+    assert "retryable" not in manifest_of(aws["s3"], key)
+    assert_exactly_once(aws, key, lines, "jsonl")
+    assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A's retry
