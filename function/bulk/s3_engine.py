@@ -159,6 +159,9 @@ class Engine:
             manifest = self.finalizer.finalize(item)
         layout = self.layout(item)
         if manifest is None:
+            if not self.finalizer.still_current(item):  # reads naming a version never see the overwrite
+                return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done,
+                               slices_skipped=result.slices_skipped)  # fmt: skip
             return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done, slices_skipped=result.slices_skipped)
         return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest["status"],
                        counts=manifest["counts"], slices_done=result.slices_done,

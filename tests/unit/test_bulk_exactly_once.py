@@ -661,3 +661,26 @@ def test_a_duplicate_failing_late_never_hides_the_manifest_another_attempt_compl
     assert "retryable" not in manifest_of(aws["s3"], key)
     assert_exactly_once(aws, key, lines, "jsonl")
     assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A's retry
+
+
+def test_a_task_naming_its_version_overwritten_while_it_runs_says_so(aws, monkeypatch) -> None:
+    """Reads that name the version never see the overwrite (no 412): the run reaches its ETag check
+    instead, writes no manifest, and the task's answer must say why — not "the manifest appears"."""
+    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
+    from function.bulk_app import batch_operations
+
+    s3 = aws["s3"]
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/versioned.txt"
+    v1 = s3.put_object(Bucket=BUCKET, Key=key, Body=lines_of(texts(30, "v1 ")))["VersionId"]
+    eng, new = engine(aws, "s3vectors", chunk_bytes=256), engine(aws, "s3vectors")
+    v2 = texts(4, "v2 ")
+
+    def v2_arrives_and_completes() -> None:
+        put(aws, key, v2)
+        assert new.handle_object(BUCKET, key, forever).status == "complete"
+
+    once_before(eng.store, "create", lambda b, k, d: k.endswith("_slices/000000.json"), v2_arrives_and_completes)
+    (r,) = batch_operations(_task(key, v1), None, eng)["results"]
+    assert r["resultCode"] == "Succeeded" and "changed while it was read" in r["resultString"], r
+    assert_exactly_once(aws, key, v2, "s3vectors")
