@@ -107,9 +107,12 @@ class Worker:
             committed = self.store.get_json(layout.bucket, layout.commit_key(k))
             if committed is not None:
                 result.slices_skipped += 1
-                line = committed.get("next_line") or line
                 if committed.get("final"):
                     return
+                if committed.get("next_line"):
+                    line = committed["next_line"]
+                elif item.unit == "bytes":  # a slice committed failed says nowhere where it ended
+                    (line,) = self.source(item).first_lines([(k + 1) * item.slice_size])
                 k += 1
                 continue
             stored = self.store.read(layout.bucket, layout.progress_key(k))

@@ -684,3 +684,31 @@ def test_a_task_naming_its_version_overwritten_while_it_runs_says_so(aws, monkey
     (r,) = batch_operations(_task(key, v1), None, eng)["results"]
     assert r["resultCode"] == "Succeeded" and "changed while it was read" in r["resultString"], r
     assert_exactly_once(aws, key, v2, "s3vectors")
+
+
+def test_a_duplicate_skipping_a_slice_failed_by_its_twin_numbers_the_next_lines_right(aws) -> None:
+    """One copy of a shard message gives its first slice up (committed failed, the rest re-queued);
+    a second copy of the same message then skips that slice: the lines after it keep their numbers."""
+    key = "incoming/renumber.txt"
+    lines = texts(30)
+    put(aws, key, lines)
+    d, f = (engine(aws, chunk_bytes=64, shard_bytes=256) for _ in range(2))
+    assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
+    msgs = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    items = sorted((WorkItem.from_message(m["Body"]) for m in msgs), key=lambda it: it.first_slice)
+    for m in msgs:
+        aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    first = items[0]
+    assert first.end_slice is not None and first.end_slice > 1
+    assert f.fail(first, "RuntimeError: gave up on the last receive") is None  # slices 1.. re-queued
+    for it in items:
+        d.run(it, forever)  # the twin copy of the first shard, and the other shards
+    drain(aws, d)
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete"
+    from tests.bulk_support import hash_vector, output_rows
+
+    rows = output_rows(aws["s3"], m)
+    assert rows and len({r[1] for r in rows}) == len(rows) == m["counts"]["encoded"]
+    for _, line, vec in rows:
+        assert (vec == hash_vector(lines[line - 1])).all(), f"line {line} carries another line's vector"
