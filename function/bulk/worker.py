@@ -131,6 +131,11 @@ class Worker:
                 if not self._write_once(layout, layout.progress_key(k), progress.to_dict(), stored):
                     log.info("s3://%s/%s: slice %d moved on in another attempt; this one (%s) stops", item.bucket,
                              item.key, k, attempt)  # fmt: skip
+                    if self.cfg.output_format == "s3vectors" and self.store.get_json(layout.bucket,
+                                                                                     layout.commit_key(k)):  # fmt: skip
+                        # Already committed (maybe failed, the manifest maybe written): no later clean-up
+                        # is sure to come. Uncommitted yet: the completion's clean-up will see our record.
+                        self._withdraw(item, layout, k, attempt)
                     result.lost = True
                     return
                 result.handoff = replace(item, first_slice=k, first_line=progress.next_line, hops=item.hops + 1)

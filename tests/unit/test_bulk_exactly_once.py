@@ -712,3 +712,39 @@ def test_a_duplicate_skipping_a_slice_failed_by_its_twin_numbers_the_next_lines_
     assert rows and len({r[1] for r in rows}) == len(rows) == m["counts"]["encoded"]
     for _, line, vec in rows:
         assert (vec == hash_vector(lines[line - 1])).all(), f"line {line} carries another line's vector"
+
+
+def test_a_duplicate_that_loses_a_progress_write_after_the_slice_failed_takes_its_vectors_back(aws) -> None:
+    """L and X resume one slice from the same progress; X saves first and hands on, and its
+    hand-off gives the slice up on its last receive (committed failed, manifest written). Only then
+    does L put its vectors, and lose its progress write: they must not stay in the index."""
+    key = "incoming/stale-progress.txt"
+    put(aws, key, texts(30))
+    p, x, lo, f = (engine(aws, "s3vectors", chunk_bytes=128, shard_bytes=128) for _ in range(4))
+    assert p.handle_object(BUCKET, key, forever).kind == "fanned_out"
+
+    def take_all() -> list[WorkItem]:
+        found = []
+        while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+            for m in msgs:
+                found.append(WorkItem.from_message(m["Body"]))
+                aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+        return sorted(found, key=lambda it: it.first_slice)
+
+    first, *others = take_all()
+    for it in others:
+        p.run(it, forever)
+    p.run(first, lambda: 1)  # one line, progress saved, handed on
+    (resumed,) = take_all()
+
+    def x_moves_on_and_its_hand_off_gives_up() -> None:
+        x.run(resumed, lambda: 1)  # the next line; progress replaced, handed on
+        (again,) = take_all()
+        f.fail(again, "RuntimeError: gave up on the last receive")  # slice 0 failed, manifest written
+
+    once_before(lo.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k, x_moves_on_and_its_hand_off_gives_up)
+    assert lo.run(resumed, lambda: 1).kind == "duplicate"
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == 0
+    held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
+    assert len(held) == m["counts"]["encoded"] > 0
