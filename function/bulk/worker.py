@@ -9,8 +9,10 @@ encode one segment into parts whose keys carry this attempt's id, then either
   segments (hence which parts) count.
 
 A conditional write that loses means another attempt owns the slice: this one stops and its parts
-stay uncommitted (deleted when the object's manifest is written). So a duplicate, a late attempt or
-a retry after a hand-off can never change committed output.
+stay uncommitted (deleted when the object's manifest is written); for ``s3vectors``, once the
+slice is committed, it deletes the vectors it put that the commit does not list (the manifest may
+already be written, its clean-up done). So a duplicate, a late attempt or a retry after a hand-off
+can never change committed output.
 """
 
 from __future__ import annotations
