@@ -516,27 +516,30 @@ def _jsonl(rows: list[str], bad_line: int | None = None) -> bytes:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_an_overwrite_between_the_etag_check_and_the_manifest_write_never_wins(aws, fmt: str) -> None:
-    """v1 passes its "still current?" check, then v2 is uploaded and completes before v1 writes its
-    manifest (and errors file): v1's late writes must not replace v2's, and v1's vectors go."""
+@pytest.mark.parametrize("check", [1, 2])
+def test_an_overwrite_between_the_etag_check_and_the_manifest_write_never_wins(aws, fmt: str, check: int) -> None:
+    """v1 passes an "is the input still at my ETag?" check — the one before the index clean-up (1),
+    or the one right before the conditional manifest write (2) — then v2 is uploaded and completes
+    before v1 writes its manifest and errors file: v1's writes must lose, and v1's vectors go."""
     key = "incoming/late-check.jsonl"
     v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
     aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v1, bad_line=3))
     old, new = engine(aws, fmt), engine(aws, fmt)
-    real = old.finalizer.still_current
-    fired = {"n": 0}
+    real = old.finalizer._is_at
+    calls = {"n": 0}
 
-    def check_then_v2_completes(item: WorkItem) -> bool:
-        answer = real(item)
-        if not fired["n"]:
-            fired["n"] = 1
+    def check_then_v2_completes(bucket: str, k: str, etag: str) -> bool:
+        answer = real(bucket, k, etag)
+        calls["n"] += 1
+        if calls["n"] == check:
+            assert answer
             aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v2))
             assert new.handle_object(BUCKET, key, forever).status == "complete"
         return answer
 
-    old.finalizer.still_current = check_then_v2_completes  # type: ignore[method-assign]
+    old.finalizer._is_at = check_then_v2_completes  # type: ignore[method-assign]
     outcome = old.handle_object(BUCKET, key, forever)
-    assert fired["n"] and outcome.status is None, outcome  # the old version wrote no manifest
+    assert calls["n"] > check and outcome.status is None, outcome  # the old version wrote no manifest
     assert_exactly_once(aws, key, v2, fmt)
     m = manifest_of(aws["s3"], key)
     assert aws["s3"].get_object(Bucket=BUCKET, Key=m["output"]["errors_key"])["Body"].read() == b""
