@@ -94,6 +94,10 @@ class Planner:
         try:
             return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id)
         except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
+                log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
+                            key, etag)  # fmt: skip
+                return Outcome(Kind.CHANGED, key)
             log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
             self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True)
             raise

@@ -751,3 +751,15 @@ def test_a_duplicate_that_loses_a_progress_write_after_the_slice_failed_takes_it
     assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == 0
     held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
     assert len(held) == m["counts"]["encoded"] > 0
+
+
+def test_an_overwrite_between_the_planners_head_and_its_first_read_is_changed_not_an_error(aws) -> None:
+    key = "incoming/planning.txt"
+    put(aws, key, texts(5, "v1 "))
+    eng = engine(aws)
+    v2 = texts(3, "v2 ")
+    once_before(eng.store, "get_json", lambda bucket, k: k.endswith(".manifest.json"), lambda: put(aws, key, v2))
+    assert eng.handle_object(BUCKET, key, forever).kind == "changed"  # not a retryable failure
+    assert manifest_bytes(aws["s3"], key) is None
+    assert eng.handle_object(BUCKET, key, forever).status == "complete"  # v2's own event
+    assert_exactly_once(aws, key, v2, "jsonl")
