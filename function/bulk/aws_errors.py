@@ -30,11 +30,13 @@ CONFLICT_CODES = frozenset({"PreconditionFailed", "412"})
 
 def error_code(exc: BaseException) -> str:
     """The service's error code of a botocore ``ClientError`` (``""`` for anything else)."""
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    response = getattr(exc, "response", None)  # some botocore errors carry ``response = None``
+    return str((response if isinstance(response, dict) else {}).get("Error", {}).get("Code", ""))
 
 
 def http_status(exc: BaseException) -> int:
-    meta: dict[str, Any] = getattr(exc, "response", {}).get("ResponseMetadata", {})
+    response = getattr(exc, "response", None)
+    meta: dict[str, Any] = (response if isinstance(response, dict) else {}).get("ResponseMetadata", {})
     return int(meta.get("HTTPStatusCode") or 0)
 
 
