@@ -18,21 +18,25 @@ TRANSIENT_CODES = frozenset({
     "ThrottlingException", "ThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
     "RequestThrottled", "RequestThrottledException", "RequestTimeout", "RequestTimeoutException",
     "RequestTimeTooSkewed", "PriorRequestNotComplete", "InternalServerException", "InternalFailure",
-    "EC2ThrottledException", "KMSThrottlingException", "OperationAborted",
+    "EC2ThrottledException", "KMSThrottlingException", "OperationAborted", "ConditionalRequestConflict",
     "500", "502", "503", "504",
 })  # fmt: skip
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 DENIED_CODES = frozenset({"403", "AccessDenied"})
-CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+# 412 only: a conditional write that lost. S3's 409 ConditionalRequestConflict means a conflicting
+# operation ran meanwhile and nothing was stored ("retry the request"): transient, not a lost race.
+CONFLICT_CODES = frozenset({"PreconditionFailed", "412"})
 
 
 def error_code(exc: BaseException) -> str:
     """The service's error code of a botocore ``ClientError`` (``""`` for anything else)."""
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    response = getattr(exc, "response", None)  # some botocore errors carry ``response = None``
+    return str((response if isinstance(response, dict) else {}).get("Error", {}).get("Code", ""))
 
 
 def http_status(exc: BaseException) -> int:
-    meta: dict[str, Any] = getattr(exc, "response", {}).get("ResponseMetadata", {})
+    response = getattr(exc, "response", None)
+    meta: dict[str, Any] = (response if isinstance(response, dict) else {}).get("ResponseMetadata", {})
     return int(meta.get("HTTPStatusCode") or 0)
 
 

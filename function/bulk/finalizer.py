@@ -2,8 +2,9 @@
 
 The manifest is a pure function of the commits (plus, for ``s3vectors``, the cleanup record written
 once per version), so every finalizer of a version — two workers finishing together, a redelivered
-last message — writes identical bytes. It is written only while the input still has the ETag that
-was encoded. For ``s3vectors``, before the manifest:
+last message — writes identical bytes. It (and the errors file) is published only while the input
+still has the ETag that was encoded: read what is there, check the input, write on the condition
+that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors``, before the manifest:
 
 1. the key records of every *other* version of the object are listed (before the ETag check, so
    any version listed is older than the current one), and their keys deleted from the index;
@@ -33,6 +34,7 @@ from function.bulk.worker import Worker
 from function.encoder import Encoder
 
 log = logging.getLogger("bert2vec.bulk")
+PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
 
 
 class Finalizer:
@@ -89,53 +91,104 @@ class Finalizer:
                 counts.add(Counts(**c.counts))
         failed = [{"chunk": c.slice, "error": c.error} for c in ordered if c.failed]
         read_errors = [c.read_error for c in ordered if c.read_error]
-        self._merge_errors(layout, ordered)
-        parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
-        stale = self._clean_index(item, layout, older, parts) if vectors else None
-        status = manifests.status_of(counts, len(failed), len(ordered))
-        if read_errors and status == "complete":
-            status = "incomplete" if counts.lines_read else "failed"
-        errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
-        manifest = manifests.build(
-            status=status,
-            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                   "format": {"kind": item.kind, "gzip": item.gzip},
-                   **({"version_id": item.version_id} if item.version_id else {})},
-            model_card=self.encoder.card,
-            output={
-                "bucket": layout.bucket,
-                "format": self.cfg.output_format,
-                "parts": parts,
-                "errors_key": layout.errors_key,
-                **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
-                                             "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
-            },
-            counts=counts,
-            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
-            timings={
-                "started_at": min((c.started_at or c.finished_at) for c in ordered),
-                "finished_at": max(c.finished_at for c in ordered),
-                "encode_seconds": round(counts.encode_seconds, 3),
-            },
-            error="; ".join(errors)[:4000] if errors else None,
-        )  # fmt: skip
-        self.store.put_json(layout.bucket, layout.manifest_key, manifest)
+        from botocore.exceptions import ClientError
+
+        with tempfile.TemporaryFile() as errors_file:
+            try:
+                self._merge_errors(layout, ordered, errors_file)
+            except ClientError as exc:  # a newer version's completion removed this version's state
+                if is_not_found(exc) and not self.still_current(item):
+                    if vectors:
+                        self.retract(item)
+                    return None
+                raise
+            parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
+            stale = self._clean_index(item, layout, older, parts) if vectors else None
+            status = manifests.status_of(counts, len(failed), len(ordered))
+            if read_errors and status == "complete":
+                status = "incomplete" if counts.lines_read else "failed"
+            errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
+            manifest = manifests.build(
+                status=status,
+                input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
+                       "format": {"kind": item.kind, "gzip": item.gzip},
+                       **({"version_id": item.version_id} if item.version_id else {})},
+                model_card=self.encoder.card,
+                output={
+                    "bucket": layout.bucket,
+                    "format": self.cfg.output_format,
+                    "parts": parts,
+                    "errors_key": layout.errors_key,
+                    **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
+                                                 "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
+                },
+                counts=counts,
+                chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
+                timings={
+                    "started_at": min((c.started_at or c.finished_at) for c in ordered),
+                    "finished_at": max(c.finished_at for c in ordered),
+                    "encode_seconds": round(counts.encode_seconds, 3),
+                },
+                error="; ".join(errors)[:4000] if errors else None,
+            )  # fmt: skip
+            if not self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file):
+                if vectors:
+                    self.retract(item)
+                return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         self._drop_uncommitted(layout, ordered)
         return manifest
 
+    def publish(
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
+        errors_file: Any | None = None, *, keep_finished: bool = False,
+    ) -> bool:  # fmt: skip
+        """Write the manifest (and the errors file) only while the input is still at ``etag``.
+
+        Read what is there, *then* check the input, then write on the condition that nothing
+        changed since the read: a newer version's finalizer that wrote in between (its upload came
+        after our check) makes our write lose, so a stale check can never overwrite a newer
+        version's result. A result already equal to ours counts as written (a redelivery).
+        ``keep_finished``: never replace a finished manifest of this same version (a retry marker
+        must not hide a result another attempt completed). False when this version lost."""
+        body = manifests.dumps(manifest)
+        for _ in range(PUBLISH_TRIES):
+            there = self.store.read(layout.bucket, layout.manifest_key)
+            if there is not None and manifests.dumps(there.data) == body:
+                return True
+            if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
+                    and not there.data.get("retryable"):  # fmt: skip
+                return False
+            errors_etag = self.store.head_etag(layout.bucket, layout.errors_key) if errors_file is not None else None
+            if etag and not self._is_at(bucket, key, etag):
+                return False
+            try:
+                if errors_file is not None:
+                    errors_file.seek(0)
+                    self.store.create_or_replace(layout.bucket, layout.errors_key, errors_file, errors_etag,
+                                                 "application/x-ndjson")  # fmt: skip
+                self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
+                                             None if there is None else there.etag, "application/json")  # fmt: skip
+                return True
+            except Conflict:
+                continue  # someone wrote in between: look again (we lose if the input moved on)
+        raise RuntimeError(f"s3://{layout.bucket}/{layout.manifest_key} kept changing under {PUBLISH_TRIES} tries")
+
     def still_current(self, item: WorkItem) -> bool:
+        return self._is_at(item.bucket, item.key, item.etag)
+
+    def _is_at(self, bucket: str, key: str, etag: str) -> bool:
         from botocore.exceptions import ClientError
 
         try:
-            current = self.store.client.head_object(Bucket=item.bucket, Key=item.key)["ETag"].strip('"')
+            current = self.store.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
         except ClientError as exc:
             if is_not_found(exc) or is_denied(exc):
                 return True  # deleted since: what we encoded is still the last version there was
             raise
-        if current != item.etag:
+        if current != etag:
             log.warning("s3://%s/%s was overwritten (etag %s -> %s): not writing the old version's manifest",
-                        item.bucket, item.key, item.etag, current)  # fmt: skip
+                        bucket, key, etag, current)  # fmt: skip
             return False
         return True
 
@@ -195,17 +248,14 @@ class Finalizer:
         return self.worker.vector_target(item).delete(keys)
 
     # ---- files -------------------------------------------------------------------------------
-    def _merge_errors(self, layout: OutputLayout, ordered: list[Commit]) -> None:
-        """``<key>.errors.jsonl``: every rejected line in line order (empty when none)."""
-        with tempfile.TemporaryFile() as out:
-            for c in ordered:
-                for seg in c.segments:
-                    if seg.errors_key:
-                        body = self.store.client.get_object(Bucket=layout.bucket, Key=seg.errors_key)["Body"]
-                        for chunk in iter(lambda b=body: b.read(1 << 20), b""):
-                            out.write(chunk)
-            out.seek(0)
-            self.store.client.upload_fileobj(out, layout.bucket, layout.errors_key)
+    def _merge_errors(self, layout: OutputLayout, ordered: list[Commit], out: Any) -> None:
+        """``<key>.errors.jsonl``'s content into ``out``: every rejected line in line order (empty when none)."""
+        for c in ordered:
+            for seg in c.segments:
+                if seg.errors_key:
+                    body = self.store.client.get_object(Bucket=layout.bucket, Key=seg.errors_key)["Body"]
+                    for chunk in iter(lambda b=body: b.read(1 << 20), b""):
+                        out.write(chunk)
 
     def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
         """Parts and error files of attempts that lost: nothing lists them, so they go."""

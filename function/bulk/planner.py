@@ -94,6 +94,10 @@ class Planner:
         try:
             return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id)
         except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
+                log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
+                            key, etag)  # fmt: skip
+                return Outcome(Kind.CHANGED, key)
             log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
             self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True)
             raise
@@ -154,5 +158,7 @@ class Planner:
         )
         if retryable:
             manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
-        self.store.put_json(layout.bucket, layout.manifest_key, manifest)
+        # Like every manifest: never over a newer version's, nor over this version's finished one
+        # (a duplicate that failed late must not hide what the attempt that won completed).
+        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True)
         return manifest

@@ -137,6 +137,10 @@ class Engine:
             self._stuck[(item.key, item.etag, item.first_slice)] = result.current_slice or item.first_slice
             raise
         if result.lost:
+            if self.cfg.output_format == "s3vectors" and not self.finalizer.still_current(item):
+                # It may have put its vectors after the newer version's completion deleted this
+                # version's keys; the attempt it lost to cannot know that. Take them back.
+                self.finalizer.retract(item)
             return Outcome(Kind.DUPLICATE, item.key, "another attempt owns this work", slices_done=result.slices_done,
                            slices_skipped=result.slices_skipped)  # fmt: skip
         if result.handoff is not None:
@@ -155,6 +159,9 @@ class Engine:
             manifest = self.finalizer.finalize(item)
         layout = self.layout(item)
         if manifest is None:
+            if not self.finalizer.still_current(item):  # reads naming a version never see the overwrite
+                return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done,
+                               slices_skipped=result.slices_skipped)  # fmt: skip
             return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done, slices_skipped=result.slices_skipped)
         return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest["status"],
                        counts=manifest["counts"], slices_done=result.slices_done,

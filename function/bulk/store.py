@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.bulk import manifest as manifests
-from function.bulk.aws_errors import is_conflict, is_not_found
+from function.bulk.aws_errors import error_code, is_conflict, is_not_found
+
+CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: tries again before the invocation fails (and is retried)
 
 
 class Conflict(Exception):
@@ -63,18 +65,45 @@ class S3Store:
         """Overwrite ``key`` only if it is still the version read (``etag``); else :class:`Conflict`."""
         return self._conditional(bucket, key, data, IfMatch=etag)
 
-    def _conditional(self, bucket: str, key: str, data: dict[str, Any], **condition: str) -> str:
+    def create_or_replace(self, bucket: str, key: str, body: Any, etag: str | None, content_type: str) -> str:
+        """Write ``body`` only if ``key`` is still as read: absent (``etag`` None) or at ``etag``.
+
+        For user-facing results (manifest, errors file) that several versions' finalizers may race
+        to write: the read, then the check that the input is still current, then this write — so a
+        finalizer whose check went stale loses here instead of overwriting a newer version's result."""
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        return self._put(bucket, key, body, content_type, **condition)
+
+    def head_etag(self, bucket: str, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
-            resp = self.client.put_object(
-                Bucket=bucket, Key=key, Body=manifests.dumps(data), ContentType="application/json", **condition
-            )
+            return str(self.client.head_object(Bucket=bucket, Key=key)["ETag"])
         except ClientError as exc:
-            if is_conflict(exc):
-                raise Conflict(f"s3://{bucket}/{key} was written by another attempt") from exc
+            if is_not_found(exc):
+                return None
             raise
-        return str(resp.get("ETag", ""))
+
+    def _conditional(self, bucket: str, key: str, data: dict[str, Any], **condition: str) -> str:
+        return self._put(bucket, key, manifests.dumps(data), "application/json", **condition)
+
+    def _put(self, bucket: str, key: str, body: Any, content_type: str, **condition: str) -> str:
+        from botocore.exceptions import ClientError
+
+        for tries_left in range(CONFLICT_RETRIES, -1, -1):
+            if hasattr(body, "seek"):
+                body.seek(0)
+            try:
+                resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition)
+            except ClientError as exc:
+                if is_conflict(exc):
+                    raise Conflict(f"s3://{bucket}/{key} was written by another attempt") from exc
+                if error_code(exc) == "ConditionalRequestConflict" and tries_left:
+                    continue  # nothing was stored; S3 says to try again
+                raise
+            return str(resp.get("ETag", ""))
+        raise AssertionError("unreachable")
 
     # ---- listing and files -------------------------------------------------------------------
     def keys(self, bucket: str, prefix: str) -> list[str]:

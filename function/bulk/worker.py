@@ -9,8 +9,10 @@ encode one segment into parts whose keys carry this attempt's id, then either
   segments (hence which parts) count.
 
 A conditional write that loses means another attempt owns the slice: this one stops and its parts
-stay uncommitted (deleted when the object's manifest is written). So a duplicate, a late attempt or
-a retry after a hand-off can never change committed output.
+stay uncommitted (deleted when the object's manifest is written); for ``s3vectors``, once the
+slice is committed, it deletes the vectors it put that the commit does not list (the manifest may
+already be written, its clean-up done). So a duplicate, a late attempt or a retry after a hand-off
+can never change committed output.
 """
 
 from __future__ import annotations
@@ -107,9 +109,12 @@ class Worker:
             committed = self.store.get_json(layout.bucket, layout.commit_key(k))
             if committed is not None:
                 result.slices_skipped += 1
-                line = committed.get("next_line") or line
                 if committed.get("final"):
                     return
+                if committed.get("next_line"):
+                    line = committed["next_line"]
+                elif item.unit == "bytes":  # a slice committed failed says nowhere where it ended
+                    (line,) = self.source(item).first_lines([(k + 1) * item.slice_size])
                 k += 1
                 continue
             stored = self.store.read(layout.bucket, layout.progress_key(k))
@@ -128,6 +133,11 @@ class Worker:
                 if not self._write_once(layout, layout.progress_key(k), progress.to_dict(), stored):
                     log.info("s3://%s/%s: slice %d moved on in another attempt; this one (%s) stops", item.bucket,
                              item.key, k, attempt)  # fmt: skip
+                    if self.cfg.output_format == "s3vectors" and self.store.get_json(layout.bucket,
+                                                                                     layout.commit_key(k)):  # fmt: skip
+                        # Already committed (maybe failed, the manifest maybe written): no later clean-up
+                        # is sure to come. Uncommitted yet: the completion's clean-up will see our record.
+                        self._withdraw(item, layout, k, attempt)
                     result.lost = True
                     return
                 result.handoff = replace(item, first_slice=k, first_line=progress.next_line, hops=item.hops + 1)
@@ -137,6 +147,8 @@ class Worker:
             if not self._write_once(layout, layout.commit_key(k), commit.to_dict(), None):
                 log.info("s3://%s/%s: slice %d is committed by another attempt; this one (%s) stops", item.bucket,
                          item.key, k, attempt)  # fmt: skip
+                if self.cfg.output_format == "s3vectors":
+                    self._withdraw(item, layout, k, attempt)
                 result.lost = True
                 return
             result.current_slice = None
@@ -149,6 +161,26 @@ class Worker:
                 log.info("s3://%s/%s: handing slices %d.. on before the deadline", item.bucket, item.key, k + 1)
                 return
             k += 1
+
+    def _withdraw(self, item: WorkItem, layout: OutputLayout, k: int, attempt: str) -> None:
+        """This attempt lost slice ``k``: delete the vectors it put that the winning commit does not
+        list (the winner failed the slice, or its lines differ). The same keys the winner committed
+        hold the same vectors and stay. Needed because the manifest may already be written, so its
+        clean-up of uncommitted keys has run before these were put."""
+        from function.bulk.vectors import read_keys
+
+        winner = self.store.get_json(layout.bucket, layout.commit_key(k))
+        committed: set[str] = set()
+        if winner is not None and not winner.get("failed"):
+            for seg in Commit.from_dict(winner).segments:
+                if seg.parts:
+                    committed |= read_keys(self.store.body(layout.bucket, seg.parts[0]))
+        mine: set[str] = set()
+        for key in self.store.keys(layout.bucket, f"{layout.vector_keys_prefix}{k:06d}-"):
+            if f"-{attempt}-" in key:
+                mine |= set((self.store.get_json(layout.bucket, key) or {}).get("keys", []))
+        if mine - committed:
+            self.vector_target(item).delete(mine - committed)
 
     def _write_once(self, layout: OutputLayout, key: str, data: dict[str, Any], read: Stored | None) -> bool:
         """The conditional write of a commit (``read`` None: ``If-None-Match``) or of progress

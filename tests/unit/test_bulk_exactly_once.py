@@ -91,7 +91,7 @@ def drain(aws: dict[str, Any], eng: Engine, *, times: int = 1) -> int:
 BOUNDARIES: dict[str, tuple[str, Callable[..., bool]]] = {
     "before a part upload": ("upload", lambda path, bucket, key: "/part-" in key),
     "after a part, before the commit": ("create", lambda bucket, key, data: "/_slices/" in key),
-    "after the commit, before the manifest": ("put_json", lambda bucket, key, data: key.endswith(".manifest.json")),
+    "after the commit, before the manifest": ("create_or_replace", lambda bucket, key, *rest: key.endswith(".manifest.json")),
     "before saving progress (hand-off)": ("create", lambda bucket, key, data: "/_progress/" in key),
 }
 
@@ -503,3 +503,263 @@ def test_messages_queued_by_the_previous_release_still_run() -> None:
     assert WorkItem.from_message(item.to_message("incoming/")) == item
     with pytest.raises(ValueError, match="unsupported shard message version"):
         WorkItem.from_message(json.dumps({**old, "v": 99}))
+
+
+# ---- overwritten between the ETag check and the manifest write ------------------------------------
+
+
+def _jsonl(rows: list[str], bad_line: int | None = None) -> bytes:
+    out = [json.dumps({"text": t}) for t in rows]
+    if bad_line is not None:
+        out.insert(bad_line - 1, '{"text": "a line that is not JSON"')
+    return ("\n".join(out) + "\n").encode()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("check", [1, 2])
+def test_an_overwrite_between_the_etag_check_and_the_manifest_write_never_wins(aws, fmt: str, check: int) -> None:
+    """v1 passes an "is the input still at my ETag?" check — the one before the index clean-up (1),
+    or the one right before the conditional manifest write (2) — then v2 is uploaded and completes
+    before v1 writes its manifest and errors file: v1's writes must lose, and v1's vectors go."""
+    key = "incoming/late-check.jsonl"
+    v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v1, bad_line=3))
+    old, new = engine(aws, fmt), engine(aws, fmt)
+    real = old.finalizer._is_at
+    calls = {"n": 0}
+
+    def check_then_v2_completes(bucket: str, k: str, etag: str) -> bool:
+        answer = real(bucket, k, etag)
+        calls["n"] += 1
+        if calls["n"] == check:
+            assert answer
+            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v2))
+            assert new.handle_object(BUCKET, key, forever).status == "complete"
+        return answer
+
+    old.finalizer._is_at = check_then_v2_completes  # type: ignore[method-assign]
+    outcome = old.handle_object(BUCKET, key, forever)
+    assert calls["n"] > check and outcome.status is None, outcome  # the old version wrote no manifest
+    assert_exactly_once(aws, key, v2, fmt)
+    m = manifest_of(aws["s3"], key)
+    assert aws["s3"].get_object(Bucket=BUCKET, Key=m["output"]["errors_key"])["Body"].read() == b""
+
+
+def test_a_late_losing_attempt_of_an_old_version_takes_its_vectors_back(aws) -> None:
+    """Two attempts of v1; B completes it. A (late) puts v1's vectors after v2's completion has
+    deleted v1's keys, then loses its commit to B: A must notice v1 is gone and retract them."""
+    import threading
+
+    key = "incoming/late-loser.txt"
+    v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
+    put(aws, key, v1)
+    a, b, new = engine(aws, "s3vectors"), engine(aws, "s3vectors"), engine(aws, "s3vectors")
+    at_state_delete, release = threading.Event(), threading.Event()
+    real_delete = new.store.delete
+
+    def paused_delete(bucket: str, keys: list[str]) -> None:
+        at_state_delete.set()  # v2 has deleted v1's vectors; it is about to forget v1's run state
+        assert release.wait(30)
+        real_delete(bucket, keys)
+
+    new.store.delete = paused_delete  # type: ignore[method-assign]
+    done: dict[str, Any] = {}
+
+    def v2_completes() -> None:
+        done["v2"] = new.handle_object(BUCKET, key, forever)
+
+    def b_then_v2_until_it_deletes() -> None:
+        assert b.handle_object(BUCKET, key, forever).status == "complete"
+        put(aws, key, v2)
+        done["thread"] = threading.Thread(target=v2_completes)
+        done["thread"].start()
+        assert at_state_delete.wait(30)
+
+    once_before(a.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k, b_then_v2_until_it_deletes)
+    try:
+        assert a.handle_object(BUCKET, key, forever).kind == "duplicate"
+    finally:
+        release.set()
+        done["thread"].join(30)
+    assert done["v2"].status == "complete"
+    assert_exactly_once(aws, key, v2, "s3vectors")
+
+
+def test_a_duplicate_that_loses_to_a_failed_slice_takes_its_vectors_back(aws) -> None:
+    """One copy of the last unfinished shard message gives up on its last receive (its slice is committed
+    failed, the manifest written) while another copy is still encoding it: when that copy puts its
+    vectors and then loses the commit, the index must still hold exactly what the manifest counts."""
+    key = "incoming/given-up.txt"
+    put(aws, key, texts(10))
+    d, f = (engine(aws, "s3vectors", chunk_bytes=64, shard_bytes=64) for _ in range(2))
+    assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
+    items = []
+    while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+        items += [WorkItem.from_message(m["Body"]) for m in msgs]
+    items.sort(key=lambda it: it.first_slice)
+    last, *others = items  # the first shard (one slice, with lines) is the last to finish
+    for it in others:
+        d.run(it, forever)
+    once_before(d.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k,
+                lambda: f.fail(last, "RuntimeError: gave up on the last receive"))  # fmt: skip
+    assert d.run(last, forever).kind == "duplicate"
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == last.first_slice
+    held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
+    assert len(held) == m["counts"]["encoded"] > 0
+
+
+@pytest.mark.parametrize("what", ["/_slices/", "/_progress/", ".manifest.json"])
+def test_a_conditional_write_answered_409_is_tried_again_not_taken_as_lost(aws, what: str) -> None:
+    """S3 answers a conditional write ``409 ConditionalRequestConflict`` when a conflicting operation
+    ran meanwhile; nothing was stored and AWS says to retry. Taking it for "another attempt won"
+    would leave the slice (or the manifest) to nobody."""
+    from botocore.exceptions import ClientError
+
+    key = "incoming/conflict.txt"
+    lines = texts(40)
+    put(aws, key, lines)
+    eng = engine(aws, chunk_bytes=512)
+    real_put = eng.store.client.put_object
+    hit = {"n": 0}
+
+    def conflict_once(**kwargs: Any) -> Any:
+        if what in kwargs["Key"] and not hit["n"]:
+            hit["n"] = 1  # refused before anything is stored
+            raise ClientError({"Error": {"Code": "ConditionalRequestConflict", "Message": "a conflicting operation"},
+                               "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")  # fmt: skip
+        return real_put(**kwargs)
+
+    eng.store.client = type("Client", (), {})()
+    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
+        setattr(eng.store.client, name, getattr(aws["s3"], name))
+    eng.store.client.put_object = conflict_once
+    budget = {"n": 12 if what == "/_progress/" else 10**9}
+
+    def clock() -> int:
+        budget["n"] -= 1
+        return 10_000_000 if budget["n"] > 0 else 1
+
+    outcome = eng.handle_object(BUCKET, key, clock)
+    assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
+    drain(aws, eng)
+    assert_exactly_once(aws, key, lines, "jsonl")
+
+
+def test_a_duplicate_failing_late_never_hides_the_manifest_another_attempt_completed(aws) -> None:
+    """An upload event and a Batch Operations task for one version run at once; B completes, then
+    A fails (a transient error) and writes its ``retryable`` marker: B's result must stay."""
+    key = "incoming/late-failure.txt"
+    lines = texts(20)
+    put(aws, key, lines)
+    a, b = engine(aws), engine(aws)
+
+    def b_completes_then_a_breaks() -> None:
+        assert b.handle_object(BUCKET, key, forever).status == "complete"
+        raise ConnectionResetError("connection reset by peer")
+
+    once_before(a.store, "create", lambda bucket, k, data: "/_slices/" in k, b_completes_then_a_breaks)
+    with pytest.raises(ConnectionResetError):
+        a.handle_object(BUCKET, key, forever)
+    assert "retryable" not in manifest_of(aws["s3"], key)
+    assert_exactly_once(aws, key, lines, "jsonl")
+    assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A's retry
+
+
+def test_a_task_naming_its_version_overwritten_while_it_runs_says_so(aws, monkeypatch) -> None:
+    """Reads that name the version never see the overwrite (no 412): the run reaches its ETag check
+    instead, writes no manifest, and the task's answer must say why — not "the manifest appears"."""
+    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
+    from function.bulk_app import batch_operations
+
+    s3 = aws["s3"]
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/versioned.txt"
+    v1 = s3.put_object(Bucket=BUCKET, Key=key, Body=lines_of(texts(30, "v1 ")))["VersionId"]
+    eng, new = engine(aws, "s3vectors", chunk_bytes=256), engine(aws, "s3vectors")
+    v2 = texts(4, "v2 ")
+
+    def v2_arrives_and_completes() -> None:
+        put(aws, key, v2)
+        assert new.handle_object(BUCKET, key, forever).status == "complete"
+
+    once_before(eng.store, "create", lambda b, k, d: k.endswith("_slices/000000.json"), v2_arrives_and_completes)
+    (r,) = batch_operations(_task(key, v1), None, eng)["results"]
+    assert r["resultCode"] == "Succeeded" and "changed while it was read" in r["resultString"], r
+    assert_exactly_once(aws, key, v2, "s3vectors")
+
+
+def test_a_duplicate_skipping_a_slice_failed_by_its_twin_numbers_the_next_lines_right(aws) -> None:
+    """One copy of a shard message gives its first slice up (committed failed, the rest re-queued);
+    a second copy of the same message then skips that slice: the lines after it keep their numbers."""
+    key = "incoming/renumber.txt"
+    lines = texts(30)
+    put(aws, key, lines)
+    d, f = (engine(aws, chunk_bytes=64, shard_bytes=256) for _ in range(2))
+    assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
+    msgs = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    items = sorted((WorkItem.from_message(m["Body"]) for m in msgs), key=lambda it: it.first_slice)
+    for m in msgs:
+        aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    first = items[0]
+    assert first.end_slice is not None and first.end_slice > 1
+    assert f.fail(first, "RuntimeError: gave up on the last receive") is None  # slices 1.. re-queued
+    for it in items:
+        d.run(it, forever)  # the twin copy of the first shard, and the other shards
+    drain(aws, d)
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete"
+    from tests.bulk_support import hash_vector, output_rows
+
+    rows = output_rows(aws["s3"], m)
+    assert rows and len({r[1] for r in rows}) == len(rows) == m["counts"]["encoded"]
+    for _, line, vec in rows:
+        assert (vec == hash_vector(lines[line - 1])).all(), f"line {line} carries another line's vector"
+
+
+def test_a_duplicate_that_loses_a_progress_write_after_the_slice_failed_takes_its_vectors_back(aws) -> None:
+    """L and X resume one slice from the same progress; X saves first and hands on, and its
+    hand-off gives the slice up on its last receive (committed failed, manifest written). Only then
+    does L put its vectors, and lose its progress write: they must not stay in the index."""
+    key = "incoming/stale-progress.txt"
+    put(aws, key, texts(30))
+    p, x, lo, f = (engine(aws, "s3vectors", chunk_bytes=128, shard_bytes=128) for _ in range(4))
+    assert p.handle_object(BUCKET, key, forever).kind == "fanned_out"
+
+    def take_all() -> list[WorkItem]:
+        found = []
+        while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+            for m in msgs:
+                found.append(WorkItem.from_message(m["Body"]))
+                aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+        return sorted(found, key=lambda it: it.first_slice)
+
+    first, *others = take_all()
+    for it in others:
+        p.run(it, forever)
+    p.run(first, lambda: 1)  # one line, progress saved, handed on
+    (resumed,) = take_all()
+
+    def x_moves_on_and_its_hand_off_gives_up() -> None:
+        x.run(resumed, lambda: 1)  # the next line; progress replaced, handed on
+        (again,) = take_all()
+        f.fail(again, "RuntimeError: gave up on the last receive")  # slice 0 failed, manifest written
+
+    once_before(lo.store, "put_json", lambda bucket, k, data: "/_vector_keys/" in k, x_moves_on_and_its_hand_off_gives_up)
+    assert lo.run(resumed, lambda: 1).kind == "duplicate"
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "incomplete" and m["chunks"]["failed"][0]["chunk"] == 0
+    held = [v for v in index_contents(aws).values() if v["metadata"]["source_key"] == key]
+    assert len(held) == m["counts"]["encoded"] > 0
+
+
+def test_an_overwrite_between_the_planners_head_and_its_first_read_is_changed_not_an_error(aws) -> None:
+    key = "incoming/planning.txt"
+    put(aws, key, texts(5, "v1 "))
+    eng = engine(aws)
+    v2 = texts(3, "v2 ")
+    once_before(eng.store, "get_json", lambda bucket, k: k.endswith(".manifest.json"), lambda: put(aws, key, v2))
+    assert eng.handle_object(BUCKET, key, forever).kind == "changed"  # not a retryable failure
+    assert manifest_bytes(aws["s3"], key) is None
+    assert eng.handle_object(BUCKET, key, forever).status == "complete"  # v2's own event
+    assert_exactly_once(aws, key, v2, "jsonl")

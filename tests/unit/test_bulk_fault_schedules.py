@@ -21,8 +21,8 @@ from function.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, assert_exactly_once, lines_of, moto_aws
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
-OPS = ["deliver", "duplicate", "concurrent", "delay", "kill", "deadline", "overwrite"]
-STORE_CALLS = ("upload", "create", "replace", "put_json", "read", "get_json", "keys", "body", "delete")
+OPS = ["deliver", "duplicate", "concurrent", "delay", "kill", "deadline", "overwrite", "overwrite_during"]
+STORE_CALLS = ("upload", "create", "replace", "create_or_replace", "head_etag", "put_json", "read", "get_json", "keys", "body", "delete")
 
 
 class Killed(BaseException):
@@ -46,12 +46,13 @@ class Harness:
 
     def deliver(
         self, entry: WorkItem | None, *, kill_after: int | None = None, budget: int | None = None,
-        interleave_after: int | None = None,
+        interleave_after: int | None = None, interleave: Any = None,
     ) -> bool:  # fmt: skip
         """Run one message; False if it died (it stays queued, as SQS would redeliver it).
 
         ``interleave_after``: after that many S3 calls, a second delivery of the same message runs
-        to the end before this one goes on (two workers on one message at once)."""
+        to the end before this one goes on (two workers on one message at once) — or ``interleave``
+        (e.g. a new version uploaded and its event handled) when given."""
         store = self.eng.store
         originals = {name: getattr(store, name) for name in STORE_CALLS}
         after = kill_after if kill_after is not None else interleave_after
@@ -67,7 +68,7 @@ class Harness:
                         for name, orig in originals.items():  # the duplicate runs unhindered
                             setattr(store, name, orig)
                         try:
-                            self.deliver(entry)
+                            interleave() if interleave is not None else self.deliver(entry)
                         finally:
                             for name, orig in originals.items():
                                 setattr(store, name, wrap(orig))
@@ -101,7 +102,7 @@ class Harness:
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    fmt=st.sampled_from(FORMATS),
+    fmt=st.sampled_from(FORMATS),  # "overwrite_during": a new version uploaded and its event run between two S3 calls
     sizes=st.lists(st.integers(min_value=1, max_value=14), min_size=1, max_size=3),
     schedule=st.lists(st.tuples(st.sampled_from(OPS), st.integers(min_value=1, max_value=25)), max_size=16),
 )
@@ -121,6 +122,19 @@ def test_any_fault_schedule_ends_like_one_clean_run_of_the_final_version(
                     h.queue.append(None)
                 continue
             if not h.queue:
+                continue
+            if op == "overwrite_during" and current + 1 < len(versions):
+                uploaded = {"done": False}
+
+                def newer_version(body: bytes = lines_of(versions[current + 1]), uploaded: Any = uploaded) -> None:
+                    aws["s3"].put_object(Bucket=BUCKET, Key=h.key, Body=body)
+                    uploaded["done"] = True
+                    h.deliver(None)  # its upload event, run to the end (or fanned out) in between
+
+                if h.deliver(h.queue[0], interleave_after=n, interleave=newer_version):
+                    h.queue.pop(0)
+                if uploaded["done"]:
+                    current += 1
                 continue
             if op == "delay":
                 h.queue.append(h.queue.pop(0))
