@@ -156,6 +156,17 @@ class Encoder:
         """A function the serving module carries beside its signatures (``pack``), or None."""
         return getattr(getattr(self, "_loaded", None), name, None)
 
+    def wordpiece_counts(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Each text's wordpieces incl. [CLS]/[SEP] (``token_count``), from the model's own tokenizer
+        without BERT (the ``pack`` function every export keeps), or None for a model without it.
+        Passed to :meth:`encode` as ``lengths``, batches pad least."""
+        pack = self.function("pack")
+        if pack is None or not texts:
+            return None
+        import tensorflow as tf
+
+        return pack(tf.constant(list(texts), dtype=tf.string))[2].numpy()
+
     def map_batches(self, fn: Any, batches: Sequence[Any]) -> list[Any]:
         """``fn`` over ``batches``, side by side on the encoder's threads (one per core), in order."""
         if self._pool is not None and len(batches) > 1:
@@ -175,8 +186,10 @@ class Encoder:
 
         Sorting by length means each batch pads to similar lengths (≈3x faster on varied text).
         ``lengths``: the texts' wordpiece counts when the caller already has them (the HTTP
-        service counts them for its budget): batches are then formed by wordpieces, exactly as
-        :func:`form_batches` forms them, and pad least; without them, by characters.
+        service counts them for its budget). Without them, a call of several batches counts them
+        first (one tokenizer pass, :meth:`wordpiece_counts`): batches formed by wordpieces pad
+        ~18 % fewer positions than by characters on real prose. Only a model without the ``pack``
+        function falls back to characters; a single batch needs no order at all.
         Several batches run side by side on the unsplit graph, one per core; a single batch (the
         usual Lambda request) runs on the split graph, whose branches keep every core busy.
         """
@@ -190,6 +203,8 @@ class Encoder:
             raise InvalidInputError(f"lengths: {len(lengths)} values for {n} texts")
         emb = np.zeros((n, self.vector_length), dtype=np.float32)
         counts = np.zeros((n,), dtype=np.int32)
+        if lengths is None and n > batch_size:  # several batches: count wordpieces to pad least
+            lengths = self.wordpiece_counts(texts)
         batches = form_batches([len(t) for t in texts] if lengths is None else lengths, batch_size)
 
         def run(idx: list[int], fn: Any = None) -> None:

@@ -262,7 +262,8 @@ class _SlicedEncoder:
     """``Encoder.encode`` in slices of whole batches, calling ``on_slice(done, total)`` after each,
     so the progress bar moves every ~100 texts instead of once per 1,024-text window (~5 s).
 
-    The window is length-sorted first, exactly as ``Encoder.encode`` sorts it, and every slice is a
+    The window is sorted by wordpieces first, exactly as ``Encoder.encode`` sorts it (same counts,
+    passed on to each slice), and every slice is a
     multiple of ``batch_size`` (the last one never a lone batch, which would take the single-batch
     graph): so the batches, their padding and the vectors are those of one whole-window call.
     Everything else (``vector_length``, the long-text signatures...) is the wrapped encoder's.
@@ -281,7 +282,9 @@ class _SlicedEncoder:
         step = batch_size * self._batches_per_slice
         if n <= step + batch_size:
             return self._encoder.encode(texts, batch_size)
-        order = sorted(range(n), key=lambda i: len(texts[i]))
+        wordpieces = self._encoder.wordpiece_counts(texts)
+        lengths = [len(t) for t in texts] if wordpieces is None else [int(c) for c in wordpieces]
+        order = sorted(range(n), key=lambda i: lengths[i])
         starts = list(range(0, n, step))
         if n - starts[-1] <= batch_size:  # fold a lone last batch into the slice before it
             starts.pop()
@@ -289,7 +292,7 @@ class _SlicedEncoder:
         counts = np.zeros((n,), dtype=np.int32)
         for k, start in enumerate(starts):
             idx = order[start : starts[k + 1] if k + 1 < len(starts) else n]
-            got = self._encoder.encode([texts[i] for i in idx], batch_size)
+            got = self._encoder.encode([texts[i] for i in idx], batch_size, lengths=[lengths[i] for i in idx])
             emb[idx], counts[idx] = got.embeddings, got.token_counts
             self._on_slice(start + len(idx), n)
         return EncodeResult(emb, counts, counts > self._encoder.max_seq_length)
