@@ -228,7 +228,7 @@ def measure(model: Path) -> dict[str, object]:
     base = base_image_estimate()
     base_total = sum(base.values())
     model_bytes = du_bytes(model)
-    function_bytes = du_bytes(REPO / "function")
+    function_bytes = du_bytes(REPO / "bert2vec" / "function")
     lean_bytes, full_bytes = du_bytes(lean), du_bytes(full)
     arm_after = wheels_unpacked(wheels, *trims) + bytecode_overhead(lean)
     arm_before = wheels_unpacked(wheels, [], []) + bytecode_overhead(full)

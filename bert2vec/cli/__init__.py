@@ -35,10 +35,10 @@ from bert2vec.cli.common import (
     require_extra,
     silence_stdout,
 )
-from function.bulk.pipeline import OVERLONG_POLICIES, PipelineOptions
-from function.bulk.writers import FORMATS
-from function.defaults import MAX_BATCH_SIZE
-from function.encoder import DEFAULT_BATCH_SIZE
+from bert2vec.function.bulk.pipeline import OVERLONG_POLICIES, PipelineOptions
+from bert2vec.function.bulk.writers import FORMATS
+from bert2vec.function.defaults import MAX_BATCH_SIZE
+from bert2vec.function.encoder import DEFAULT_BATCH_SIZE
 
 
 def _positive_int(text: str) -> int:
@@ -257,8 +257,8 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
 
 def _check_chunk_options(args: argparse.Namespace, encoder: object) -> None:
     """--overlong chunk needs a model exported with the long-text signatures, and a stride that fits it."""
-    from function.errors import Bert2VecError
-    from function.long_text import LongTextEncoder
+    from bert2vec.function.errors import Bert2VecError
+    from bert2vec.function.long_text import LongTextEncoder
 
     long = LongTextEncoder(encoder)  # type: ignore[arg-type]
     try:

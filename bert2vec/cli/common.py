@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bert2vec.export.user_cache import DEFAULT_MODEL_NAME
+from bert2vec.function.encoder import Encoder, read_model_card
+from bert2vec.function.errors import ModelNotFoundError
+from bert2vec.function.tf_quiet import import_tensorflow
 from bert2vec.model_lookup import find_default_model, no_default_model_message
-from export.user_cache import DEFAULT_MODEL_NAME
-from function.encoder import Encoder, read_model_card
-from function.errors import ModelNotFoundError
-from function.tf_quiet import import_tensorflow
 
 PROG = "bert-encode"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

@@ -13,9 +13,9 @@ import sys
 import numpy as np
 
 from bert2vec.cli.common import CliError, UsageError
-from function import long_text
-from function.encoder import Encoder
-from function.errors import TextTooLongForModelError
+from bert2vec.function import long_text
+from bert2vec.function.encoder import Encoder
+from bert2vec.function.errors import TextTooLongForModelError
 
 
 def _vector_json(vector: np.ndarray) -> list[float]:

@@ -126,7 +126,7 @@ def test_the_re_export_the_message_names_works(capsys, model, tmp_path) -> None:
     import re
     import shlex
 
-    from export.cli import main as export_main
+    from bert2vec.export.cli import main as export_main
 
     code, _, err = run(capsys, [*model, "--max-seq-length", "64", "hello"])
     assert code == 2

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from export import catalogue
-from export.cli import main
-from export.sources import embedded_default_dir
+from bert2vec.export import catalogue
+from bert2vec.export.cli import main
+from bert2vec.export.sources import embedded_default_dir
 from tests.fixtures.tiny_bert import tiny_bert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def _previous_export(path: Path) -> Path:
 def test_force_replaces_and_failed_export_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     import tensorflow as tf
 
-    from export.builder import ExportOptions, export_model
+    from bert2vec.export.builder import ExportOptions, export_model
 
     src = tiny_bert(tmp_path.parent / f"{tmp_path.name}-src")  # outside tmp_path, which must stay clean
     out = _previous_export(tmp_path / "m")
@@ -250,7 +250,7 @@ def test_read_only_parent_is_refused(capsys, tmp_path: Path) -> None:
             _refused(capsys, ["--output", str(ro / "m")], f"cannot write in {ro}", "Permission denied")
         else:  # root ignores file modes: check as an unprivileged user
             proc = _as_nobody(
-                "import locale, export.cli, export.preflight, export.errors\n#DROP\nsys.exit(export.cli.main(['--output', sys.argv[1]]))",
+                "import locale, bert2vec.export.cli, bert2vec.export.preflight, bert2vec.export.errors\n#DROP\nsys.exit(bert2vec.export.cli.main(['--output', sys.argv[1]]))",
                 str(ro / "m"),
             )
             assert proc.returncode == 2, proc.stderr
@@ -265,7 +265,7 @@ def test_make_world_readable_overrides_the_umask_and_mkdtemps_0700(tmp_path: Pat
     """What the builder applies to its temporary export before moving it into place."""
     import tempfile
 
-    from export.builder import _make_world_readable
+    from bert2vec.export.builder import _make_world_readable
 
     old_umask = os.umask(0o077)
     try:
@@ -285,7 +285,7 @@ def test_make_world_readable_overrides_the_umask_and_mkdtemps_0700(tmp_path: Pat
 def test_exported_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
     import tempfile
 
-    from export.builder import ExportOptions, export_model
+    from bert2vec.export.builder import ExportOptions, export_model
 
     base = Path(tempfile.mkdtemp(prefix="bert2vec-perm-"))  # reachable by nobody, unlike tmp_path
     os.chmod(base, 0o755)
@@ -358,7 +358,7 @@ def test_checks_run_before_tensorflow_is_imported(tmp_path: Path) -> None:
     src = _hf_copy(tmp_path)
     (src / "vocab.txt").write_bytes(b"\xef\xbb\xbf" + (src / "vocab.txt").read_bytes())
     code = (
-        "import sys; from export.cli import main\n"
+        "import sys; from bert2vec.export.cli import main\n"
         "codes = [main(['--output', sys.argv[1]]), main(['--model', sys.argv[2], '--output', sys.argv[3]])]\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
         "sys.exit(0 if codes == [2, 2] else 1)"
@@ -372,12 +372,12 @@ def test_checks_run_before_tensorflow_is_imported(tmp_path: Path) -> None:
     assert len(lines) == 2 and "already exists" in lines[0] and "byte-order mark" in lines[1], lines
 
 
-# bert-export itself (export.cli.main), with a step listener that presses Ctrl-C (SIGINT to its own
+# bert-export itself (bert2vec.export.cli.main), with a step listener that presses Ctrl-C (SIGINT to its own
 # process) when the named step is about to start: the same moment on every run, no timer involved.
 _CTRL_C_AT_STEP = """
 import os, signal, sys
-from export import interrupts
-from export.cli import main
+from bert2vec.export import interrupts
+from bert2vec.export.cli import main
 
 def press_ctrl_c(step):
     if step == sys.argv[2]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.sources import embedded_default_dir
-from function.encoder import Encoder
+from bert2vec.export.sources import embedded_default_dir
+from bert2vec.function.encoder import Encoder
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import HEADS, INTER, LAYERS, H, layer_tensors
 
@@ -130,8 +130,8 @@ def test_cls_and_mean_pooling(tiny_hf) -> None:
 def test_checkpoint_without_pooler_defaults_to_mean_and_refuses_pooled(tiny_hf, tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
-    from export.builder import ExportOptions, export_model
-    from export.errors import IncompatibleModelError
+    from bert2vec.export.builder import ExportOptions, export_model
+    from bert2vec.export.errors import IncompatibleModelError
 
     directory, w = tiny_hf
     src = tmp_path / "nopooler"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.cli import main
-from export.sources import embedded_default_dir
+from bert2vec.export.cli import main
+from bert2vec.export.sources import embedded_default_dir
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
@@ -53,7 +53,7 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow  # a whole export of all-MiniLM-L6-v2 from the hub cache
 def test_model_id_exports_like_the_embedded_default(hub_cache: Path, tmp_path: Path, capsys, default_model_dir) -> None:
-    from function.encoder import Encoder
+    from bert2vec.function.encoder import Encoder
 
     out = tmp_path / "m"
     assert main(["--model", REPO_ID, "--output", str(out)]) == 0
@@ -68,8 +68,8 @@ def test_model_id_exports_like_the_embedded_default(hub_cache: Path, tmp_path: P
 
 
 def test_revision_is_honoured(hub_cache: Path, tmp_path: Path) -> None:
-    from export.errors import HubUnavailableError
-    from export.preflight import ExportOptions, prepare
+    from bert2vec.export.errors import HubUnavailableError
+    from bert2vec.export.preflight import ExportOptions, prepare
 
     prepared = prepare(tmp_path / "m", ExportOptions(source=f"{REPO_ID}@{COMMIT}"))
     assert prepared.plan.source == f"{REPO_ID}@{COMMIT}"
@@ -88,15 +88,15 @@ def test_unknown_id_offline_is_one_line(hub_cache: Path, tmp_path: Path, capsys)
 
 
 def test_catalogue_names_with_a_slash_still_win(hub_cache: Path, tmp_path: Path) -> None:
-    from export.preflight import ExportOptions, prepare
+    from bert2vec.export.preflight import ExportOptions, prepare
 
     prepared = prepare(tmp_path / "m", ExportOptions(source="google/bert_uncased_L-12_H-768_A-12"))
     assert prepared.plan.kind == "catalogue" and prepared.plan.encoder.startswith("https://tfhub.dev/")
 
 
 def test_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch) -> None:
-    from export.errors import UnknownModelError
-    from export.sources import plan
+    from bert2vec.export.errors import UnknownModelError
+    from bert2vec.export.sources import plan
 
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)

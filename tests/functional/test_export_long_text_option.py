@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from function import contract
+from bert2vec.function import contract
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import tiny_bert
 
@@ -32,9 +32,9 @@ def test_the_card_and_the_signatures_say_whether_long_text_is_there(exports) -> 
 
 
 def test_chunk_mode_on_a_model_without_it_names_the_fix(exports) -> None:
-    from function.encoder import Encoder
-    from function.errors import UnsupportedOptionError
-    from function.long_text import LongTextEncoder
+    from bert2vec.function.encoder import Encoder
+    from bert2vec.function.errors import UnsupportedOptionError
+    from bert2vec.function.long_text import LongTextEncoder
 
     with_lt, without_lt = exports
     enc = Encoder.load(without_lt, workers=1)
@@ -45,7 +45,7 @@ def test_chunk_mode_on_a_model_without_it_names_the_fix(exports) -> None:
 
 
 def test_the_flag_parses() -> None:
-    from export import cli
+    from bert2vec.export import cli
 
     parser = cli.build_parser()
     assert parser.parse_args(["--output", "x", "--no-long-text"]).long_text is False

@@ -17,10 +17,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from export import catalogue
-from export.builder import ExportOptions, export_model
-from export.errors import HubUnavailableError, IncompatibleModelError
-from function.encoder import Encoder
+from bert2vec.export import catalogue
+from bert2vec.export.builder import ExportOptions, export_model
+from bert2vec.export.errors import HubUnavailableError, IncompatibleModelError
+from bert2vec.function.encoder import Encoder
 from tests.conftest import cached_export
 from tests.fixtures import tfhub_models as fx
 
@@ -84,7 +84,7 @@ def test_export_without_preprocess_uses_the_encoders_vocab(hub_models) -> None:
     assert card["lower_case"] is True and card["vocab_size"] == 30522
 
 
-@pytest.mark.slow  # pooling is export/pooling.py for every source: test_export_hf covers mean and cls
+@pytest.mark.slow  # pooling is bert2vec/export/pooling.py for every source: test_export_hf covers mean and cls
 def test_mean_and_cls_pooling(hub_models) -> None:
     model = cached_export(hub_models.enc_dir, pooling="mean")
     np.testing.assert_allclose(Encoder.load(model).encode(TEXTS).embeddings, _l2(hub_models.mean), atol=1e-5)
@@ -134,7 +134,7 @@ def test_kaggle_handle_resolves_through_tfhub_cache(hub_models, tmp_path: Path, 
 
 
 def test_unreachable_handle_names_handle_and_cache(tmp_path: Path, monkeypatch, capsys) -> None:
-    from export.cli import main
+    from bert2vec.export.cli import main
 
     handle = "https://tfhub.invalid/tensorflow/bert_en_uncased_L-2_H-128_A-2/2"
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))

@@ -19,10 +19,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from export import tfhub_source as th
-from export import tfhub_weights
-from export.errors import ExportWarning
-from function.encoder import Encoder
+from bert2vec.export import tfhub_source as th
+from bert2vec.export import tfhub_weights
+from bert2vec.export.errors import ExportWarning
+from bert2vec.function.encoder import Encoder
 from tests.conftest import GOLDEN, cached_export
 from tests.fixtures import tfhub_models as fx
 from tests.functional.test_export_tfhub import TEXTS
@@ -159,7 +159,7 @@ def test_realistic_activations_need_the_gelu_read_from_the_graph() -> None:
     """With random 0.02-scale weights erf and tanh GELU agree to 1e-6; at trained-BERT scale they do not."""
     import dataclasses
 
-    from export.bert_graph import BertEncoderModule
+    from bert2vec.export.bert_graph import BertEncoderModule
 
     restored = tf.saved_model.load(str(GARDEN_DIR))
     for v in restored.variables:
@@ -228,7 +228,7 @@ def test_unknown_layout_keeps_the_restored_graph(kind: str) -> None:
 
 @pytest.mark.slow  # a whole export for the CLI's line; the decision is test_unknown_layout_keeps_the_restored_graph's
 def test_unknown_layout_export_warns_once_on_the_command_line(tmp_path: Path, capsys) -> None:
-    from export.cli import main
+    from bert2vec.export.cli import main
 
     restored = _imitation_encoder(extra=tf.Variable(tf.ones([64]), name="adapter/scale"))
     spec = fx.encoder_input_spec()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.cli import main
+from bert2vec.export.cli import main
 from tests.fixtures.tiny_bert import LAYERS, tiny_bert
 
 
@@ -85,7 +85,7 @@ def _export_warnings(capsys, src: Path, out: Path) -> list[str]:
 
 
 def test_surplus_layer_is_named_in_one_warning_and_ignored(capsys, tmp_path: Path) -> None:
-    from function.encoder import Encoder
+    from bert2vec.function.encoder import Encoder
 
     plain = tiny_bert(tmp_path / "plain")
     extra = tiny_bert(tmp_path / "extra", layers_in_file=LAYERS + 1)  # same seed: same first 2 layers
@@ -98,7 +98,7 @@ def test_surplus_layer_is_named_in_one_warning_and_ignored(capsys, tmp_path: Pat
     # (an export of each would only run equal weights through the same graph).
     import dataclasses
 
-    from export.hf_checkpoint import load_hf_bert
+    from bert2vec.export.hf_checkpoint import load_hf_bert
 
     got, want = load_hf_bert(extra).weights, load_hf_bert(plain).weights
     assert len(got.layers) == len(want.layers) == LAYERS
@@ -113,21 +113,21 @@ def _export_warnings_before_tracing(prepare_args: tuple, assemble: bool = False)
     """The ``ExportWarning`` messages of the steps that emit them, without tracing or saving a model."""
     import warnings
 
-    from export.errors import ExportWarning
-    from export.preflight import prepare
+    from bert2vec.export.errors import ExportWarning
+    from bert2vec.export.preflight import prepare
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExportWarning)
         prepared = prepare(*prepare_args)
         if assemble:  # the TF Hub encoder's attributes are read when it is loaded
-            from export.builder import _assemble_tfhub
+            from bert2vec.export.builder import _assemble_tfhub
 
             _assemble_tfhub(prepared)
     return [str(w.message) for w in caught if issubclass(w.category, ExportWarning)], prepared
 
 
 def test_lower_case_false_on_uncased_vocab_warns(tmp_path: Path) -> None:
-    from export.preflight import ExportOptions
+    from bert2vec.export.preflight import ExportOptions
 
     src = tiny_bert(tmp_path / "src", tokenizer={"do_lower_case": False})
     messages, prepared = _export_warnings_before_tracing((tmp_path / "m", ExportOptions(source=str(src))))
@@ -139,8 +139,8 @@ def test_lower_case_false_on_uncased_vocab_warns(tmp_path: Path) -> None:
 def test_lower_case_false_on_cased_vocab_is_quiet(tmp_path: Path) -> None:
     import warnings
 
-    from export.errors import ExportWarning
-    from export.preflight import ExportOptions, prepare
+    from bert2vec.export.errors import ExportWarning
+    from bert2vec.export.preflight import ExportOptions, prepare
 
     src = tiny_bert(tmp_path / "src", tokenizer={"do_lower_case": False})
     _edit_vocab(src, lambda b: b.replace(b"[unused9]\n", b"Paris\n", 1))
@@ -151,7 +151,7 @@ def test_lower_case_false_on_cased_vocab_is_quiet(tmp_path: Path) -> None:
 
 
 def test_tfhub_encoder_with_do_lower_case_false_on_uncased_vocab_warns(tmp_path: Path) -> None:
-    from export.preflight import ExportOptions
+    from bert2vec.export.preflight import ExportOptions
     from tests.fixtures import tfhub_models as fx
 
     enc = fx.cached_build("encoder", lower_case=False)  # the real uncased BERT vocabulary

@@ -3,7 +3,7 @@
 Each dense layer is ``BiasAdd(MatMul)`` so grappler's remapper makes it one fused matmul whose
 exact GELU or residual add rides along as a post-op, and each layer norm is a per-row
 ``FusedBatchNormV3`` that oneDNN turns into one layer-norm kernel with gamma and beta folded in
-(export/bert_graph.py). These tests read the graph TensorFlow actually runs (the partition graphs
+(bert2vec/export/bert_graph.py). These tests read the graph TensorFlow actually runs (the partition graphs
 after optimisation) for ``serving_default`` of the embedded default (6 layers), so a rewrite that
 silently loses a fusion fails here rather than only in a benchmark.
 """

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from function.encoder import Encoder, pick_parts
+from bert2vec.function.encoder import Encoder, pick_parts
 
 
 def _random_bert(config, seed: int = 0):
-    from export.bert_weights import BertWeights, LayerWeights
+    from bert2vec.export.bert_weights import BertWeights, LayerWeights
 
     rng = np.random.default_rng(seed)
     h, i = config.hidden_size, config.intermediate_size
@@ -34,7 +34,7 @@ def _random_bert(config, seed: int = 0):
 def test_split_graph_is_the_same_function() -> None:
     import tensorflow as tf
 
-    from export.bert_graph import BertConfig, BertEncoderModule
+    from bert2vec.export.bert_graph import BertConfig, BertEncoderModule
 
     config = BertConfig(vocab_size=50, hidden_size=48, num_layers=2, num_heads=12, intermediate_size=96, max_position=16)
     module = BertEncoderModule(config, _random_bert(config), parts=(2, 3, 4, 5, 6))
@@ -53,7 +53,7 @@ def test_split_graph_is_the_same_function() -> None:
 
 def test_row_splits_share_the_unsplit_variables() -> None:
     """Only the column-split kernels (fused QKV, first FFN matmul) are stored once more."""
-    from export.bert_graph import BertConfig, BertEncoderModule
+    from bert2vec.export.bert_graph import BertConfig, BertEncoderModule
 
     config = BertConfig(vocab_size=50, hidden_size=48, num_layers=1, num_heads=12, intermediate_size=96, max_position=16)
     weights = _random_bert(config)

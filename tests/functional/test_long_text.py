@@ -15,10 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from function import contract
-from function.errors import InvalidInputError, RequestTooLargeError, TextTooLongForModelError, UnsupportedOptionError
-from function.long_text import LongTextEncoder, default_stride, windows_for
-from function.service import EncodeRequest, EncodeService, Limits
+from bert2vec.function import contract
+from bert2vec.function.errors import (
+    InvalidInputError,
+    RequestTooLargeError,
+    TextTooLongForModelError,
+    UnsupportedOptionError,
+)
+from bert2vec.function.long_text import LongTextEncoder, default_stride, windows_for
+from bert2vec.function.service import EncodeRequest, EncodeService, Limits
 from tests.conftest import GOLDEN
 
 sys.path.insert(0, str(GOLDEN))
@@ -104,7 +109,7 @@ def test_document_vectors_equal_the_reference(long, long_golden, stride: int) ->
 
 
 def test_chunk_vectors_and_spans_equal_the_reference(long, long_golden) -> None:
-    from export.tokenizer import _DROP_RANGES, _MARKS_RANGES, parse_ranges
+    from bert2vec.export.tokenizer import _DROP_RANGES, _MARKS_RANGES, parse_ranges
 
     dropped = parse_ranges(_DROP_RANGES) | parse_ranges(_MARKS_RANGES)
     docs = long_golden["docs"]
@@ -147,7 +152,7 @@ def test_one_wordpiece_over_is_two_windows(long, default_encoder) -> None:
 
 
 def test_a_word_cut_by_a_window_boundary_belongs_to_both_spans(long) -> None:
-    from function.service import ModelTokenizer
+    from bert2vec.function.service import ModelTokenizer
 
     text = " ".join(["hello"] * (WINDOW - 1)) + " serverless tail"
     vocab = ModelTokenizer(long.encoder).vocab
@@ -193,7 +198,7 @@ def test_empty_text_is_one_bare_window(long, default_encoder) -> None:
 # ---- spans on non-ASCII text -------------------------------------------------------------------
 @pytest.mark.parametrize("stride", [0, 7, 32])
 def test_spans_are_character_offsets_on_non_ascii_text(long, hf_tokenizer, stride: int) -> None:
-    from export.tokenizer import _DROP_RANGES, _MARKS_RANGES, parse_ranges
+    from bert2vec.export.tokenizer import _DROP_RANGES, _MARKS_RANGES, parse_ranges
 
     dropped = parse_ranges(_DROP_RANGES) | parse_ranges(_MARKS_RANGES)
     texts = [NON_ASCII * 25, "x " + NON_ASCII * 13 + "🙂"]
@@ -246,14 +251,14 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
 
 
 def test_a_model_without_the_signatures_says_re_export(default_encoder) -> None:
-    from function.encoder import Encoder
+    from bert2vec.function.encoder import Encoder
 
     old = Encoder(default_encoder.model_dir, default_encoder.card, default_encoder._fn)
     old._loaded = SimpleNamespace(signatures={contract.SIGNATURE_NAME: default_encoder._fn})
     with pytest.raises(UnsupportedOptionError, match="re-export"):
         EncodeService(old, Limits()).encode(EncodeRequest(["a"], long_text="chunk"))
-    from function.bulk.config import ConfigError
-    from function.bulk.pipeline import check_chunk_config
+    from bert2vec.function.bulk.config import ConfigError
+    from bert2vec.function.bulk.pipeline import check_chunk_config
 
     with pytest.raises(ConfigError, match="OVERLONG=chunk.*re-export"):
         check_chunk_config(old, None)

@@ -30,7 +30,7 @@ def test_the_noise_pattern_matches_what_tensorflow_prints(default_model_dir) -> 
     assert NOISE.search(out.stderr), out.stderr
 
 
-@pytest.mark.parametrize("module", ["function.app", "function.bulk_app"])
+@pytest.mark.parametrize("module", ["bert2vec.function.app", "bert2vec.function.bulk_app"])
 def test_cold_start_logs_have_no_tensorflow_banners(default_model_dir, module: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", f"import {module}"],

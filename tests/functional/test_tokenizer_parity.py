@@ -1,4 +1,4 @@
-"""Parity of the in-graph ``export.tokenizer.BertTokenizerModule`` with Hugging Face's BERT tokenizers.
+"""Parity of the in-graph ``bert2vec.export.tokenizer.BertTokenizerModule`` with Hugging Face's BERT tokenizers.
 
 Why: the SavedModel tokenises inside the graph.  If its ids differ from Hugging Face's, the
 embeddings silently differ from what the model was trained / evaluated with, so every quirk of
@@ -30,8 +30,8 @@ import pytest
 import tensorflow as tf
 import transformers
 
-from export import tokenizer as tok_mod
-from export.tokenizer import BertTokenizerModule, read_vocab
+from bert2vec.export import tokenizer as tok_mod
+from bert2vec.export.tokenizer import BertTokenizerModule, read_vocab
 
 Ids = list[list[int]]
 Encoder = Callable[[Sequence[str | bytes]], Ids]

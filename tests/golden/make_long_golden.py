@@ -2,7 +2,7 @@
 
 Why
 ---
-The SavedModel's long-text signatures (export/long_text.py) cut a document's wordpieces into
+The SavedModel's long-text signatures (bert2vec/export/long_text.py) cut a document's wordpieces into
 overlapping windows, encode each as ``[CLS] window [SEP]`` and average the window vectors
 weighted by their wordpieces. This script builds the same thing from independent parts and
 freezes it:
@@ -61,7 +61,7 @@ JSON_PATH = OUT_DIR / "long_golden.json"
 GENERATED_BY = "tests/golden/make_long_golden.py"
 
 MAX_SEQ_LENGTH = 256
-STRIDES = (0, 32, 200)  # overlaps checked; 32 is the default (function/long_text.py)
+STRIDES = (0, 32, 200)  # overlaps checked; 32 is the default (bert2vec/function/long_text.py)
 CHUNK_STRIDE = 32  # the stride whose per-window vectors and spans are stored
 MIN_PIECES, MAX_PIECES = 1_000, 5_000
 TOPIC_EVERY = 3  # of the topics with MIN..MAX wordpieces, sorted by size: every third, and the largest

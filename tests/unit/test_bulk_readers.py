@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from function.bulk.readers import (
+from bert2vec.function.bulk.readers import (
     Blank,
     InputFormat,
     InputFormatError,

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from function.bulk.readers import Rejected
-from function.bulk.writers import (
+from bert2vec.function.bulk.readers import Rejected
+from bert2vec.function.bulk.writers import (
     FORMATS,
     ErrorWriter,
     OutputRow,

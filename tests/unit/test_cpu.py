@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from function.cpu import cpu_quota, usable_cpus
+from bert2vec.function.cpu import cpu_quota, usable_cpus
 
 
 def _visible() -> int:
@@ -64,14 +64,14 @@ _SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx512f amx_bf16 amx_tile amx_int
     [(_ZEN4, True), (_SKYLAKE, False), (_GRAVITON2, False), (_GRAVITON3, True), (_SAPPHIRE_RAPIDS, True)],
 )
 def test_native_bf16_from_cpu_flags(tmp_path: Path, cpuinfo: str, native: bool) -> None:
-    from function.cpu import native_bf16
+    from bert2vec.function.cpu import native_bf16
 
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     assert native_bf16(tmp_path / "cpuinfo") is native
 
 
 def test_native_bf16_unknown_when_cpuinfo_is_unreadable(tmp_path: Path) -> None:
-    from function.cpu import native_bf16
+    from bert2vec.function.cpu import native_bf16
 
     assert native_bf16(tmp_path / "missing") is None
     (tmp_path / "cpuinfo").write_text("processor\t: 0\n")

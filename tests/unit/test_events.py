@@ -86,7 +86,7 @@ TEXT_FIELDS = {
     "/": ("inputs",),
     "/tokenize": ("inputs",),
 }
-MAX_TEXTS = 2048  # function/defaults.py
+MAX_TEXTS = 2048  # bert2vec/function/defaults.py
 MAX_REQUEST_TOKENS = 8_192
 MAX_SEQ_LENGTH = 256  # the default model's
 
@@ -200,7 +200,7 @@ def test_event_parses_with_powertools(name: str) -> None:
 @pytest.mark.parametrize("name", http_events())
 def test_event_dispatches_to_its_front_door(name: str) -> None:
     """The handler tells the front doors apart the same way the expectations do."""
-    from function import routes  # an import error here is a failure, never a skip
+    from bert2vec.function import routes  # an import error here is a failure, never a skip
 
     assert routes.event_kind(load_event(name)) == EXPECTATIONS[name]["source"]
 

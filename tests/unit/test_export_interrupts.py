@@ -1,4 +1,4 @@
-"""Ctrl-C during an export is a flag checked between steps (export/interrupts.py), never an exception
+"""Ctrl-C during an export is a flag checked between steps (bert2vec/export/interrupts.py), never an exception
 raised wherever Python happened to be — e.g. inside TensorFlow's C++ calling back into Python."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from export import interrupts
+from bert2vec.export import interrupts
 
 
 def _press_ctrl_c() -> None:

@@ -6,35 +6,35 @@ from tests.conftest import _CodeRecorder, _content_key
 
 
 def test_records_the_modules_that_ran_and_what_they_import_but_not_the_rest() -> None:
-    from export import sources
+    from bert2vec.export import sources
 
     with _CodeRecorder() as recorder:
         assert sources.is_handle("https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3")
     files = recorder.files()
-    assert "export/sources.py" in files  # ran
+    assert "bert2vec/export/sources.py" in files  # ran
     # sources.py imports these at module level: their names are readable by the code that ran.
-    assert {"export/catalogue.py", "export/hf_hub.py", "export/errors.py", "export/hf_checkpoint.py"} <= set(files)
-    assert "export/bert_weights.py" in files  # imported by hf_checkpoint at module level
+    assert {"bert2vec/export/catalogue.py", "bert2vec/export/hf_hub.py", "bert2vec/export/errors.py", "bert2vec/export/hf_checkpoint.py"} <= set(files)
+    assert "bert2vec/export/bert_weights.py" in files  # imported by hf_checkpoint at module level
     # Nothing that ran can reach these: editing them must not throw this build away.
-    assert not {"export/cli.py", "export/builder.py", "export/tfhub_source.py"} & set(files)
+    assert not {"bert2vec/export/cli.py", "bert2vec/export/builder.py", "bert2vec/export/tfhub_source.py"} & set(files)
 
 
 def test_an_import_inside_a_function_counts_only_if_that_function_ran(capsys) -> None:
-    from export import cli
+    from bert2vec.export import cli
 
     with _CodeRecorder() as recorder:
         cli.build_parser()
     files = set(recorder.files())
-    assert {"export/cli.py", "export/catalogue.py", "function/contract.py"} <= files  # ran / module-level imports
-    assert "export/preflight.py" not in files and "export/errors.py" not in files  # imported only by _run etc.
+    assert {"bert2vec/export/cli.py", "bert2vec/export/catalogue.py", "bert2vec/function/contract.py"} <= files  # ran / module-level imports
+    assert "bert2vec/export/preflight.py" not in files and "bert2vec/export/errors.py" not in files  # imported only by _run etc.
 
     with _CodeRecorder() as recorder:
-        cli._show_warning("careful", UserWarning, "here.py", 1)  # imports export.errors when it runs
-    assert "export/errors.py" in recorder.files()
-    assert "export/preflight.py" not in recorder.files()
+        cli._show_warning("careful", UserWarning, "here.py", 1)  # imports bert2vec.export.errors when it runs
+    assert "bert2vec/export/errors.py" in recorder.files()
+    assert "bert2vec/export/preflight.py" not in recorder.files()
     assert "careful" in capsys.readouterr().err
 
 
 def test_a_missing_dependency_never_matches_a_build() -> None:
-    assert _content_key(["export/sources.py"]) is not None
-    assert _content_key(["export/no_such_module.py"]) is None
+    assert _content_key(["bert2vec/export/sources.py"]) is not None
+    assert _content_key(["bert2vec/export/no_such_module.py"]) is None

@@ -43,7 +43,7 @@ def test_make_image_builds_like_sam_build() -> None:
 
 
 def test_no_stage_copies_code_before_installing_its_dependencies() -> None:
-    code = ("export/", "function/", "README.md", "models/", ".")
+    code = ("bert2vec/export/", "function/", "README.md", "models/", ".")
     for name, instructions in _stages().items():
         installs = [i for i, (ins, rest) in enumerate(instructions) if ins == "RUN" and "pip" in rest and "install" in rest
                     and "--no-deps ." not in rest]  # fmt: skip

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from function.bulk.config import BulkConfig, ConfigError
-from function.bulk.writers import FORMATS, OutputRow, open_part_writer
-from function.errors import InvalidInputError
-from function.long_text import check_stride, default_stride, window_size, windows_for
-from function.service import EncodeRequest
-from function.wire import native, openai_api
+from bert2vec.function.bulk.config import BulkConfig, ConfigError
+from bert2vec.function.bulk.writers import FORMATS, OutputRow, open_part_writer
+from bert2vec.function.errors import InvalidInputError
+from bert2vec.function.long_text import check_stride, default_stride, window_size, windows_for
+from bert2vec.function.service import EncodeRequest
+from bert2vec.function.wire import native, openai_api
 
 
 def windows_by_hand(pieces: int, window: int, stride: int) -> list[tuple[int, int]]:

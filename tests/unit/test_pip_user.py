@@ -19,10 +19,10 @@ import pytest
 
 from bert2vec.cli import main as encode_main
 from bert2vec.cli.common import reexport_command
+from bert2vec.export import user_cache
+from bert2vec.export.cli import main as export_main
+from bert2vec.function import contract
 from bert2vec.model_lookup import find_default_model, no_default_model_message
-from export import user_cache
-from export.cli import main as export_main
-from function import contract
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -149,7 +149,7 @@ def test_bert_export_with_a_model_still_needs_an_output(clean_env: Path, capsys:
 def test_bert_export_list_into_a_closed_pipe_is_quiet() -> None:
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line, as with `| head -0`
-    proc = subprocess.run([sys.executable, "-m", "export.cli", "--list"], stdout=write, stderr=subprocess.PIPE,
+    proc = subprocess.run([sys.executable, "-m", "bert2vec.export.cli", "--list"], stdout=write, stderr=subprocess.PIPE,
                           cwd=REPO, text=True, timeout=60)  # fmt: skip
     os.close(write)
     assert proc.returncode == 0 and proc.stderr == ""
@@ -168,7 +168,7 @@ def test_reexport_hint_names_a_model_only_when_it_is_not_the_default() -> None:
 
 
 def test_the_default_models_source_is_what_the_hint_compares_with() -> None:
-    from export.sources import DEFAULT_MODEL_NAME, DEFAULT_MODEL_PACKAGE
+    from bert2vec.export.sources import DEFAULT_MODEL_NAME, DEFAULT_MODEL_PACKAGE
 
     assert user_cache.DEFAULT_MODEL_NAME == DEFAULT_MODEL_NAME
     assert user_cache.DEFAULT_MODEL_PIN.split("==")[0] == DEFAULT_MODEL_PACKAGE

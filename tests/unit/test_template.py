@@ -146,8 +146,14 @@ def test_sam_validate_lint() -> None:
 
 
 def _module_functions(module: str) -> set[str]:
+    """Functions the module defines, and those it re-exports from the module that defines them
+    (function/app.py is the image's entry point for bert2vec/function/app.py)."""
     tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
-    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for node in tree.body:
+        if module.startswith("function.") and isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {a.name for a in node.names if a.asname is None} & _module_functions(node.module)
+    return names
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -171,12 +177,12 @@ def test_one_image_with_declared_build_args() -> None:
 
 
 def _code_routes() -> dict[str, str]:
-    tree = ast.parse((REPO / "function" / "routes.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO / "bert2vec" / "function" / "routes.py").read_text(encoding="utf-8"))
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "ROUTES":
             return ast.literal_eval(node.value)
-    raise AssertionError("function/routes.py defines no ROUTES")
+    raise AssertionError("bert2vec/function/routes.py defines no ROUTES")
 
 
 def test_routes_equal_the_code() -> None:
@@ -201,7 +207,7 @@ def test_every_env_var_is_read(name: str) -> None:
     """Each variable the function gets is a string the code (or Powertools, for POWERTOOLS_*) uses."""
     import aws_lambda_powertools
 
-    ours = _code_strings(REPO / "function")
+    ours = _code_strings(REPO / "bert2vec" / "function")
     powertools = _code_strings(Path(aws_lambda_powertools.__file__).parent)
     for var in props(TPL, name)["Environment"]["Variables"]:
         assert var in ours or (var.startswith("POWERTOOLS_") and var in powertools), f"{name}: nothing reads {var}"
@@ -273,7 +279,7 @@ def test_search_and_backfill_grants_are_scoped() -> None:
 def test_worker_hand_off_chains_are_not_cut_by_loop_detection() -> None:
     """Workers re-queue unfinished work on their own queue; the code bounds the chain (MAX_HOPS)."""
     assert props(TPL, "BulkWorkerFunction")["RecursiveLoop"] == "Allow"
-    assert "MAX_HOPS" in _code_strings(REPO / "function")
+    assert "MAX_HOPS" in _code_strings(REPO / "bert2vec" / "function")
 
 
 def test_planner_failures_retry_then_dead_letter() -> None:

@@ -1,0 +1,205 @@
+"""Bulk-path settings (environment variables: docs/s3-bulk.md) and the output key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+
+from bert2vec.function import defaults
+from bert2vec.function.bulk.pipeline import OVERLONG_POLICIES
+from bert2vec.function.bulk.readers import ReaderOptions
+from bert2vec.function.bulk.writers import FORMATS
+from bert2vec.function.vector_index import vector_bucket_name
+
+OUTPUT_FORMATS = (*FORMATS, "s3vectors")
+# OVERLONG=chunk reads a line whole, in one invocation: this many characters is the most one line may
+# have, so that no line outlasts a receive (docs/s3-bulk.md, "Limits", says how it was measured).
+MAX_CHUNK_TEXT_CHARS = 1_000_000
+# Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
+MAX_BASE_BYTES = 1024 - 160
+MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
+
+
+class ConfigError(ValueError):
+    """Settings that contradict each other or cannot work; raised at init, naming the variables."""
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a whole number") from None
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name}={value!r}: expected 1 or 0")
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    input_prefix: str = defaults.INPUT_PREFIX
+    output_bucket: str | None = None  # None: the input bucket
+    output_prefix: str = defaults.OUTPUT_PREFIX
+    output_format: str = defaults.OUTPUT_FORMAT
+    shard_bytes: int = defaults.SHARD_BYTES
+    chunk_bytes: int = defaults.CHUNK_BYTES
+    chunk_records: int = defaults.CHUNK_RECORDS
+    queue_url: str | None = None
+    max_receives: int = defaults.SHARD_MAX_RECEIVES
+    overlong: str = defaults.OVERLONG
+    max_text_chars: int = defaults.MAX_TEXT_CHARS
+    time_margin_ms: int = defaults.TIME_MARGIN_MS
+    window: int = defaults.WINDOW_TEXTS
+    batch_size: int = defaults.BATCH_SIZE
+    max_hops: int = defaults.MAX_HOPS
+    vector_bucket: str | None = None  # OUTPUT_FORMAT=s3vectors: the S3 Vectors bucket and index
+    vector_index: str | None = None
+    vector_text_max_bytes: int = defaults.VECTOR_TEXT_MAX_BYTES
+    stride: int | None = None  # OVERLONG=chunk: LONG_TEXT_STRIDE, the windows' overlap (None: the default)
+    chunk_rows: bool = False  # OVERLONG=chunk: CHUNK_ROWS=1 writes one row per window
+    reader: ReaderOptions = field(default_factory=ReaderOptions)
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}")
+        if self.overlong not in OVERLONG_POLICIES:
+            raise ConfigError(f"OVERLONG must be one of {', '.join(OVERLONG_POLICIES)}, got {self.overlong!r}")
+        if self.chunk_rows and self.overlong != "chunk":
+            raise ConfigError(f"CHUNK_ROWS=1 needs OVERLONG=chunk (got OVERLONG={self.overlong})")
+        if self.stride is not None and self.overlong != "chunk":
+            raise ConfigError(f"LONG_TEXT_STRIDE applies only to OVERLONG=chunk (got OVERLONG={self.overlong})")
+        if self.stride is not None and self.stride < 0:
+            raise ConfigError(f"LONG_TEXT_STRIDE={self.stride}: must be >= 0 (and less than max_seq_length - 2)")
+        if self.overlong == "chunk" and self.max_text_chars > MAX_CHUNK_TEXT_CHARS:
+            raise ConfigError(
+                f"MAX_TEXT_CHARS={self.max_text_chars} with OVERLONG=chunk: at most {MAX_CHUNK_TEXT_CHARS} (a line is "
+                "encoded whole in one invocation and must fit its time limit)"
+            )
+        if not 0 <= self.vector_text_max_bytes <= MAX_VECTOR_TEXT_BYTES:
+            raise ConfigError(
+                f"VECTOR_TEXT_MAX_BYTES={self.vector_text_max_bytes}: must be 0..{MAX_VECTOR_TEXT_BYTES} (S3 Vectors "
+                "allows 40 KB of metadata per vector)"
+            )
+        if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
+            raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
+        if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
+            raise ConfigError(
+                f"CHUNK_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= CHUNK_BYTES <= "
+                "SHARD_BYTES (a shard is a whole number of chunks)"
+            )
+        for name, value in (("CHUNK_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
+                            ("BATCH_SIZE", self.batch_size), ("MAX_HOPS", self.max_hops),
+                            ("SHARD_MAX_RECEIVES", self.max_receives)):  # fmt: skip
+            if value < 1:
+                raise ConfigError(f"{name}={value}: must be >= 1")
+
+    @classmethod
+    def from_env(cls) -> BulkConfig:
+        d = cls()
+        return cls(
+            input_prefix=os.environ.get("INPUT_PREFIX", d.input_prefix),
+            output_bucket=os.environ.get("OUTPUT_BUCKET") or None,
+            output_prefix=os.environ.get("OUTPUT_PREFIX", d.output_prefix),
+            output_format=os.environ.get("OUTPUT_FORMAT", d.output_format),
+            shard_bytes=_env_int("SHARD_BYTES", d.shard_bytes),
+            chunk_bytes=_env_int("CHUNK_BYTES", d.chunk_bytes),
+            chunk_records=_env_int("CHUNK_RECORDS", d.chunk_records),
+            queue_url=os.environ.get("SHARD_QUEUE_URL") or None,
+            max_receives=_env_int("SHARD_MAX_RECEIVES", d.max_receives),
+            overlong=os.environ.get("OVERLONG", d.overlong),
+            max_text_chars=_env_int("MAX_TEXT_CHARS", d.max_text_chars),
+            time_margin_ms=_env_int("TIME_MARGIN_MS", d.time_margin_ms),
+            window=_env_int("WINDOW_TEXTS", d.window),
+            batch_size=_env_int("BATCH_SIZE", d.batch_size),
+            max_hops=_env_int("MAX_HOPS", d.max_hops),
+            vector_bucket=vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None,
+            vector_index=os.environ.get("VECTOR_INDEX") or None,
+            vector_text_max_bytes=_env_int("VECTOR_TEXT_MAX_BYTES", d.vector_text_max_bytes),
+            stride=_env_int("LONG_TEXT_STRIDE", -1) if os.environ.get("LONG_TEXT_STRIDE") else None,
+            chunk_rows=_env_flag("CHUNK_ROWS"),
+            reader=ReaderOptions(
+                text_field=os.environ.get("TEXT_FIELD", "text"),
+                id_field=os.environ.get("ID_FIELD", "id"),
+                csv_text_column=os.environ.get("CSV_TEXT_COLUMN", "text"),
+                csv_id_column=os.environ.get("CSV_ID_COLUMN", "id"),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where one input object's outputs go.
+
+    ``<out>/<rel>.manifest.json`` and ``<out>/<rel>.errors.jsonl`` are the user-facing results;
+    everything else lives in the version's run directory ``<out>/<rel>/<etag>/``: parts
+    ``part-<slice>-<segment>-<attempt>.<ext>`` (attempt-unique: no other attempt can overwrite
+    them), per-slice commits in ``_slices/``, unfinished slices' progress in ``_progress/``, and for
+    ``s3vectors`` the record of every vector key an attempt put in ``_vector_keys/``. ``rel`` is the
+    input key without ``INPUT_PREFIX``.
+    """
+
+    bucket: str
+    base: str
+    run: str
+
+    @classmethod
+    def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str) -> OutputLayout:
+        rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
+        base = f"{cfg.output_prefix}{rel}"
+        if len(base.encode("utf-8", "surrogatepass")) > MAX_BASE_BYTES:  # S3 keys end at 1,024 bytes
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            head = base.encode("utf-8", "surrogatepass")[: MAX_BASE_BYTES - 18].decode("utf-8", "ignore")
+            base = f"{head}~{digest}"
+        return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag)}/")
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.base}.manifest.json"
+
+    @property
+    def errors_key(self) -> str:
+        return f"{self.base}.errors.jsonl"
+
+    def part_key(self, slice_: int, segment: int, attempt: str, suffix: str) -> str:
+        return f"{self.run}part-{slice_:06d}-{segment:04d}-{attempt}{suffix}"
+
+    def slice_errors_key(self, slice_: int, segment: int, attempt: str) -> str:
+        return f"{self.run}_slices/{slice_:06d}-{segment:04d}-{attempt}.errors.jsonl"
+
+    def progress_key(self, slice_: int) -> str:
+        """Where an unfinished slice's committed segments and resume point are kept between invocations."""
+        return f"{self.run}_progress/{slice_:06d}.json"
+
+    def commit_key(self, slice_: int) -> str:
+        return f"{self.run}_slices/{slice_:06d}.json"
+
+    @property
+    def commits_prefix(self) -> str:
+        return f"{self.run}_slices/"
+
+    @property
+    def vector_keys_prefix(self) -> str:
+        return f"{self.run}_vector_keys/"
+
+    @property
+    def cleanup_key(self) -> str:
+        """What this version's completion deleted from the index (so a re-run reports the same)."""
+        return f"{self.run}_cleanup.json"
+
+    @property
+    def runs_prefix(self) -> str:
+        return f"{self.base}/"
+
+
+def run_name(etag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"

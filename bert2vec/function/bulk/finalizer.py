@@ -1,0 +1,277 @@
+"""Completion: from the slices' commits to the manifest, and the index made equal to it.
+
+The manifest is a pure function of the commits (plus, for ``s3vectors``, the cleanup record written
+once per version), so every finalizer of a version — two workers finishing together, a redelivered
+last message — writes identical bytes. It (and the errors file) is published only while the input
+still has the ETag that was encoded: read what is there, check the input, write on the condition
+that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors``, before the manifest:
+
+1. the key records of every *other* version of the object are listed (before the ETag check, so
+   any version listed is older than the current one), and their keys deleted from the index;
+2. keys this version's attempts put that no commit lists (a losing attempt's lines, a failed
+   slice) are deleted too;
+3. the count goes into ``_cleanup.json`` (created once), and the other versions' run state is
+   removed, so an ETag that comes back later starts afresh.
+
+A version that finds it is no longer current deletes every key its own attempts recorded: a late
+writer of an old version cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+from bert2vec.function.bulk import manifest as manifests
+from bert2vec.function.bulk.aws_errors import is_denied, is_not_found
+from bert2vec.function.bulk.config import BulkConfig, OutputLayout, run_name
+from bert2vec.function.bulk.pipeline import Counts
+from bert2vec.function.bulk.state import Commit, WorkItem
+from bert2vec.function.bulk.store import Conflict, S3Store
+from bert2vec.function.bulk.vectors import read_keys
+from bert2vec.function.bulk.worker import Worker
+from bert2vec.function.encoder import Encoder
+
+log = logging.getLogger("bert2vec.bulk")
+PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
+
+
+class Finalizer:
+    def __init__(self, store: S3Store, encoder: Encoder, cfg: BulkConfig, worker: Worker) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.cfg = cfg
+        self.worker = worker  # for the layout and the vector target of an item
+
+    # ---- commits ---------------------------------------------------------------------------
+    def commits(self, layout: OutputLayout) -> dict[int, Commit]:
+        found: dict[int, Commit] = {}
+        for key in self.store.keys(layout.bucket, layout.commits_prefix):
+            if key.endswith(".json"):
+                data = self.store.get_json(layout.bucket, key)
+                if data is not None:
+                    commit = Commit.from_dict(data)
+                    found[commit.slice] = commit
+        return found
+
+    def mark_failed(self, item: WorkItem, slices: list[int], error: str, *, final: bool | None = None) -> None:
+        """Commit ``slices`` as failed (unless an attempt committed them first)."""
+        layout = self.worker.layout(item)
+        total = item.total_slices
+        for k in slices:
+            is_final = final if final is not None else (k == (total or 0) - 1 if item.unit == "bytes" else True)
+            commit = Commit(slice=k, final=is_final, finished_at=manifests.now(), failed=True, error=error[:2000])
+            try:
+                self.store.create(layout.bucket, layout.commit_key(k), commit.to_dict())
+            except Conflict:
+                continue
+
+    # ---- the manifest ----------------------------------------------------------------------
+    def finalize(self, item: WorkItem) -> dict[str, Any] | None:
+        """Write the manifest if every slice up to the final one is committed; else None."""
+        layout = self.worker.layout(item)
+        commits = self.commits(layout)
+        finals = [k for k, c in commits.items() if c.final]
+        if not finals:
+            return None
+        last = min(finals)
+        if any(k not in commits for k in range(last + 1)):
+            return None
+        vectors = self.cfg.output_format == "s3vectors"
+        older = self._other_versions(item, layout) if vectors else {}
+        if not self.still_current(item):
+            if vectors:
+                self.retract(item)
+            return None
+        ordered = [commits[k] for k in range(last + 1)]
+        counts = Counts()
+        for c in ordered:
+            if not c.failed:
+                counts.add(Counts(**c.counts))
+        failed = [{"chunk": c.slice, "error": c.error} for c in ordered if c.failed]
+        read_errors = [c.read_error for c in ordered if c.read_error]
+        from botocore.exceptions import ClientError
+
+        with tempfile.TemporaryFile() as errors_file:
+            try:
+                self._merge_errors(layout, ordered, errors_file)
+            except ClientError as exc:  # a newer version's completion removed this version's state
+                if is_not_found(exc) and not self.still_current(item):
+                    if vectors:
+                        self.retract(item)
+                    return None
+                raise
+            parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
+            stale = self._clean_index(item, layout, older, parts) if vectors else None
+            status = manifests.status_of(counts, len(failed), len(ordered))
+            if read_errors and status == "complete":
+                status = "incomplete" if counts.lines_read else "failed"
+            errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
+            manifest = manifests.build(
+                status=status,
+                input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
+                       "format": {"kind": item.kind, "gzip": item.gzip},
+                       **({"version_id": item.version_id} if item.version_id else {})},
+                model_card=self.encoder.card,
+                output={
+                    "bucket": layout.bucket,
+                    "format": self.cfg.output_format,
+                    "parts": parts,
+                    "errors_key": layout.errors_key,
+                    **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
+                                                 "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
+                },
+                counts=counts,
+                chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
+                timings={
+                    "started_at": min((c.started_at or c.finished_at) for c in ordered),
+                    "finished_at": max(c.finished_at for c in ordered),
+                    "encode_seconds": round(counts.encode_seconds, 3),
+                },
+                error="; ".join(errors)[:4000] if errors else None,
+            )  # fmt: skip
+            if not self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file):
+                if vectors:
+                    self.retract(item)
+                return None
+        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
+        self._drop_uncommitted(layout, ordered)
+        return manifest
+
+    def publish(
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
+        errors_file: Any | None = None, *, keep_finished: bool = False,
+    ) -> bool:  # fmt: skip
+        """Write the manifest (and the errors file) only while the input is still at ``etag``.
+
+        Read what is there, *then* check the input, then write on the condition that nothing
+        changed since the read: a newer version's finalizer that wrote in between (its upload came
+        after our check) makes our write lose, so a stale check can never overwrite a newer
+        version's result. A result already equal to ours counts as written (a redelivery).
+        ``keep_finished``: never replace a finished manifest of this same version (a retry marker
+        must not hide a result another attempt completed). False when this version lost."""
+        body = manifests.dumps(manifest)
+        for _ in range(PUBLISH_TRIES):
+            there = self.store.read(layout.bucket, layout.manifest_key)
+            if there is not None and manifests.dumps(there.data) == body:
+                return True
+            if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
+                    and not there.data.get("retryable"):  # fmt: skip
+                return False
+            errors_etag = self.store.head_etag(layout.bucket, layout.errors_key) if errors_file is not None else None
+            if etag and not self._is_at(bucket, key, etag):
+                return False
+            try:
+                if errors_file is not None:
+                    errors_file.seek(0)
+                    self.store.create_or_replace(layout.bucket, layout.errors_key, errors_file, errors_etag,
+                                                 "application/x-ndjson")  # fmt: skip
+                self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
+                                             None if there is None else there.etag, "application/json")  # fmt: skip
+                return True
+            except Conflict:
+                continue  # someone wrote in between: look again (we lose if the input moved on)
+        raise RuntimeError(f"s3://{layout.bucket}/{layout.manifest_key} kept changing under {PUBLISH_TRIES} tries")
+
+    def still_current(self, item: WorkItem) -> bool:
+        return self._is_at(item.bucket, item.key, item.etag)
+
+    def _is_at(self, bucket: str, key: str, etag: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            current = self.store.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        except ClientError as exc:
+            if is_not_found(exc) or is_denied(exc):
+                return True  # deleted since: what we encoded is still the last version there was
+            raise
+        if current != etag:
+            log.warning("s3://%s/%s was overwritten (etag %s -> %s): not writing the old version's manifest",
+                        bucket, key, etag, current)  # fmt: skip
+            return False
+        return True
+
+    # ---- the index -------------------------------------------------------------------------
+    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for key in self.store.keys(layout.bucket, prefix):
+            data = self.store.get_json(layout.bucket, key)
+            if data is not None:
+                out.append((key, data))
+        return out
+
+    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Key records of this object's other versions: {run directory: [(record key, record)]}."""
+        mine = run_name(item.etag)
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for key in self.store.keys(layout.bucket, layout.runs_prefix):
+            parts = key[len(layout.runs_prefix) :].split("/")
+            if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
+                continue  # not a key record, another object's (a key that extends this one), or ours
+            data = self.store.get_json(layout.bucket, key)
+            if data and data.get("source_bucket") == item.bucket and data.get("source_key") == item.key:
+                found.setdefault(parts[0], []).append((key, data))
+        return found
+
+    def _clean_index(
+        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
+        parts: list[dict[str, Any]],
+    ) -> int:  # fmt: skip
+        """Delete older versions' keys and this version's uncommitted ones; the count, once per version."""
+        target = self.worker.vector_target(item)
+        stale = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])}
+        committed: set[str] = set()
+        for part in parts:
+            committed |= read_keys(self.store.body(layout.bucket, part["key"]))
+        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
+        deleted = target.delete(stale | (own - committed)) if stale or own - committed else 0
+        try:
+            self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": deleted})
+        except Conflict:
+            done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
+            deleted = int(done.get("stale_vectors_deleted", deleted))
+        for run, records in older.items():  # that version is gone from the index: forget its run
+            state = [key for key in self.store.keys(layout.bucket, f"{layout.runs_prefix}{run}/")
+                     if "/_slices/" in key or "/_progress/" in key or key.endswith("/_cleanup.json")]  # fmt: skip
+            self.store.delete(layout.bucket, [key for key, _ in records] + state)
+        return deleted
+
+    def retract(self, item: WorkItem) -> int:
+        """This version lost to a newer one: delete every key its attempts recorded."""
+        layout = self.worker.layout(item)
+        keys = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
+        if not keys:
+            return 0
+        log.warning("s3://%s/%s (etag %s) is no longer current: deleting its %d vectors", item.bucket, item.key,
+                    item.etag, len(keys))  # fmt: skip
+        return self.worker.vector_target(item).delete(keys)
+
+    # ---- files -------------------------------------------------------------------------------
+    def _merge_errors(self, layout: OutputLayout, ordered: list[Commit], out: Any) -> None:
+        """``<key>.errors.jsonl``'s content into ``out``: every rejected line in line order (empty when none)."""
+        for c in ordered:
+            for seg in c.segments:
+                if seg.errors_key:
+                    body = self.store.client.get_object(Bucket=layout.bucket, Key=seg.errors_key)["Body"]
+                    for chunk in iter(lambda b=body: b.read(1 << 20), b""):
+                        out.write(chunk)
+
+    def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
+        """Parts and error files of attempts that lost: nothing lists them, so they go."""
+        keep = {k for c in ordered for seg in c.segments for k in [*seg.parts, seg.errors_key] if k}
+        garbage = [
+            key for key in self.store.keys(layout.bucket, layout.run)
+            if (key[len(layout.run) :].startswith("part-") or key.endswith(".errors.jsonl")) and key not in keep
+        ]  # fmt: skip
+        if garbage:
+            self.store.delete(layout.bucket, garbage)
+
+
+def _part_entry(commit: Commit, segment: Any) -> dict[str, Any]:
+    """One segment's output: its data file, plus the ids sidecar for npy."""
+    entry = {"chunk": commit.slice, "segment": segment.segment, "rows": segment.rows,
+             "first_line": segment.first_line, "last_line": segment.last_line, "key": segment.parts[0]}  # fmt: skip
+    if len(segment.parts) > 1:
+        entry["ids_key"] = segment.parts[1]
+    return entry

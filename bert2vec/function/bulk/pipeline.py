@@ -1,0 +1,254 @@
+"""Items in, vector rows out: the storage-agnostic heart of bulk encoding.
+
+Used by the S3 path (per chunk) and by the local CLI (per file), so both count, truncate, reject,
+chunk and order exactly alike. ``overlong="chunk"`` reads every wordpiece of a long text as
+overlapping windows (``bert2vec.function.long_text``); with ``chunk_rows`` each window becomes its own row
+(``chunk``, ``start``, ``end``: the window's number and character span in the text) instead of one
+row per line. Memory is bounded by one window of texts and their vectors: records are
+encoded a window at a time (length-sorted inside the window by ``Encoder.encode``) and written
+back in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bert2vec.function import defaults
+from bert2vec.function.bulk.readers import Blank, Item, Record, Rejected
+from bert2vec.function.bulk.writers import ErrorWriter, OutputRow, PartWriter
+from bert2vec.function.encoder import Encoder
+from bert2vec.function.long_text import MODES, LongTextEncoder
+
+OVERLONG_POLICIES = MODES  # truncate | reject | chunk
+
+
+@dataclass
+class Counts:
+    """Per-line accounting; the manifest proves ``lines_read == encoded + rejected + blank``."""
+
+    lines_read: int = 0
+    encoded: int = 0
+    rejected: int = 0
+    blank: int = 0
+    truncated: int = 0
+    swallowed: int = 0  # physical lines inside rejected units (e.g. after an unclosed CSV quote)
+    tokens: int = 0
+    encode_seconds: float = 0.0
+    chunks: int = 0  # OVERLONG=chunk: windows encoded (reported only then)
+
+    def add(self, other: Counts) -> Counts:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
+    def balanced(self) -> bool:
+        return self.lines_read == self.encoded + self.rejected + self.blank
+
+    def to_dict(self) -> dict[str, float | int]:
+        d = asdict(self)
+        d["encode_seconds"] = round(self.encode_seconds, 3)
+        if not self.chunks:
+            del d["chunks"]
+        return d
+
+
+@dataclass
+class PipelineOptions:
+    overlong: str = defaults.OVERLONG  # over the model's max_seq_length: "truncate" (flagged), "reject" or "chunk"
+    max_text_chars: int = defaults.MAX_TEXT_CHARS  # longer texts are cut to this many characters first (or rejected)
+    window: int = defaults.WINDOW_TEXTS  # texts per length-sorted encode window
+    batch_size: int = defaults.BATCH_SIZE
+    stride: int | None = None  # chunk: overlap of consecutive windows in wordpieces (None: the default)
+    chunk_rows: bool = False  # chunk: one output row per window (with its span) instead of one per line
+
+
+def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    buf: list[Item] = []
+    n_records = 0
+    for item in items:
+        buf.append(item)
+        if isinstance(item, Record):
+            n_records += 1
+            if n_records >= size:
+                yield buf
+                buf, n_records = [], 0
+    if buf:
+        yield buf
+
+
+def check_chunk_config(encoder: Encoder, stride: int | None) -> None:
+    """``OVERLONG=chunk`` on this model: it has the long-text signatures and ``stride`` fits its window.
+    Raises ``ConfigError`` naming the variables."""
+    from bert2vec.function.bulk.config import ConfigError
+    from bert2vec.function.errors import Bert2VecError
+
+    long = LongTextEncoder(encoder)
+    try:
+        long.require()
+        long.stride(stride)
+    except Bert2VecError as exc:
+        raise ConfigError(f"OVERLONG=chunk / LONG_TEXT_STRIDE: {exc}") from None
+
+
+@dataclass
+class _Encoded:
+    """One text's encoding: its vector (or, with chunk rows, its windows' vectors and spans)."""
+
+    vector: np.ndarray | None
+    token_count: int
+    chunks: int = 1
+    windows: list[tuple[int, int, np.ndarray]] | None = None  # (start, end, vector) per window
+
+
+def _run_chunked(encoder: Encoder, texts: list[str], opts: PipelineOptions) -> list[_Encoded]:
+    long = LongTextEncoder(encoder)
+    if not opts.chunk_rows:
+        got = long.encode(texts, stride=opts.stride, batch_size=opts.batch_size)
+        return [_Encoded(got.embeddings[i], int(got.token_counts[i]), int(got.chunks[i])) for i in range(len(texts))]
+    ch = long.encode_chunks(texts, stride=opts.stride, batch_size=opts.batch_size)
+    out = [_Encoded(None, int(ch.token_counts[i]), int(ch.chunks[i]), []) for i in range(len(texts))]
+    for w, t in enumerate(ch.text_index.tolist()):
+        out[t].windows.append((int(ch.start[w]), int(ch.end[w]), ch.embeddings[w]))  # type: ignore[union-attr]
+    return out
+
+
+def _isolating_chunked(
+    encoder: Encoder, texts: list[str], opts: PipelineOptions
+) -> tuple[list[_Encoded | None], dict[int, str]]:
+    """Chunk mode's ``_encode_isolating``: bisect until the texts the encoder fails on are isolated."""
+    try:
+        return list(_run_chunked(encoder, texts, opts)), {}
+    except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
+        if len(texts) == 1:
+            return [None], {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"}
+    half = len(texts) // 2
+    r1, f1 = _isolating_chunked(encoder, texts[:half], opts)
+    r2, f2 = _isolating_chunked(encoder, texts[half:], opts)
+    return r1 + r2, {**f1, **{half + i: r for i, r in f2.items()}}
+
+
+def _encode_isolating(
+    encoder: Encoder, texts: list[str], batch_size: int
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Encode ``texts``; if the encoder fails, bisect until the failing texts are isolated.
+
+    Returns (embeddings, token counts, {index: reason}) — rows of failed texts are zeros and must
+    be dropped by the caller. One poisoned line costs O(log n) extra calls and rejects only itself.
+    """
+    try:
+        result = encoder.encode(texts, batch_size=batch_size)
+        return result.embeddings, result.token_counts, {}
+    except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
+        if len(texts) == 1:
+            return (
+                np.zeros((1, encoder.vector_length), np.float32),
+                np.zeros(1, np.int32),
+                {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"},
+            )
+    half = len(texts) // 2
+    e1, c1, f1 = _encode_isolating(encoder, texts[:half], batch_size)
+    e2, c2, f2 = _encode_isolating(encoder, texts[half:], batch_size)
+    return np.concatenate([e1, e2]), np.concatenate([c1, c2]), {**f1, **{half + i: r for i, r in f2.items()}}
+
+
+def encode_items(
+    items: Iterable[Item],
+    encoder: Encoder,
+    writer: PartWriter,
+    errors: ErrorWriter,
+    opts: PipelineOptions,
+    *,
+    on_window: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Encode every Record, write rows in input order, report every Rejected; count all lines."""
+    if opts.overlong not in OVERLONG_POLICIES:
+        raise ValueError(f"overlong policy must be one of {OVERLONG_POLICIES}, got {opts.overlong!r}")
+    if opts.chunk_rows and opts.overlong != "chunk":
+        raise ValueError(f"chunk rows need the overlong policy 'chunk', got {opts.overlong!r}")
+    if opts.overlong == "chunk":
+        LongTextEncoder(encoder).require()
+        LongTextEncoder(encoder).stride(opts.stride)  # a bad stride fails here, not once per window
+    counts = Counts()
+    max_tokens = encoder.max_seq_length
+    for window in _windows(items, opts.window):
+        records: list[Record] = []
+        texts: list[str] = []
+        cut_chars: list[bool] = []
+        rejected: list[Rejected] = []
+        for item in window:
+            counts.lines_read += 1
+            if isinstance(item, Blank):
+                counts.blank += 1
+            elif isinstance(item, Rejected):
+                rejected.append(item)
+                counts.swallowed += item.swallowed
+            else:
+                text = item.text
+                if len(text) > opts.max_text_chars:
+                    if opts.overlong != "truncate":  # chunk mode reads whole texts: it never cuts one
+                        rejected.append(
+                            Rejected(item.line, f"text has {len(text)} characters, over {opts.max_text_chars}", item.id)
+                        )
+                        continue
+                    text = text[: opts.max_text_chars]
+                records.append(item)
+                texts.append(text)
+                cut_chars.append(len(text) < len(item.text))
+        rows: list[OutputRow] = []
+        lines_encoded = 0  # = len(rows), except with chunk rows (one row per window)
+        if texts and opts.overlong == "chunk":
+            t0 = time.perf_counter()
+            encoded, failed = _isolating_chunked(encoder, texts, opts)
+            counts.encode_seconds += time.perf_counter() - t0
+            for i, rec in enumerate(records):
+                got = encoded[i]
+                if i in failed or got is None:
+                    rejected.append(Rejected(rec.line, failed.get(i, "the encoder failed on this text"), rec.id))
+                    continue
+                counts.truncated += int(cut_chars[i])
+                counts.tokens += got.token_count
+                counts.chunks += got.chunks
+                lines_encoded += 1
+                if got.windows is None:
+                    rows.append(OutputRow(rec.id, rec.line, np.asarray(got.vector, dtype=np.float32), rec.text))
+                    continue
+                for k, (start, end, vector) in enumerate(got.windows):
+                    text = rec.text[start:end] if start >= 0 else None
+                    rows.append(OutputRow(rec.id, rec.line, np.asarray(vector, np.float32), text, k, start, end))
+        elif texts:
+            t0 = time.perf_counter()
+            embeddings, token_counts, failed = _encode_isolating(encoder, texts, opts.batch_size)
+            counts.encode_seconds += time.perf_counter() - t0
+            for i, rec in enumerate(records):
+                if i in failed:
+                    rejected.append(Rejected(rec.line, failed[i], rec.id))
+                    continue
+                too_long = bool(token_counts[i] > max_tokens)
+                if too_long and opts.overlong == "reject":
+                    rejected.append(
+                        Rejected(
+                            rec.line, f"text has {int(token_counts[i])} tokens, over the model's {max_tokens}", rec.id
+                        )
+                    )
+                    continue
+                counts.truncated += int(too_long or cut_chars[i])
+                counts.tokens += int(min(token_counts[i], max_tokens))
+                rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32), rec.text))
+                lines_encoded += 1
+        refused = writer.write(rows) or {}
+        if refused:  # the sink's own per-line limits (an index's key/metadata rules): rejected like any line
+            ids = {row.line: row.id for row in rows}
+            rejected.extend(Rejected(line, why, ids.get(line)) for line, why in refused.items())
+            lines_encoded -= len(refused)
+        counts.encoded += lines_encoded
+        if rejected:
+            rejected.sort(key=lambda r: r.line)
+            errors.write(rejected)
+            counts.rejected += len(rejected)
+        if on_window is not None:
+            on_window(counts)
+    return counts

@@ -1,0 +1,164 @@
+"""The planner: one object notification (or Batch Operations task) in, one :class:`Outcome` out.
+
+It decides whether the object is ours, already encoded, readable text; then encodes it inline or
+fans it out as shard messages. Whatever goes wrong ends in the object's manifest: a permanent
+problem as ``failed``; an unexpected or transient error writes a ``retryable`` failed manifest and
+is raised again, so Lambda's retry (or Batch Operations' ``TemporaryFailure``) still sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bert2vec.function.bulk import manifest as manifests
+from bert2vec.function.bulk.aws_errors import error_code, is_denied, is_not_found
+from bert2vec.function.bulk.config import BulkConfig, OutputLayout
+from bert2vec.function.bulk.outcome import Kind, Outcome
+from bert2vec.function.bulk.pipeline import Counts
+from bert2vec.function.bulk.readers import InputFormat, UnsupportedFormatError
+from bert2vec.function.bulk.state import WorkItem
+from bert2vec.function.bulk.store import S3Store
+from bert2vec.function.encoder import Encoder
+
+log = logging.getLogger("bert2vec.bulk")
+
+
+class Planner:
+    def __init__(self, store: S3Store, encoder: Encoder, cfg: BulkConfig, engine: Any) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.cfg = cfg
+        self.engine = engine  # runs inline work and sends shard messages
+
+    def ignore_reason(self, bucket: str, key: str) -> str | None:
+        """Why an S3 notification must not be processed (own outputs, other prefixes), or None."""
+        out_bucket = self.cfg.output_bucket or bucket
+        if out_bucket == bucket and self.cfg.output_prefix and key.startswith(self.cfg.output_prefix):
+            return f"key is under the output prefix {self.cfg.output_prefix!r} (our own output)"
+        if self.cfg.input_prefix and not key.startswith(self.cfg.input_prefix):
+            return f"key is not under the input prefix {self.cfg.input_prefix!r}"
+        if key.endswith("/"):
+            return "key is a folder marker"
+        return None
+
+    def handle_object(
+        self, bucket: str, key: str, remaining_ms: Callable[[], int], *, version_id: str | None = None,
+        skip_unsupported: bool = False,
+    ) -> Outcome:  # fmt: skip
+        reason = self.ignore_reason(bucket, key)
+        if reason:
+            log.info("ignored s3://%s/%s: %s", bucket, key, reason)
+            return Outcome(Kind.IGNORED, key, reason)
+        if skip_unsupported:  # a backfill lists every object under the prefix; only inputs are tasks
+            try:
+                InputFormat.from_key(key, self.cfg.reader)
+            except UnsupportedFormatError as exc:
+                return Outcome(Kind.IGNORED, key, str(exc))
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.store.client.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+        except ClientError as exc:
+            if version_id and (is_not_found(exc) or error_code(exc) in ("400", "InvalidArgument")):
+                why = f"version {version_id} of the object no longer exists (deleted or never there): nothing encoded"
+                log.info("s3://%s/%s: %s", bucket, key, why)
+                return Outcome(Kind.VERSION_GONE, key, why)
+            if is_not_found(exc):
+                log.info("ignored s3://%s/%s: deleted before we got to it", bucket, key)
+                return Outcome(Kind.IGNORED, key, "object no longer exists")
+            if is_denied(exc):
+                why = (
+                    "access denied reading the object: it may have been deleted (S3 answers 403 instead of 404 "
+                    "without s3:ListBucket), or the function lacks s3:GetObject on it"
+                )
+                log.error("s3://%s/%s: %s", bucket, key, why)
+                layout = OutputLayout.for_object(self.cfg, bucket, key, "unknown")
+                self.failed_manifest(layout, bucket, key, "", 0, why)
+                return Outcome(Kind.FAILED, key, why, layout.manifest_key, "failed")
+            raise
+        etag, size = head["ETag"].strip('"'), int(head["ContentLength"])
+        if version_id and not self._is_current(bucket, key, version_id):
+            # The output describes the object's current version: an older one named by a task would
+            # replace it (and its vectors). The current version has its own event or task.
+            why = (f"version {version_id} is no longer the object's current version: the object changed since the "
+                   "job listed it; its newer version is encoded by its own event")  # fmt: skip
+            log.info("s3://%s/%s: %s", bucket, key, why)
+            return Outcome(Kind.CHANGED, key, why)
+        layout = OutputLayout.for_object(self.cfg, bucket, key, etag)
+        existing = self.store.get_json(layout.bucket, layout.manifest_key)
+        if existing and existing.get("input", {}).get("etag") == etag and not existing.get("retryable"):
+            log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
+            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status"))
+        try:
+            return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id)
+        except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
+                log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
+                            key, etag)  # fmt: skip
+                return Outcome(Kind.CHANGED, key)
+            log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
+            self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True)
+            raise
+
+    def _is_current(self, bucket: str, key: str, version_id: str) -> bool:
+        current = self.store.client.head_object(Bucket=bucket, Key=key)
+        return str(current.get("VersionId") or "") == version_id
+
+    def _plan_and_run(
+        self, bucket: str, key: str, etag: str, size: int, layout: OutputLayout, remaining_ms: Callable[[], int],
+        version_id: str | None,
+    ) -> Outcome:  # fmt: skip
+        try:
+            fmt = InputFormat.from_key(key, self.cfg.reader)
+        except UnsupportedFormatError as exc:
+            self.failed_manifest(layout, bucket, key, etag, size, str(exc))
+            return Outcome(Kind.FAILED, key, str(exc), layout.manifest_key, "failed")
+        unit = "bytes" if fmt.shardable else "records"
+        size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
+        item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id)
+        not_text = self.engine.worker.source(item).sniff()
+        if not_text:
+            self.failed_manifest(layout, bucket, key, etag, size, not_text)
+            return Outcome(Kind.FAILED, key, not_text, layout.manifest_key, "failed")
+        if unit == "bytes":
+            item.end_slice = item.total_slices
+            if size > self.cfg.shard_bytes and self.cfg.queue_url:
+                shards = self.plan_shards(item)
+                self.engine.send(shards)
+                log.info("s3://%s/%s: %d bytes fanned out as %d shards", bucket, key, size, len(shards))
+                return Outcome(Kind.FANNED_OUT, key, shards=len(shards))
+        return self.engine.run(item, remaining_ms)
+
+    def plan_shards(self, item: WorkItem) -> list[WorkItem]:
+        """Slice-aligned shards with their first line numbers (one sequential pass over the object)."""
+        per_shard = max(1, self.cfg.shard_bytes // item.slice_size)
+        total = item.total_slices or 1
+        starts = list(range(0, total, per_shard))
+        first_lines = self.engine.worker.source(item).first_lines([s * item.slice_size for s in starts])
+        return [
+            WorkItem(
+                item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
+                first_slice=s, end_slice=min(s + per_shard, total), first_line=line, version_id=item.version_id,
+            )  # fmt: skip
+            for s, line in zip(starts, first_lines, strict=True)
+        ]
+
+    def failed_manifest(
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False
+    ) -> dict[str, Any]:
+        manifest = manifests.build(
+            status="failed",
+            input={"bucket": bucket, "key": key, "etag": etag, "size": size},
+            model_card=self.encoder.card,
+            output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
+            counts=Counts(),
+            error=error,
+        )
+        if retryable:
+            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
+        # Like every manifest: never over a newer version's, nor over this version's finished one
+        # (a duplicate that failed late must not hide what the attempt that won completed).
+        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True)
+        return manifest

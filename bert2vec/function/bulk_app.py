@@ -1,0 +1,183 @@
+"""Lambda entry points of the S3 bulk path (same image as the encode function, other CMDs).
+
+- ``s3_handler``: S3 ``ObjectCreated`` notifications and EventBridge "Object Created" events →
+  encode small objects inline, fan big ones out over the shard queue; and S3 Batch Operations
+  invocations (backfilling objects already in S3), answered per task.
+- ``sqs_handler``: the shard queue's worker, with partial batch responses
+  (``ReportBatchItemFailures``) through Powertools' batch utility.
+
+The model loads and warms at init (so SnapStart can snapshot it; ``BERT2VEC_LAZY_INIT=1`` defers
+it to the first event, for tools that import this module without serving). After a SnapStart
+restore the AWS clients are made afresh: credentials and connections must not come from a snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from bert2vec.function import lifecycle
+from bert2vec.function.bulk.config import BulkConfig
+from bert2vec.function.bulk.outcome import Kind, Outcome
+from bert2vec.function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
+from bert2vec.function.bulk.vectors import s3vectors_client
+from bert2vec.function.cpu import usable_cpus
+from bert2vec.function.encoder import Encoder
+from bert2vec.function.tf_quiet import import_tensorflow
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"))
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    """Load the model and clients once per execution environment."""
+    global _engine
+    if _engine is None:
+        cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
+        import_tensorflow()  # without the C++ start-up banners in the function's logs
+        encoder = Encoder.load()  # sizes TF's thread pools from the cgroup quota first
+        encoder.encode(["warm up"])
+        _engine = Engine(s3_client(), encoder, cfg, sqs_client())
+    return _engine
+
+
+def _before_snapshot() -> None:
+    eng = engine()
+    lifecycle.warm_shapes(eng.encoder, eng.cfg.batch_size)
+
+
+def _after_restore() -> None:
+    lifecycle.reseed()
+    eng = engine()
+    eng.s3, eng.sqs = s3_client(), sqs_client()
+    if eng.vectors is not None:
+        eng.vectors = s3vectors_client()
+    if usable_cpus() != eng.encoder.workers:
+        logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": eng.encoder.workers})
+
+
+if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
+    engine()
+    lifecycle.register(before_snapshot=_before_snapshot, after_restore=_after_restore, logger=logger)
+
+
+def _remaining(context: Any):
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        return context.get_remaining_time_in_millis
+    deadline = time.monotonic() + 900
+    return lambda: int((deadline - time.monotonic()) * 1000)
+
+
+def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, decoded key) for every object an S3 or EventBridge event names.
+
+    S3 notifications URL-encode keys (spaces as ``+``); EventBridge "Object Created" events do not.
+    """
+    if event.get("detail-type") == "Object Created" and event.get("source") == "aws.s3":
+        detail = event["detail"]
+        return [(detail["bucket"]["name"], detail["object"]["key"])]
+    out = []
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated"):
+            out.append((record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])))
+    return out
+
+
+def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = None) -> dict[str, Any]:
+    """S3 Batch Operations (schema 1.0 and 2.0): every task goes through ``handle_object``, exactly
+    like an upload event, so a backfill and a later upload of the same object never double the
+    output (the manifest's ETag makes the second one a no-op)."""
+    from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+    from botocore.exceptions import ClientError
+
+    from bert2vec.function.bulk.aws_errors import error_code, is_transient
+
+    batch = S3BatchOperationEvent(event)
+    results: list[dict[str, str]] = []
+    eng = eng or engine()
+    for task in batch.tasks:
+        logger.append_keys(bucket=task.s3_bucket, key=task.s3_key, task_id=task.task_id)
+        version = task.s3_version_id or None
+        try:
+            outcome = eng.handle_object(task.s3_bucket, task.s3_key, _remaining(context), version_id=version,
+                                        skip_unsupported=True)  # fmt: skip
+            code, text = outcome.task_result()
+        except Exception as exc:  # noqa: BLE001 - every task gets an answer; S3 retries temporary ones
+            code = "TemporaryFailure" if is_transient(exc) or not isinstance(exc, ClientError) else "PermanentFailure"
+            text = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        logger.info("batch task", extra={"result": code, "detail": text})
+        results.append({"taskId": task.task_id, "resultCode": code, "resultString": text[:1000]})
+    # Built here rather than with Powertools' response class, which allows one task per invocation
+    # (what S3 sends today); the schema itself is a list.
+    return {
+        "invocationSchemaVersion": batch.invocation_schema_version,
+        "treatMissingKeysAs": "PermanentFailure",
+        "invocationId": batch.invocation_id,
+        "results": results,
+    }
+
+
+def _record(outcome: Outcome) -> None:
+    """The one place an outcome becomes a log line and metrics."""
+    logger.info("object handled", extra={"summary": outcome.summary()})
+    metrics.add_metric(name="SlicesEncoded", unit=MetricUnit.Count, value=outcome.slices_done)
+    if outcome.kind is Kind.ENCODED:
+        metrics.add_metric(name="LinesEncoded", unit=MetricUnit.Count, value=outcome.lines_encoded())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "invocationSchemaVersion" in event:
+        return batch_operations(event, context)
+    eng = engine()
+    results = []
+    for bucket, key in objects_in(event):
+        logger.append_keys(bucket=bucket, key=key)
+        outcome = eng.handle_object(bucket, key, _remaining(context))
+        _record(outcome)
+        results.append(outcome.summary())
+    return {"objects": results}
+
+
+# Report every failed shard individually, even when all failed (the default would raise instead).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def _process_shard(record: SQSRecord, context: Any) -> dict[str, Any]:
+    eng = engine()
+    item = WorkItem.from_message(record.body)
+    try:
+        outcome = eng.run(item, _remaining(context))
+    except Exception as exc:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        if receives >= eng.cfg.max_receives:
+            logger.exception("shard failed on its last receive; marking it failed before the DLQ",
+                             extra={"key": item.key, "first_slice": item.first_slice})
+            eng.fail(item, f"{type(exc).__name__}: {exc}")
+        raise
+    _record(outcome)
+    return outcome.summary()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def sqs_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event,
+        record_handler=lambda record: _process_shard(record, context),
+        processor=processor,
+        context=context,
+    )

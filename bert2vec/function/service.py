@@ -1,0 +1,318 @@
+"""Encode requests, validated and limited — the part of serving that knows nothing about AWS.
+
+Every wire format (``bert2vec.function.wire``: ``/encode`` and direct invokes, OpenAI ``/v1/embeddings``,
+TEI ``/embed``) is parsed into an ``EncodeRequest`` and served here, so limits and error wording
+are identical everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from bert2vec.function import defaults
+from bert2vec.function.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult, form_batches, padded_work
+from bert2vec.function.errors import (
+    EmptyInputError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    RequestTooLargeError,
+    TextTooLargeError,
+    TextTooLongForModelError,
+    TooManyTextsError,
+    UnsupportedOptionError,
+)
+from bert2vec.function.long_text import MODES, LongTextEncoder, check_stride, windows_for
+
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Wordpieces one character can become. Every wordpiece covers at least one character of the
+# normalised text, and normalisation (NFD for uncased models) turns one character into at most
+# three that survive accent stripping: a Hangul syllable into its jamo ("한" → ᄒ ᅡ ᆫ).
+WORDPIECES_PER_CHAR = 3
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits, from the environment (docs/http-api.md, "Configuration")."""
+
+    max_texts: int = defaults.MAX_TEXTS
+    max_text_chars: int = defaults.MAX_TEXT_CHARS
+    max_request_chars: int = defaults.MAX_REQUEST_CHARS
+    max_request_tokens: int = defaults.MAX_REQUEST_TOKENS
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            max_texts=int(os.environ.get("MAX_TEXTS", cls.max_texts)),
+            max_text_chars=int(os.environ.get("MAX_TEXT_CHARS", cls.max_text_chars)),
+            max_request_chars=int(os.environ.get("MAX_REQUEST_CHARS", cls.max_request_chars)),
+            max_request_tokens=int(os.environ.get("MAX_REQUEST_TOKENS", cls.max_request_tokens)),
+        )
+
+
+class ModelTokenizer:
+    """The exported model's own in-graph tokenizer, run without the encoder.
+
+    Every SavedModel ``bert-export`` writes keeps, beside ``serving_default``, the serving module's
+    ``pack`` function (texts → word ids padded to the batch's longest, mask, token_count): the
+    exact tokenizer and truncation ``serving_default`` runs, minus BERT. It is not part of the
+    signature contract, so a model without it still serves; only the exact wordpiece count
+    (a bound from characters is used instead) and ``/tokenize`` are then unavailable.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self._pack = encoder.function("pack")
+
+    @property
+    def available(self) -> bool:
+        return self._pack is not None
+
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        word_ids, mask, token_count = self._pack(tf.constant(texts, dtype=tf.string))
+        return word_ids.numpy(), mask.numpy(), token_count.numpy()
+
+    def counts(self, texts: list[str]) -> np.ndarray:
+        """Wordpieces per text incl. [CLS]/[SEP], before truncation (``token_count``'s meaning)."""
+        return self._run(texts)[2]
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """The word ids the encoder sees: [CLS] ... [SEP], truncated to ``max_seq_length``."""
+        word_ids, mask, _ = self._run(texts)
+        return [row[: int(m.sum())].tolist() for row, m in zip(word_ids, mask, strict=True)]
+
+    @cached_property
+    def vocab(self) -> list[str] | None:
+        """The vocabulary baked into the SavedModel's assets (id → token), if it is a plain vocab.txt."""
+        path = Path(self.encoder.model_dir) / "assets" / "vocab.txt"
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f]
+        except OSError:
+            return None
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    texts: list[str]
+    normalize: bool | None = None  # None: the model's own setting
+    truncate: bool = True
+    field: str = "texts"  # the request field named in error messages
+    single: bool = False  # the field held one string rather than a list
+    long_text: str | None = None  # truncate | reject | chunk (bert2vec.function.long_text); None: from ``truncate``
+    stride: int | None = None  # chunk mode: overlap of consecutive windows; None: the default
+
+    def __post_init__(self) -> None:
+        if self.long_text is not None and self.long_text not in MODES:
+            raise InvalidInputError(
+                f"'long_text' must be one of {', '.join(MODES)}, got {self.long_text!r}", param="long_text"
+            )
+
+    @property
+    def mode(self) -> str:
+        """What happens to a text over the model's ``max_seq_length``: truncate, reject or chunk."""
+        return self.long_text or ("truncate" if self.truncate else "reject")
+
+    def name(self, i: int) -> str:
+        """How error messages point at text ``i``: ``'text'`` or ``'texts[3]'``."""
+        return f"'{self.field}'" if self.single else f"'{self.field}[{i}]'"
+
+
+@dataclass
+class Encoded:
+    request: EncodeRequest
+    result: EncodeResult
+    vectors: np.ndarray  # after any request-level normalisation
+    chunks: np.ndarray | None = None  # chunk mode: windows per text
+
+
+class EncodeService:
+    """Checks a request against the limits and the model, then encodes it."""
+
+    def __init__(self, encoder: Encoder, limits: Limits | None = None) -> None:
+        self.encoder = encoder
+        self.limits = limits or Limits.from_env()
+        self.tokenizer = ModelTokenizer(encoder)
+        self.long_text = LongTextEncoder(encoder)
+        self.batch_size = DEFAULT_BATCH_SIZE  # what the budget prices and the encoder runs
+
+    def check_texts(self, req: EncodeRequest) -> list[str]:
+        """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
+        if not req.texts:
+            raise EmptyInputError(f"'{req.field}' is empty; send at least one text", param=req.field)
+        if len(req.texts) > self.limits.max_texts:
+            raise TooManyTextsError(
+                f"'{req.field}' has {len(req.texts)} texts; at most {self.limits.max_texts} per request "
+                "(MAX_TEXTS). For bulk work upload a file to the S3 input prefix.",
+                param=req.field,
+            )
+        texts = []
+        for i, t in enumerate(req.texts):
+            if not t.strip():
+                raise EmptyInputError(f"{req.name(i)} is empty or only whitespace", param=req.field)
+            if len(t) > self.limits.max_text_chars:
+                if req.mode != "truncate":
+                    raise TextTooLargeError(
+                        f"{req.name(i)} has {len(t)} characters; at most {self.limits.max_text_chars} "
+                        + ('(MAX_TEXT_CHARS): "long_text": "chunk" encodes whole texts and never cuts them; '
+                           "split the document, or use the S3 bulk path"
+                           if req.mode == "chunk" else '(MAX_TEXT_CHARS) unless "truncate": true'),
+                        param=req.field,
+                    )  # fmt: skip
+                t = t[: self.limits.max_text_chars]
+            texts.append(t)
+        chars = sum(len(t) for t in texts)
+        if chars > self.limits.max_request_chars:
+            raise RequestTooLargeError(
+                f"the request has {chars} characters in {len(texts)} texts; at most "
+                f"{self.limits.max_request_chars} per request (MAX_REQUEST_CHARS). Send fewer or shorter texts "
+                f"(model {self.encoder.name} takes {self.encoder.max_seq_length} wordpieces per text, about 4 "
+                "characters each in English); for bulk work use the S3 input prefix.",
+                param=req.field,
+            )
+        return texts
+
+    def _work(self, req: EncodeRequest, texts: list[str], counts: np.ndarray, *, exact: bool) -> int:
+        """Wordpieces the encoder runs for texts of ``counts`` wordpieces (incl. [CLS]/[SEP]).
+
+        Each batch is padded to its longest text, so it costs its size times that length (capped
+        at ``max_seq_length``): the batches are priced as the encoder will form them — by
+        characters when ``counts`` is the bound from characters (``exact`` false: the encoder is
+        then given no counts), by wordpieces when they are exact. In chunk mode each window counts as ``max_seq_length``.
+        """
+        cap = self.encoder.max_seq_length
+        if req.mode == "chunk":
+            return int(windows_for(counts, cap, check_stride(req.stride, cap)).sum()) * cap
+        order = counts if exact else [len(t) for t in texts]
+        return padded_work(form_batches(order, self.batch_size), counts, cap)
+
+    def check_tokens(self, req: EncodeRequest, texts: list[str]) -> np.ndarray | None:
+        """The wordpiece budget: the padded wordpieces the encoder will run (``_work``), so a
+        request's cost is what it makes the model do, whatever the mix of its texts' lengths.
+
+        A bound from characters (``WORDPIECES_PER_CHAR``) admits most requests without
+        tokenising; only when the bound exceeds the budget are the texts counted exactly with the
+        model's own tokenizer (a fraction of the encoding's cost), and then the encoder forms its
+        batches by those counts, which pads least. Returns those counts, if any.
+        """
+        cap, budget = self.encoder.max_seq_length, self.limits.max_request_tokens
+        bound = self._work(req, texts, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts]), exact=False)
+        if bound <= budget:
+            return None
+        if not self.tokenizer.available:
+            used, how = bound, "up to "
+            counts = None
+        else:
+            counts = self.tokenizer.counts(texts).astype(np.int32)
+            used, how = self._work(req, texts, counts, exact=True), ""
+        if used > budget:
+            each = (
+                f"each window of {cap - 2} wordpieces, overlapping by {check_stride(req.stride, cap)}, counts as "
+                f"max_seq_length = {cap}"
+                if req.mode == "chunk"
+                else f"texts run in batches of {self.batch_size} of similar length, each batch padded to its longest "
+                f"text, at most max_seq_length = {cap}"
+            )
+            raise RequestTooLargeError(
+                f"the request would run {how}{used} wordpieces through the model for its {len(texts)} texts ({each}); "
+                f"at most {budget} per request (MAX_REQUEST_TOKENS). "
+                + ("Send fewer or shorter documents per request"
+                   if req.mode == "chunk" else f"Send fewer texts per request — {max(1, budget // cap)} texts always fit —")
+                + " or use the S3 bulk path.",
+                param=req.field,
+            )
+        return counts
+
+    def check_not_blank(self, req: EncodeRequest, counts: np.ndarray) -> None:
+        """A text the tokenizer turns into nothing (only control, format, zero-width, combining or
+        space characters) would come back as the vector of a bare [CLS] [SEP]: refuse it."""
+        blank = np.flatnonzero(np.asarray(counts) <= 2)
+        if blank.size:
+            i = int(blank[0])
+            raise EmptyInputError(
+                f"{req.name(i)} has no characters the model can read (only control, zero-width, combining or "
+                "space characters)",
+                param=req.field,
+            )
+
+    def check_fits_model(self, req: EncodeRequest, counts: np.ndarray) -> None:
+        """In reject mode (``"truncate": false``), a text over ``max_seq_length`` wordpieces is refused."""
+        over = np.flatnonzero(np.asarray(counts) > self.encoder.max_seq_length)
+        if req.mode == "reject" and over.size:
+            i = int(over[0])
+            how = (
+                '"long_text": "truncate" to cut it (keeping [SEP]) or "chunk" to encode all of it'
+                if req.long_text
+                else '"truncate": true to cut it, keeping [SEP]'
+            )
+            raise TextTooLongForModelError(
+                f"{req.name(i)} has {int(counts[i])} tokens; model {self.encoder.name} takes "
+                f"at most {self.encoder.max_seq_length} (send {how})",
+                param=req.field,
+            )
+
+    def validate(self, req: EncodeRequest) -> list[str]:
+        """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed)."""
+        texts = self.check_texts(req)
+        model_normalized = bool(self.encoder.card.get("normalize"))
+        if req.normalize is False and model_normalized:
+            raise UnsupportedOptionError(
+                f'"normalize": false is not available: model {self.encoder.name} was exported with '
+                '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
+                param="normalize",
+            )
+        if req.mode == "chunk":
+            self.long_text.require()
+            check_stride(req.stride, self.encoder.max_seq_length)
+        elif req.stride is not None:
+            raise InvalidInputError(
+                f'\'stride\' applies only to "long_text": "chunk" (this request\'s mode is {req.mode!r})',
+                param="stride",
+            )
+        return texts
+
+    def encode(self, req: EncodeRequest) -> Encoded:
+        texts = self.validate(req)
+        counts = self.check_tokens(req, texts)
+        if counts is not None:  # known before encoding: refuse before doing the work
+            self.check_not_blank(req, counts)
+            self.check_fits_model(req, counts)
+        if req.mode == "chunk":
+            return self._encode_chunked(req, texts)
+        # With exact counts the encoder batches by wordpieces: the very batches the budget priced.
+        result = self.encoder.encode(texts, self.batch_size, lengths=None if counts is None else counts.tolist())
+        self.check_not_blank(req, result.token_counts)
+        self.check_fits_model(req, result.token_counts)
+        truncated = result.truncated | np.array([len(t) > len(c) for t, c in zip(req.texts, texts, strict=True)])
+        result = EncodeResult(result.embeddings, result.token_counts, truncated)
+        vectors = result.embeddings
+        if req.normalize and not self.encoder.card.get("normalize"):
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return Encoded(req, result, vectors)
+
+    def _encode_chunked(self, req: EncodeRequest, texts: list[str]) -> Encoded:
+        """Chunk mode: every wordpiece of every text is read; nothing is truncated."""
+        long = self.long_text.encode(texts, stride=req.stride)
+        self.check_not_blank(req, long.token_counts)
+        result = EncodeResult(long.embeddings, long.token_counts, np.zeros(len(texts), dtype=bool))
+        vectors = result.embeddings
+        if req.normalize and not self.encoder.card.get("normalize"):
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return Encoded(req, result, vectors, chunks=long.chunks)
+
+
+def check_payload_size(body: str) -> str:
+    """Refuse a response Lambda could not return synchronously (6 MB), pointing at the S3 path."""
+    size = len(body.encode("utf-8"))
+    if size > LAMBDA_SYNC_PAYLOAD_BYTES - 16 * 1024:  # leave room for the HTTP envelope
+        raise PayloadTooLargeError(
+            f"the response would be {size} bytes, over Lambda's 6 MB synchronous limit; send fewer "
+            'texts per request, use "encoding_format": "base64", or use the S3 bulk path'
+        )
+    return body
