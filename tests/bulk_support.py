@@ -127,6 +127,7 @@ def output_rows(s3: Any, manifest: dict[str, Any]) -> list[tuple[Any, int, np.nd
                 rows.append((id_, line, vecs[i]))
         elif key.endswith(".npy"):
             vecs = np.load(io.BytesIO(body))
+            assert part["ids_key"] == key[: -len(".npy")] + ".ids.jsonl"
             ids = [json.loads(x) for x in s3.get_object(Bucket=out["bucket"], Key=part["ids_key"])["Body"].read().decode().splitlines()]
             rows.extend((i["id"], i["line"], vecs[n]) for n, i in enumerate(ids))
     return rows

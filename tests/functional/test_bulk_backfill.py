@@ -16,6 +16,7 @@ import pytest
 
 from bert2vec.function.bulk.config import BulkConfig
 from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from tests.bulk_support import index_contents
 from tests.conftest import RawBody as _Raw
 from tests.conftest import load_event
 
@@ -70,20 +71,6 @@ def drain(aws: dict[str, Any], eng: Engine) -> int:
             aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msg["ReceiptHandle"])
             n += 1
     return n
-
-
-def index_contents(aws: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"vectorBucketName": VBUCKET, "indexName": VINDEX, "returnMetadata": True,
-                              "returnData": True}  # fmt: skip
-    while True:
-        page = aws["vectors"].list_vectors(**kwargs)
-        for v in page.get("vectors", []):
-            assert v["key"] not in out, "a key twice"
-            out[v["key"]] = v
-        if not page.get("nextToken"):
-            return out
-        kwargs["nextToken"] = page["nextToken"]
 
 
 def lines(n: int, tag: str = "") -> bytes:

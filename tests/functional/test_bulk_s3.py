@@ -7,7 +7,6 @@ and that the parts hold each encoded line exactly once.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,6 +17,7 @@ import pytest
 
 from bert2vec.function.bulk.config import BulkConfig
 from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from tests.bulk_support import output_rows as read_outputs
 from tests.conftest import RawBody as _Raw
 
 BUCKET = "bert2vec-input"
@@ -51,33 +51,6 @@ def make_engine(aws, encoder, **cfg: Any) -> Engine:
 
 def forever() -> int:
     return 10_000_000
-
-
-def read_outputs(s3, manifest: dict[str, Any]) -> list[tuple[Any, int, np.ndarray]]:
-    """Every (id, line, vector) in the manifest's parts, in part order."""
-    import pyarrow.parquet as pq
-
-    rows: list[tuple[Any, int, np.ndarray]] = []
-    out = manifest["output"]
-    for part in out["parts"]:
-        key = part["key"]
-        body = s3.get_object(Bucket=out["bucket"], Key=key)["Body"].read()
-        if key.endswith(".jsonl"):
-            for line in body.decode().splitlines():
-                r = json.loads(line)
-                rows.append((r["id"], r["line"], np.array(r["vector"], dtype=np.float32)))
-        elif key.endswith(".parquet"):
-            table = pq.read_table(io.BytesIO(body))
-            vecs = np.array(table.column("vector").to_pylist(), dtype=np.float32)
-            for i, (id_, line) in enumerate(zip(table.column("id").to_pylist(), table.column("line").to_pylist(), strict=True)):
-                rows.append((id_, line, vecs[i]))
-        elif key.endswith(".npy"):
-            vecs = np.load(io.BytesIO(body))
-            assert part["ids_key"] == key[: -len(".npy")] + ".ids.jsonl"
-            ids_body = s3.get_object(Bucket=out["bucket"], Key=part["ids_key"])["Body"].read()
-            ids = [json.loads(x) for x in ids_body.decode().splitlines()]
-            rows.extend((i["id"], i["line"], vecs[n]) for n, i in enumerate(ids))
-    return rows
 
 
 def manifest_of(s3, key: str, prefix: str = "incoming/", out: str = "vectors/") -> dict[str, Any]:
