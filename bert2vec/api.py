@@ -100,7 +100,8 @@ class Bert2Vec:
     def encode_chunks(self, text: str, *, stride: int | None = None) -> list[dict[str, Any]]:
         """One entry per window of ``text`` (for retrieval): ``{"chunk", "start", "end", "vector"}``,
         where ``text[start:end]`` is the window's span (whole words, character offsets)."""
-        got = long_texts.LongTextEncoder(self.encoder).encode_chunks([text], stride=stride)
+        policy = long_texts.LongTextPolicy.resolve(self.encoder, "chunk", stride, channel="python")
+        got = long_texts.LongTextEncoder(self.encoder).encode_chunks([text], stride=policy.stride)
         return [
             {"chunk": k, "start": int(got.start[k]), "end": int(got.end[k]), "vector": got.embeddings[k].tolist()}
             for k in range(len(got.text_index))

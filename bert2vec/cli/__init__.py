@@ -35,10 +35,14 @@ from bert2vec.cli.common import (
     require_extra,
     silence_stdout,
 )
-from bert2vec.function.bulk.pipeline import OVERLONG_POLICIES, PipelineOptions
+from bert2vec.function.bulk.pipeline import PipelineOptions
 from bert2vec.function.bulk.writers import FORMATS
 from bert2vec.function.defaults import MAX_BATCH_SIZE
 from bert2vec.function.encoder import DEFAULT_BATCH_SIZE
+from bert2vec.function.long_text import MODES, LongTextPolicy
+
+# How the core's error ``param`` is shown here: the flag that sets it (never by editing message text).
+FLAGS = {"long_text": "--long-text", "stride": "--stride"}
 
 
 def _positive_int(text: str) -> int:
@@ -100,23 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-field", default="id", metavar="NAME", help="jsonl field / csv column holding the id (optional)"
     )
     files.add_argument(
-        "--overlong",
-        choices=OVERLONG_POLICIES,
+        "--long-text",
+        "--overlong",  # the former name, kept as an alias
+        dest="long_text",
+        choices=MODES,
         default="truncate",
         help="texts over the model's max_seq_length: truncate (keeps [SEP], counted), reject (reported per line) "
-        "or chunk (read whole, as overlapping windows whose vectors are averaged); also applies to TEXT...",
+        "or chunk (read whole, as overlapping windows whose vectors are averaged); also applies to TEXT... "
+        "(--overlong is the same flag's former name)",
     )
     files.add_argument(
         "--stride",
         type=int,
         metavar="N",
-        help="--overlong chunk: wordpieces shared by consecutive windows (default: 32, or a quarter of the "
+        help="--long-text chunk: wordpieces shared by consecutive windows (default: 32, or a quarter of the "
         "window for models under 130 wordpieces); must be less than max_seq_length - 2",
     )
     files.add_argument(
         "--chunk-rows",
         action="store_true",
-        help="--overlong chunk: one output row per window (id, line, chunk, start, end, vector; text[start:end] "
+        help="--long-text chunk: one output row per window (id, line, chunk, start, end, vector; text[start:end] "
         "is the window's span) instead of one per line",
     )
     files.add_argument(
@@ -124,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=PipelineOptions.max_text_chars,
         metavar="N",
-        help="cut (or with --overlong reject: refuse) texts longer than N characters before tokenizing",
+        help="cut (or with --long-text reject or chunk: refuse) texts longer than N characters before tokenizing",
     )
     files.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
 
@@ -255,17 +262,16 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
     return 0
 
 
-def _check_chunk_options(args: argparse.Namespace, encoder: object) -> None:
-    """--overlong chunk needs a model exported with the long-text signatures, and a stride that fits it."""
+def _policy(args: argparse.Namespace, encoder: object) -> LongTextPolicy:
+    """--long-text / --stride resolved for the model (chunk needs the long-text signatures and a stride
+    that fits its window); the core's errors name the flags through ``FLAGS``."""
     from bert2vec.function.errors import Bert2VecError
-    from bert2vec.function.long_text import LongTextEncoder
 
-    long = LongTextEncoder(encoder)  # type: ignore[arg-type]
     try:
-        long.require()
-        long.stride(args.stride)
-    except Bert2VecError as exc:
-        raise UsageError(f"--overlong chunk: {exc}".replace("'stride'", "--stride")) from exc
+        return LongTextPolicy.resolve(encoder, args.long_text, args.stride, channel="cli", names=FLAGS)  # type: ignore[arg-type]
+    except Bert2VecError as exc:  # the stride's message names --stride already; the others say which mode
+        flag = FLAGS.get(exc.param or "", "--long-text")
+        raise UsageError(str(exc) if flag == "--stride" else f"{flag} {args.long_text}: {exc}") from exc
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -310,20 +316,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     ]
     if args.texts and file_only:
         raise UsageError(f"{', '.join(file_only)} only {'applies' if len(file_only) == 1 else 'apply'} to --input FILE")
-    if args.overlong != "chunk" and (args.stride is not None or args.chunk_rows):
-        raise UsageError(f"{'--stride' if args.stride is not None else '--chunk-rows'} needs --overlong chunk")
+    if args.long_text != "chunk" and (args.stride is not None or args.chunk_rows):
+        raise UsageError(f"{'--stride' if args.stride is not None else '--chunk-rows'} needs --long-text chunk")
     if args.chunk_rows and not args.input:
         raise UsageError("--chunk-rows applies to --input FILE (TEXT... prints one object per text)")
     plan = file_mode.plan_file(args) if args.input else None  # before loading the model: usage errors are instant
     if plan is not None and plan.out_format == "parquet":
         require_extra("parquet", "--format parquet")
     encoder = encoder_for(args)
-    if args.overlong == "chunk":
-        _check_chunk_options(args, encoder)
+    policy = _policy(args, encoder)
     if plan is None:
-        return text_mode.encode_texts(
-            args.texts, encoder, args.batch_size, overlong=args.overlong, stride=args.stride
-        )
+        return text_mode.encode_texts(args.texts, encoder, args.batch_size, policy=policy)
     return file_mode.encode_file(args, plan, encoder)
 
 

@@ -341,7 +341,7 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
     interrupted run leaves no output at all.
     """
     opts = PipelineOptions(
-        overlong=args.overlong, max_text_chars=args.max_text_chars, batch_size=args.batch_size,
+        long_text=args.long_text, channel="cli", max_text_chars=args.max_text_chars, batch_size=args.batch_size,
         stride=args.stride, chunk_rows=args.chunk_rows,
     )  # fmt: skip
     started, t0 = manifests.now(), time.perf_counter()

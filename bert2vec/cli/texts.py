@@ -1,8 +1,8 @@
 """``bert-encode TEXT...``: one JSON object per text on stdout.
 
-``{"text", "vector", "token_count", "truncated"}`` (+ ``chunks`` with ``--overlong chunk``);
+``{"text", "vector", "token_count", "truncated"}`` (+ ``chunks`` with ``--long-text chunk``);
 ``vector`` holds the shortest decimals that round-trip float32, so ``np.float32(v)`` gives back the
-model's exact output. ``--overlong reject`` refuses a text over the model's ``max_seq_length``.
+model's exact output. ``--long-text reject`` refuses a text over the model's ``max_seq_length``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import sys
 import numpy as np
 
 from bert2vec.cli.common import CliError, UsageError
-from bert2vec.function import long_text
 from bert2vec.function.encoder import Encoder
-from bert2vec.function.errors import TextTooLongForModelError
+from bert2vec.function.long_text import LongTextPolicy
 
 
 def _vector_json(vector: np.ndarray) -> list[float]:
@@ -23,17 +22,17 @@ def _vector_json(vector: np.ndarray) -> list[float]:
     return [float(t) for t in np.asarray(vector, dtype=np.float32).astype(str).tolist()]
 
 
-def encode_texts(
-    texts: list[str], encoder: Encoder, batch_size: int, *, overlong: str = "truncate", stride: int | None = None
-) -> int:
+def encode_texts(texts: list[str], encoder: Encoder, batch_size: int, *, policy: LongTextPolicy | None = None) -> int:
+    """``policy``: the resolved ``--long-text`` / ``--stride`` (default: truncate)."""
+    policy = policy or LongTextPolicy.resolve(encoder, channel="cli")
     for i, text in enumerate(texts, 1):
         if not text.strip():
             raise UsageError(f"text {i} is empty or only whitespace")
-    try:
-        result = long_text.encode(encoder, texts, long_text=overlong, stride=stride, batch_size=batch_size)
-    except TextTooLongForModelError as exc:  # --overlong reject
-        raise CliError(f"{exc}".replace("long_text='truncate'", "--overlong truncate").replace("'chunk'", "chunk")) from exc
-    chunks = getattr(result, "chunks", None)
+    result = policy.apply(encoder, texts, batch_size=batch_size)
+    if result.too_long:  # --long-text reject: refused before anything is printed
+        first = result.too_long[0]
+        raise CliError(first.message(f"text {first.index + 1}", "cli"))
+    chunks = result.chunks
     out = sys.stdout
     for i, text in enumerate(texts):
         row = {
@@ -47,5 +46,3 @@ def encode_texts(
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
     return 0
-
-

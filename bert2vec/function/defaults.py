@@ -16,6 +16,15 @@ BATCH_SIZE = 8
 # Characters kept of one text before tokenising; a BERT window holds at most 512 wordpieces, so
 # 100,000 characters is already far beyond what any exported model can see.
 MAX_TEXT_CHARS = 100_000
+# Texts over the model's max_seq_length wordpieces: truncate (flagged) | reject | chunk. LONG_TEXT on
+# the bulk path (OVERLONG is its former name), "long_text" on HTTP and in Python, --long-text in the CLI.
+LONG_TEXT = "truncate"
+OVERLONG = LONG_TEXT  # the former name
+
+# ---- logging and metrics (Powertools) --------------------------------------------------------
+SERVICE_NAME = "bert2vec"  # POWERTOOLS_SERVICE_NAME of the HTTP handler
+BULK_SERVICE_NAME = "bert2vec-bulk"  # ... of the S3 bulk handlers
+METRICS_NAMESPACE = "Bert2Vec"  # POWERTOOLS_METRICS_NAMESPACE
 
 # ---- HTTP API (bert2vec.function.service) -------------------------------------------------------------
 MAX_TEXTS = 2048  # texts per request (OpenAI's own limit), within the two budgets below
@@ -36,7 +45,6 @@ SHARD_BYTES = 32 * MIB  # objects larger than this fan out over SQS, one message
 CHUNK_BYTES = 1 * MIB  # unit of work and of output parts for uncompressed .txt/.jsonl
 CHUNK_RECORDS = 5_000  # the same for streams that cannot be split by bytes (.gz, .csv)
 SHARD_MAX_RECEIVES = 3  # the shard queue's redrive maxReceiveCount
-OVERLONG = "truncate"  # texts over the model's max_seq_length: truncate | reject
 TIME_MARGIN_MS = 30_000  # hand work on this long before the Lambda deadline
 WINDOW_TEXTS = 1_024  # texts per length-sorted encode window (bounds memory)
 # Hand-offs one chain of shard messages may take before it ends in a failed manifest. Each hop
@@ -46,3 +54,8 @@ MAX_HOPS = 1_000
 # OUTPUT_FORMAT=s3vectors: a line's text is stored in its vector's metadata up to this size (S3
 # Vectors allows 40 KB of metadata per vector; the template declares "text" non-filterable).
 VECTOR_TEXT_MAX_BYTES = 8_192
+# Where a .jsonl record / .csv row keeps its text and its (optional) id.
+TEXT_FIELD = "text"
+ID_FIELD = "id"
+CSV_TEXT_COLUMN = "text"
+CSV_ID_COLUMN = "id"

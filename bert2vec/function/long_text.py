@@ -52,22 +52,25 @@ def default_stride(max_seq_length: int) -> int:
     return min(DEFAULT_STRIDE, window_size(max_seq_length) // 4)
 
 
-def check_mode(mode: Any, name: str = "long_text") -> str:
+def check_mode(mode: Any, name: str = "long_text", shown: str | None = None) -> str:
+    """``shown``: how the caller's channel names the setting (``--long-text``); default ``'long_text'``."""
     if mode not in MODES:
-        raise InvalidInputError(f"'{name}' must be one of {', '.join(MODES)}, got {mode!r}", param=name)
+        raise InvalidInputError(f"{shown or repr(name)} must be one of {', '.join(MODES)}, got {mode!r}", param=name)
     return str(mode)
 
 
-def check_stride(stride: Any, max_seq_length: int, name: str = "stride") -> int:
-    """``stride`` (None = the default) as a valid overlap for this model: ``0 <= stride < window``."""
+def check_stride(stride: Any, max_seq_length: int, name: str = "stride", shown: str | None = None) -> int:
+    """``stride`` (None = the default) as a valid overlap for this model: ``0 <= stride < window``.
+    ``shown``: how the caller's channel names the setting (``--stride``); default ``'stride'``."""
     if stride is None:
         return default_stride(max_seq_length)
     window = window_size(max_seq_length)
+    shown = shown or f"'{name}'"
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)):
-        raise InvalidInputError(f"'{name}' must be a whole number of wordpieces, got {echo(stride)}", param=name)
+        raise InvalidInputError(f"{shown} must be a whole number of wordpieces, got {echo(stride)}", param=name)
     if not 0 <= stride < window:
         raise InvalidInputError(
-            f"'{name}' {echo(stride)}: the overlap of consecutive windows must be at least 0 and less than the window "
+            f"{shown} {echo(stride)}: the overlap of consecutive windows must be at least 0 and less than the window "
             f"of {window} wordpieces (max_seq_length {max_seq_length} minus [CLS] and [SEP])",
             param=name,
         )
@@ -103,13 +106,6 @@ class ChunkResult:
     chunks: np.ndarray  # int32 [N]
 
 
-@dataclass
-class ChunkedEncodeResult(EncodeResult):
-    """An :class:`EncodeResult` from chunk mode: nothing is truncated; ``chunks`` windows per text."""
-
-    chunks: np.ndarray | None = None  # int32 [N]
-
-
 class LongTextEncoder:
     """``chunk`` mode over an :class:`Encoder`: its SavedModel's ``encode_long`` / ``encode_chunks``."""
 
@@ -122,13 +118,14 @@ class LongTextEncoder:
     def available(self) -> bool:
         return self._long is not None and self._chunks is not None
 
-    def require(self) -> None:
+    def require(self, channel: str = "http") -> None:
+        """One check and one message for "this model cannot chunk", worded for ``channel``."""
         if not self.available:
             raise UnsupportedOptionError(
                 f"model {self.encoder.name} was exported without the long-text signatures "
                 f"({contract.LONG_SIGNATURE_NAME}, {contract.CHUNKS_SIGNATURE_NAME}), so it cannot encode whole "
                 "documents in chunks; re-export it with this version of bert-export (same --model and options, "
-                'without --no-long-text) to use "long_text": "chunk", or use truncate/reject',
+                f"without --no-long-text) to use {spelled(channel, 'chunk')}, or use truncate/reject",
                 param="long_text",
             )
 
@@ -226,6 +223,166 @@ class LongTextEncoder:
         return ChunkResult(emb, text_index.astype(np.int32), start, end, counts, chunks)
 
 
+# How each channel spells a long-text mode, so that one message reads right wherever it lands.
+SPELLINGS = {
+    "python": "long_text={!r}",
+    "http": '"long_text": "{}"',
+    "cli": "--long-text {}",
+    "bulk": "LONG_TEXT={}",
+}
+
+
+def spelled(channel: str, mode: str) -> str:
+    """``mode`` as a user of ``channel`` sets it (``--long-text chunk``, ``"long_text": "chunk"``...)."""
+    return SPELLINGS[channel].format(mode)
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """Why ``reject`` refused a text: its wordpieces over the model's limit (data; words in :meth:`message`)."""
+
+    index: int
+    token_count: int
+    limit: int
+    model: str
+    can_chunk: bool
+
+    def message(self, name: str, channel: str = "python", *, truncate_as: str | None = None) -> str:
+        """The one rejection message. ``name``: how the channel points at the text (``'texts[3]'``);
+        ``truncate_as``: how this caller asked for reject mode, when not by the mode's own name
+        (HTTP's ``"truncate": false`` → ``'"truncate": true'``)."""
+        cut = truncate_as or spelled(channel, "truncate")
+        whole = f" or {spelled(channel, 'chunk')} to encode all of it" if self.can_chunk else ""
+        return (
+            f"{name} has {self.token_count} tokens; model {self.model} takes at most {self.limit} "
+            f"(use {cut} to cut it, keeping [SEP]{whole})"
+        )
+
+
+@dataclass(frozen=True)
+class TooManyChars:
+    """A text over ``MAX_TEXT_CHARS`` in a mode that may not cut it (``reject``, or ``chunk``: reads texts whole)."""
+
+    index: int
+    chars: int
+    limit: int
+    mode: str
+
+    def message(self, name: str, channel: str = "python", *, truncate_as: str | None = None) -> str:
+        if self.mode == "chunk":
+            how = f"{spelled(channel, 'chunk')} encodes whole texts and never cuts them: split the document"
+        else:
+            how = f"use {truncate_as or spelled(channel, 'truncate')} to cut it"
+        return f"{name} has {self.chars} characters; at most {self.limit} (MAX_TEXT_CHARS); {how}"
+
+
+@dataclass
+class Outcomes(EncodeResult):
+    """Per-text outcomes of a :class:`LongTextPolicy`: ``embeddings``/``token_counts``/``truncated`` as
+    :class:`EncodeResult` (``truncated`` also flags the ``MAX_TEXT_CHARS`` cut), ``chunks`` windows
+    per text in chunk mode, and the texts ``reject`` refused (their rows are not vectors to use)."""
+
+    chunks: np.ndarray | None = None  # int32 [N], chunk mode only
+    too_long: tuple[TooLong, ...] = ()
+
+
+@dataclass(frozen=True)
+class LongTextPolicy:
+    """``long_text`` and ``stride`` resolved once for one model: every channel (HTTP, Python API, CLI,
+    bulk) applies this and only maps its outcomes onto its own way of answering."""
+
+    mode: str
+    stride: int | None  # chunk mode: the resolved overlap; None otherwise
+    window: int  # wordpieces of a text per window (max_seq_length - 2)
+    max_seq_length: int
+    model: str  # the model's name, for reject's message ("" in truncate mode: no message to word)
+    can_chunk: bool  # the model has the long-text signatures (reject's message offers chunk only then)
+
+    @classmethod
+    def resolve(
+        cls,
+        encoder: Encoder,
+        long_text: Any = DEFAULT_MODE,
+        stride: Any = None,
+        *,
+        channel: str = "http",
+        names: dict[str, str] | None = None,
+    ) -> LongTextPolicy:
+        """Checks the mode, that ``stride`` goes only with chunk, that the model can chunk (one error)
+        and that ``stride`` fits its window. Errors carry ``param`` (``long_text`` / ``stride``);
+        ``names`` maps a param to how ``channel`` shows it (the CLI: ``{"stride": "--stride"}``)."""
+        shown = names or {}
+        mode = check_mode(long_text, shown=shown.get("long_text"))
+        if mode == "truncate" and stride is None:  # nothing to check, nothing to word: any encoder-like will do
+            return cls(mode, None, window_size(encoder.max_seq_length), encoder.max_seq_length, "", False)
+        long = LongTextEncoder(encoder)
+        if mode != "chunk":
+            if stride is not None:
+                raise InvalidInputError(
+                    f"{shown.get('stride', repr('stride'))} applies only to {spelled(channel, 'chunk')}, "
+                    f"not {spelled(channel, mode)}",
+                    param="stride",
+                )
+            resolved = None
+        else:
+            long.require(channel)
+            resolved = check_stride(stride, encoder.max_seq_length, shown=shown.get("stride"))
+        return cls(mode, resolved, window_size(encoder.max_seq_length), encoder.max_seq_length, encoder.name,
+                   long.available)  # fmt: skip
+
+    def cut_chars(self, texts: Sequence[str], max_chars: int) -> tuple[list[str], list[bool], list[TooManyChars]]:
+        """The ``MAX_TEXT_CHARS`` rule: ``truncate`` cuts (flagged), the others refuse. Returns the texts
+        to encode (refused ones as given), which were cut, and the refusals."""
+        kept, cut, refused = [], [], []
+        for i, t in enumerate(texts):
+            over = len(t) > max_chars
+            if over and self.mode != "truncate":
+                refused.append(TooManyChars(i, len(t), max_chars, self.mode))
+            kept.append(t[:max_chars] if over and self.mode == "truncate" else t)
+            cut.append(over and self.mode == "truncate")
+        return kept, cut, refused
+
+    def too_long(self, token_counts: np.ndarray | Sequence[int]) -> tuple[TooLong, ...]:
+        """The texts ``reject`` refuses, from their wordpiece counts (incl. [CLS]/[SEP])."""
+        if self.mode != "reject":
+            return ()
+        counts = np.asarray(token_counts)
+        return tuple(TooLong(int(i), int(counts[i]), self.max_seq_length, self.model, self.can_chunk)
+                     for i in np.flatnonzero(counts > self.max_seq_length))  # fmt: skip
+
+    def windows(self, token_counts: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Windows per text in chunk mode (1 per text otherwise)."""
+        if self.mode != "chunk":
+            return np.ones(len(token_counts), np.int32)
+        return windows_for(token_counts, self.max_seq_length, int(self.stride or 0))
+
+    def apply(
+        self,
+        encoder: Encoder,
+        texts: Sequence[str],
+        *,
+        cut: Sequence[bool] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lengths: Sequence[int] | None = None,
+    ) -> Outcomes:
+        """Encode ``texts`` by this policy. ``cut``: which texts the ``MAX_TEXT_CHARS`` rule cut (ORed
+        into ``truncated``); ``lengths``: exact wordpiece counts when known (the encoder batches by them)."""
+        chars_cut = np.zeros(len(texts), bool) if cut is None else np.asarray(cut, bool)
+        if self.mode == "chunk":
+            long = LongTextEncoder(encoder).encode(texts, stride=self.stride, batch_size=batch_size)
+            return Outcomes(long.embeddings, long.token_counts, chars_cut, long.chunks)
+        result = (
+            encoder.encode(texts, batch_size) if lengths is None else encoder.encode(texts, batch_size, lengths=lengths)
+        )
+        return Outcomes(result.embeddings, result.token_counts, result.truncated | chars_cut,
+                        too_long=self.too_long(result.token_counts))  # fmt: skip
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero), as ``--normalize`` exports do in the graph."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 def encode(
     encoder: Encoder,
     texts: Sequence[str],
@@ -233,22 +390,15 @@ def encode(
     long_text: str = DEFAULT_MODE,
     stride: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> EncodeResult:
+    channel: str = "python",
+) -> Outcomes:
     """``Encoder.encode`` with a long-text mode: ``truncate`` (what ``Encoder.encode`` does),
     ``reject`` (``TextTooLongForModelError`` naming the first text over ``max_seq_length``, its
-    token count and the limit) or ``chunk`` (a :class:`ChunkedEncodeResult`)."""
-    mode = check_mode(long_text)
-    if mode != "chunk" and stride is not None:
-        raise InvalidInputError(f"stride applies only to long_text='chunk', not {mode!r}", param="stride")
-    if mode == "chunk":
-        long = LongTextEncoder(encoder).encode(texts, stride=stride, batch_size=batch_size)
-        return ChunkedEncodeResult(long.embeddings, long.token_counts, np.zeros(len(texts), bool), long.chunks)
-    result = encoder.encode(texts, batch_size=batch_size)
-    over = np.flatnonzero(result.truncated)
-    if mode == "reject" and over.size:
-        i = int(over[0])
-        raise TextTooLongForModelError(
-            f"texts[{i}] has {int(result.token_counts[i])} tokens; model {encoder.name} takes at most "
-            f"{encoder.max_seq_length} (use long_text='truncate' to cut it or 'chunk' to encode all of it)"
-        )
-    return result
+    token count and the limit) or ``chunk`` (``chunks`` set). ``channel`` words the messages."""
+    out = LongTextPolicy.resolve(encoder, long_text, stride, channel=channel).apply(
+        encoder, texts, batch_size=batch_size
+    )
+    if out.too_long:
+        first = out.too_long[0]
+        raise TextTooLongForModelError(first.message(f"texts[{first.index}]", channel), param="long_text")
+    return out

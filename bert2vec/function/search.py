@@ -12,7 +12,6 @@ cosine for the template's index — smaller is closer).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from bert2vec.function.errors import (
 )
 from bert2vec.function.search_filter import check_filter
 from bert2vec.function.service import EncodeRequest, EncodeService
-from bert2vec.function.vector_index import vector_bucket_name
+from bert2vec.function.settings import Settings
 from bert2vec.function.wire import clip, echo, require_object, whole_number
 
 MAX_TOP_K = 30  # QueryVectors' limit
@@ -113,7 +112,12 @@ class VectorSearch:
 
     @classmethod
     def from_env(cls) -> VectorSearch:
-        return cls(vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None, os.environ.get("VECTOR_INDEX") or None)
+        return cls.from_settings(Settings.from_env())
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> VectorSearch:
+        """``VECTOR_BUCKET`` / ``VECTOR_INDEX``, read once with the other settings."""
+        return cls(s.vector_bucket, s.vector_index)
 
     @property
     def configured(self) -> bool:

@@ -7,7 +7,6 @@ are identical everywhere.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +17,6 @@ from bert2vec.function import defaults
 from bert2vec.function.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult, form_batches, padded_work
 from bert2vec.function.errors import (
     EmptyInputError,
-    InvalidInputError,
     PayloadTooLargeError,
     RequestTooLargeError,
     TextTooLargeError,
@@ -26,7 +24,8 @@ from bert2vec.function.errors import (
     TooManyTextsError,
     UnsupportedOptionError,
 )
-from bert2vec.function.long_text import MODES, LongTextEncoder, check_stride, windows_for
+from bert2vec.function.long_text import LongTextPolicy, Outcomes, check_mode, l2_normalize
+from bert2vec.function.settings import Settings
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Wordpieces one character can become. Every wordpiece covers at least one character of the
@@ -46,12 +45,13 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(
-            max_texts=int(os.environ.get("MAX_TEXTS", cls.max_texts)),
-            max_text_chars=int(os.environ.get("MAX_TEXT_CHARS", cls.max_text_chars)),
-            max_request_chars=int(os.environ.get("MAX_REQUEST_CHARS", cls.max_request_chars)),
-            max_request_tokens=int(os.environ.get("MAX_REQUEST_TOKENS", cls.max_request_tokens)),
-        )
+        """Raises ``ConfigError`` naming the variable for a value that is not a whole number."""
+        return cls.from_settings(Settings.from_env())
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        """The HTTP API's view of the settings."""
+        return cls(s.max_texts, s.max_text_chars, s.max_request_chars, s.max_request_tokens)
 
 
 class ModelTokenizer:
@@ -102,22 +102,26 @@ class ModelTokenizer:
 class EncodeRequest:
     texts: list[str]
     normalize: bool | None = None  # None: the model's own setting
-    truncate: bool = True
     field: str = "texts"  # the request field named in error messages
     single: bool = False  # the field held one string rather than a list
-    long_text: str | None = None  # truncate | reject | chunk (bert2vec.function.long_text); None: from ``truncate``
+    long_text: str = "truncate"  # truncate | reject | chunk (bert2vec.function.long_text)
     stride: int | None = None  # chunk mode: overlap of consecutive windows; None: the default
+    # The mode came from the wire's ``"truncate"`` boolean (or its default), not ``"long_text"``:
+    # messages then say ``"truncate": true`` rather than ``"long_text": "truncate"``.
+    from_truncate_flag: bool = False
 
     def __post_init__(self) -> None:
-        if self.long_text is not None and self.long_text not in MODES:
-            raise InvalidInputError(
-                f"'long_text' must be one of {', '.join(MODES)}, got {self.long_text!r}", param="long_text"
-            )
+        check_mode(self.long_text)
 
     @property
     def mode(self) -> str:
         """What happens to a text over the model's ``max_seq_length``: truncate, reject or chunk."""
-        return self.long_text or ("truncate" if self.truncate else "reject")
+        return self.long_text
+
+    @property
+    def truncate_as(self) -> str | None:
+        """How this request's channel asks for truncation, when not by ``long_text``."""
+        return '"truncate": true' if self.from_truncate_flag else None
 
     def name(self, i: int) -> str:
         """How error messages point at text ``i``: ``'text'`` or ``'texts[3]'``."""
@@ -130,6 +134,7 @@ class Encoded:
     result: EncodeResult
     vectors: np.ndarray  # after any request-level normalisation
     chunks: np.ndarray | None = None  # chunk mode: windows per text
+    stride: int | None = None  # chunk mode: the windows' overlap as resolved for the model
 
 
 class EncodeService:
@@ -139,8 +144,11 @@ class EncodeService:
         self.encoder = encoder
         self.limits = limits or Limits.from_env()
         self.tokenizer = ModelTokenizer(encoder)
-        self.long_text = LongTextEncoder(encoder)
         self.batch_size = DEFAULT_BATCH_SIZE  # what the budget prices and the encoder runs
+
+    def policy(self, req: EncodeRequest) -> LongTextPolicy:
+        """The request's ``long_text``/``stride`` resolved for this model (errors name the field)."""
+        return LongTextPolicy.resolve(self.encoder, req.mode, req.stride)
 
     def check_texts(self, req: EncodeRequest) -> list[str]:
         """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
@@ -152,21 +160,17 @@ class EncodeService:
                 "(MAX_TEXTS). For bulk work upload a file to the S3 input prefix.",
                 param=req.field,
             )
-        texts = []
         for i, t in enumerate(req.texts):
             if not t.strip():
                 raise EmptyInputError(f"{req.name(i)} is empty or only whitespace", param=req.field)
-            if len(t) > self.limits.max_text_chars:
-                if req.mode != "truncate":
-                    raise TextTooLargeError(
-                        f"{req.name(i)} has {len(t)} characters; at most {self.limits.max_text_chars} "
-                        + ('(MAX_TEXT_CHARS): "long_text": "chunk" encodes whole texts and never cuts them; '
-                           "split the document, or use the S3 bulk path"
-                           if req.mode == "chunk" else '(MAX_TEXT_CHARS) unless "truncate": true'),
-                        param=req.field,
-                    )  # fmt: skip
-                t = t[: self.limits.max_text_chars]
-            texts.append(t)
+        texts, cut, refused = self.policy(req).cut_chars(req.texts, self.limits.max_text_chars)
+        if refused:
+            first = refused[0]
+            raise TextTooLargeError(
+                first.message(req.name(first.index), "http", truncate_as=req.truncate_as)
+                + (", or use the S3 bulk path" if req.mode == "chunk" else ""),
+                param=req.field,
+            )
         chars = sum(len(t) for t in texts)
         if chars > self.limits.max_request_chars:
             raise RequestTooLargeError(
@@ -188,7 +192,7 @@ class EncodeService:
         """
         cap = self.encoder.max_seq_length
         if req.mode == "chunk":
-            return int(windows_for(counts, cap, check_stride(req.stride, cap)).sum()) * cap
+            return int(self.policy(req).windows(counts).sum()) * cap
         order = counts if exact else [len(t) for t in texts]
         return padded_work(form_batches(order, self.batch_size), counts, cap)
 
@@ -213,7 +217,7 @@ class EncodeService:
             used, how = self._work(req, texts, counts, exact=True), ""
         if used > budget:
             each = (
-                f"each window of {cap - 2} wordpieces, overlapping by {check_stride(req.stride, cap)}, counts as "
+                f"each window of {cap - 2} wordpieces, overlapping by {self.policy(req).stride}, counts as "
                 f"max_seq_length = {cap}"
                 if req.mode == "chunk"
                 else f"texts run in batches of {self.batch_size} of similar length, each batch padded to its longest "
@@ -242,23 +246,17 @@ class EncodeService:
             )
 
     def check_fits_model(self, req: EncodeRequest, counts: np.ndarray) -> None:
-        """In reject mode (``"truncate": false``), a text over ``max_seq_length`` wordpieces is refused."""
-        over = np.flatnonzero(np.asarray(counts) > self.encoder.max_seq_length)
-        if req.mode == "reject" and over.size:
-            i = int(over[0])
-            how = (
-                '"long_text": "truncate" to cut it (keeping [SEP]) or "chunk" to encode all of it'
-                if req.long_text
-                else '"truncate": true to cut it, keeping [SEP]'
-            )
+        """In reject mode, a text over ``max_seq_length`` wordpieces is refused (the policy's rejection)."""
+        refused = self.policy(req).too_long(counts)
+        if refused:
+            first = refused[0]
             raise TextTooLongForModelError(
-                f"{req.name(i)} has {int(counts[i])} tokens; model {self.encoder.name} takes "
-                f"at most {self.encoder.max_seq_length} (send {how})",
-                param=req.field,
+                first.message(req.name(first.index), "http", truncate_as=req.truncate_as), param=req.field
             )
 
     def validate(self, req: EncodeRequest) -> list[str]:
         """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed)."""
+        self.policy(req)  # the mode, the stride and whether this model can chunk, checked before the texts
         texts = self.check_texts(req)
         model_normalized = bool(self.encoder.card.get("normalize"))
         if req.normalize is False and model_normalized:
@@ -266,14 +264,6 @@ class EncodeService:
                 f'"normalize": false is not available: model {self.encoder.name} was exported with '
                 '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
                 param="normalize",
-            )
-        if req.mode == "chunk":
-            self.long_text.require()
-            check_stride(req.stride, self.encoder.max_seq_length)
-        elif req.stride is not None:
-            raise InvalidInputError(
-                f'\'stride\' applies only to "long_text": "chunk" (this request\'s mode is {req.mode!r})',
-                param="stride",
             )
         return texts
 
@@ -283,28 +273,18 @@ class EncodeService:
         if counts is not None:  # known before encoding: refuse before doing the work
             self.check_not_blank(req, counts)
             self.check_fits_model(req, counts)
-        if req.mode == "chunk":
-            return self._encode_chunked(req, texts)
         # With exact counts the encoder batches by wordpieces: the very batches the budget priced.
-        result = self.encoder.encode(texts, self.batch_size, lengths=None if counts is None else counts.tolist())
-        self.check_not_blank(req, result.token_counts)
-        self.check_fits_model(req, result.token_counts)
-        truncated = result.truncated | np.array([len(t) > len(c) for t, c in zip(req.texts, texts, strict=True)])
-        result = EncodeResult(result.embeddings, result.token_counts, truncated)
-        vectors = result.embeddings
+        policy = self.policy(req)
+        out: Outcomes = policy.apply(
+            self.encoder, texts, cut=[len(t) < len(o) for t, o in zip(texts, req.texts, strict=True)],
+            batch_size=self.batch_size, lengths=None if counts is None else counts.tolist(),
+        )  # fmt: skip
+        self.check_not_blank(req, out.token_counts)
+        self.check_fits_model(req, out.token_counts)
+        vectors = out.embeddings
         if req.normalize and not self.encoder.card.get("normalize"):
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return Encoded(req, result, vectors)
-
-    def _encode_chunked(self, req: EncodeRequest, texts: list[str]) -> Encoded:
-        """Chunk mode: every wordpiece of every text is read; nothing is truncated."""
-        long = self.long_text.encode(texts, stride=req.stride)
-        self.check_not_blank(req, long.token_counts)
-        result = EncodeResult(long.embeddings, long.token_counts, np.zeros(len(texts), dtype=bool))
-        vectors = result.embeddings
-        if req.normalize and not self.encoder.card.get("normalize"):
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return Encoded(req, result, vectors, chunks=long.chunks)
+            vectors = l2_normalize(vectors)
+        return Encoded(req, EncodeResult(out.embeddings, out.token_counts, out.truncated), vectors, out.chunks, policy.stride)
 
 
 def check_payload_size(body: str) -> str:

@@ -46,7 +46,7 @@ def part_rows(s3, manifest: dict) -> list[dict]:
 def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
-    eng = make_engine(aws, default_encoder, overlong="chunk", chunk_rows=True, output_format=fmt, stride=16)
+    eng = make_engine(aws, default_encoder, long_text="chunk", chunk_rows=True, output_format=fmt, stride=16)
     assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     rows = part_rows(s3, m)
@@ -64,7 +64,7 @@ def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
 def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F811
     s3 = aws[0]
     put(s3, "incoming/docs.jsonl", jsonl_input())
-    eng = make_engine(aws, default_encoder, overlong="chunk", max_text_chars=2000)
+    eng = make_engine(aws, default_encoder, long_text="chunk", max_text_chars=2000)
     assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 1 and m["balanced"]
@@ -77,17 +77,17 @@ def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F8
 
 
 def test_config_errors(aws, default_encoder, monkeypatch) -> None:  # noqa: F811
-    with pytest.raises(ConfigError, match="CHUNK_ROWS=1 needs OVERLONG=chunk"):
+    with pytest.raises(ConfigError, match="CHUNK_ROWS=1 needs LONG_TEXT=chunk"):
         BulkConfig(chunk_rows=True)
-    with pytest.raises(ConfigError, match="OVERLONG must be one of truncate, reject, chunk"):
-        BulkConfig(overlong="split")
+    with pytest.raises(ConfigError, match=r"LONG_TEXT \(or OVERLONG\) must be one of truncate, reject, chunk"):
+        BulkConfig(long_text="split")
     with pytest.raises(ConfigError, match="LONG_TEXT_STRIDE.*less than the window of 254"):
-        make_engine(aws, default_encoder, overlong="chunk", stride=254)
+        make_engine(aws, default_encoder, long_text="chunk", stride=254)
     monkeypatch.setenv("OVERLONG", "chunk")
     monkeypatch.setenv("CHUNK_ROWS", "1")
     monkeypatch.setenv("LONG_TEXT_STRIDE", "8")
     cfg = BulkConfig.from_env()
-    assert (cfg.overlong, cfg.chunk_rows, cfg.stride) == ("chunk", True, 8)
+    assert (cfg.long_text, cfg.chunk_rows, cfg.stride) == ("chunk", True, 8)
 
 
 @pytest.mark.slow  # runs the CLI end to end (~7 s)
@@ -98,7 +98,7 @@ def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, caps
     src.write_bytes(jsonl_input())
     out = tmp_path / "out.jsonl"
     args = ["--model", str(default_model_dir), "--input", str(src), "--output", str(out), "-q"]
-    assert main([*args, "--overlong", "chunk", "--chunk-rows", "--stride", "20"]) == 0
+    assert main([*args, "--long-text", "chunk", "--chunk-rows", "--stride", "20"]) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     want = LongTextEncoder(default_encoder).encode_chunks(LINES, stride=20)
     assert [(r["line"], r["chunk"], r["start"], r["end"]) for r in rows] == [
@@ -108,7 +108,7 @@ def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, caps
     ]  # fmt: skip
     manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
     assert manifest["counts"]["chunks"] == len(rows)
-    assert main([*args, "--force", "--overlong", "chunk", "--stride", "254"]) == 2
+    assert main([*args, "--force", "--long-text", "chunk", "--stride", "254"]) == 2
     assert "--stride 254" in capsys.readouterr().err
     assert main([*args, "--force", "--chunk-rows"]) == 2
     assert main(["--model", str(default_model_dir), "--overlong", "chunk", DOC, "hi"]) == 0
@@ -129,7 +129,7 @@ def test_chunk_mode_hands_off_before_a_line_that_would_outrun_the_deadline(
     s3, sqs, queue_url = aws
     long_doc = ("many words in a long document " * 700)[:20_000]
     put(s3, "incoming/deadline.txt", f"a short line\n{long_doc}\nthe end\n".encode())
-    eng = make_engine(aws, default_encoder, overlong=overlong, time_margin_ms=1000)
+    eng = make_engine(aws, default_encoder, long_text=overlong, time_margin_ms=1000)
     outcome = eng.handle_object(BUCKET, "incoming/deadline.txt", lambda: 2000)
     messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
     if hands_off:

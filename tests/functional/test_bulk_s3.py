@@ -165,7 +165,7 @@ def test_single_10mb_line_is_truncated_and_flagged(aws, default_encoder) -> None
 def test_overlong_reject_policy(aws, default_encoder) -> None:
     s3 = aws[0]
     put(s3, "incoming/long.txt", ("ok\n" + "word " * 400 + "\n").encode())
-    make_engine(aws, default_encoder, overlong="reject").handle_object(BUCKET, "incoming/long.txt", forever)
+    make_engine(aws, default_encoder, long_text="reject").handle_object(BUCKET, "incoming/long.txt", forever)
     m = manifest_of(s3, "incoming/long.txt")
     check_accounting(s3, m)
     (err,) = errors_of(s3, m)

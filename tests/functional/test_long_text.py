@@ -224,7 +224,7 @@ def test_truncate_and_reject_are_unchanged(default_encoder) -> None:
     new = svc.encode(EncodeRequest([text, "short"], long_text="truncate"))
     np.testing.assert_array_equal(old.vectors, new.vectors)
     assert old.chunks is None and old.result.truncated.tolist() == [True, False]
-    for req in (EncodeRequest([text], truncate=False), EncodeRequest([text], long_text="reject")):
+    for req in (EncodeRequest([text], long_text="reject", from_truncate_flag=True), EncodeRequest([text], long_text="reject")):
         with pytest.raises(TextTooLongForModelError, match=r"'texts\[0\]' has 402 tokens; .* at most 256"):
             svc.encode(req)
 
@@ -260,7 +260,7 @@ def test_a_model_without_the_signatures_says_re_export(default_encoder) -> None:
     from bert2vec.function.bulk.config import ConfigError
     from bert2vec.function.bulk.pipeline import check_chunk_config
 
-    with pytest.raises(ConfigError, match="OVERLONG=chunk.*re-export"):
+    with pytest.raises(ConfigError, match="LONG_TEXT=chunk.*re-export"):
         check_chunk_config(old, None)
 
 

@@ -103,7 +103,7 @@ def test_openai_shapes(service: EncodeService) -> None:
 
 def test_tei_defaults(service: EncodeService) -> None:
     req = tei.parse({"inputs": "hello"})
-    assert req.normalize is True and req.truncate is False and req.texts == ["hello"]
+    assert req.normalize is True and req.mode == "reject" and req.from_truncate_flag and req.texts == ["hello"]
     body = tei.render(service.encode(req))
     assert len(body) == 1 and len(body[0]) == 384
 

@@ -145,5 +145,5 @@ def test_contradicting_settings_are_a_clear_config_error(settings_: dict[str, in
 
 def test_a_non_numeric_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHUNK_BYTES", "8MB")
-    with pytest.raises(ConfigError, match="CHUNK_BYTES='8MB'"):
+    with pytest.raises(ConfigError, match="CHUNK_BYTES must be a whole number, got '8MB'"):
         BulkConfig.from_env()

@@ -29,7 +29,7 @@ SETTINGS: dict[str, tuple[str | None, Any]] = {
     "SHARD_BYTES": ("ShardBytes", defaults.SHARD_BYTES),
     "CHUNK_BYTES": ("ChunkBytes", defaults.CHUNK_BYTES),
     "CHUNK_RECORDS": (None, defaults.CHUNK_RECORDS),
-    "OVERLONG": ("Overlong", defaults.OVERLONG),
+    "LONG_TEXT": ("LongText", defaults.LONG_TEXT),
     "SHARD_MAX_RECEIVES": ("ShardMaxReceives", defaults.SHARD_MAX_RECEIVES),
     "TIME_MARGIN_MS": (None, defaults.TIME_MARGIN_MS),
     "WINDOW_TEXTS": (None, defaults.WINDOW_TEXTS),
@@ -54,10 +54,10 @@ def test_the_code_reads_its_defaults_from_one_module(monkeypatch: pytest.MonkeyP
     assert (limits.max_request_chars, limits.max_request_tokens) == (defaults.MAX_REQUEST_CHARS, defaults.MAX_REQUEST_TOKENS)
     assert cfg.max_hops == defaults.MAX_HOPS and cfg.vector_text_max_bytes == defaults.VECTOR_TEXT_MAX_BYTES
     got = (cfg.input_prefix, cfg.output_prefix, cfg.output_format, cfg.shard_bytes, cfg.chunk_bytes,
-           cfg.chunk_records, cfg.max_receives, cfg.overlong, cfg.max_text_chars, cfg.time_margin_ms,
+           cfg.chunk_records, cfg.max_receives, cfg.long_text, cfg.max_text_chars, cfg.time_margin_ms,
            cfg.window, cfg.batch_size)  # fmt: skip
     want = (defaults.INPUT_PREFIX, defaults.OUTPUT_PREFIX, defaults.OUTPUT_FORMAT, defaults.SHARD_BYTES,
-            defaults.CHUNK_BYTES, defaults.CHUNK_RECORDS, defaults.SHARD_MAX_RECEIVES, defaults.OVERLONG,
+            defaults.CHUNK_BYTES, defaults.CHUNK_RECORDS, defaults.SHARD_MAX_RECEIVES, defaults.LONG_TEXT,
             defaults.MAX_TEXT_CHARS, defaults.TIME_MARGIN_MS, defaults.WINDOW_TEXTS, defaults.BATCH_SIZE)  # fmt: skip
     assert got == want
 

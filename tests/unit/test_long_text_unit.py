@@ -106,12 +106,12 @@ def test_plain_rows_are_unchanged(tmp_path: Path) -> None:
 
 
 def test_bulk_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert BulkConfig(overlong="chunk", chunk_rows=True, stride=0).chunk_rows
+    assert BulkConfig(long_text="chunk", chunk_rows=True, stride=0).chunk_rows
     for kwargs, match in (
-        ({"chunk_rows": True}, "CHUNK_ROWS=1 needs OVERLONG=chunk"),
-        ({"stride": 4}, "LONG_TEXT_STRIDE applies only to OVERLONG=chunk"),
-        ({"overlong": "chunk", "stride": -1}, "must be >= 0"),
-        ({"overlong": "whole"}, "OVERLONG must be one of"),
+        ({"chunk_rows": True}, "CHUNK_ROWS=1 needs LONG_TEXT=chunk"),
+        ({"stride": 4}, "LONG_TEXT_STRIDE applies only to LONG_TEXT=chunk"),
+        ({"long_text": "chunk", "stride": -1}, "must be >= 0"),
+        ({"long_text": "whole"}, r"LONG_TEXT \(or OVERLONG\) must be one of"),
     ):
         with pytest.raises(ConfigError, match=match):
             BulkConfig(**kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -11,38 +10,17 @@ from bert2vec.function import defaults
 from bert2vec.function.bulk.pipeline import OVERLONG_POLICIES
 from bert2vec.function.bulk.readers import ReaderOptions
 from bert2vec.function.bulk.writers import FORMATS
-from bert2vec.function.vector_index import vector_bucket_name
+from bert2vec.function.settings import ConfigError, Settings
+
+__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_name"]  # ConfigError: its former home
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
-# OVERLONG=chunk reads a line whole, in one invocation: this many characters is the most one line may
+# LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
 # have, so that no line outlasts a receive (docs/s3-bulk.md, "Limits", says how it was measured).
 MAX_CHUNK_TEXT_CHARS = 1_000_000
 # Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
 MAX_BASE_BYTES = 1024 - 160
 MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
-
-
-class ConfigError(ValueError):
-    """Settings that contradict each other or cannot work; raised at init, naming the variables."""
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r}: expected a whole number") from None
-
-
-def _env_flag(name: str) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ConfigError(f"{name}={value!r}: expected 1 or 0")
 
 
 @dataclass(frozen=True)
@@ -56,7 +34,7 @@ class BulkConfig:
     chunk_records: int = defaults.CHUNK_RECORDS
     queue_url: str | None = None
     max_receives: int = defaults.SHARD_MAX_RECEIVES
-    overlong: str = defaults.OVERLONG
+    long_text: str = defaults.LONG_TEXT  # LONG_TEXT (former name: OVERLONG)
     max_text_chars: int = defaults.MAX_TEXT_CHARS
     time_margin_ms: int = defaults.TIME_MARGIN_MS
     window: int = defaults.WINDOW_TEXTS
@@ -65,24 +43,26 @@ class BulkConfig:
     vector_bucket: str | None = None  # OUTPUT_FORMAT=s3vectors: the S3 Vectors bucket and index
     vector_index: str | None = None
     vector_text_max_bytes: int = defaults.VECTOR_TEXT_MAX_BYTES
-    stride: int | None = None  # OVERLONG=chunk: LONG_TEXT_STRIDE, the windows' overlap (None: the default)
-    chunk_rows: bool = False  # OVERLONG=chunk: CHUNK_ROWS=1 writes one row per window
+    stride: int | None = None  # LONG_TEXT=chunk: LONG_TEXT_STRIDE, the windows' overlap (None: the default)
+    chunk_rows: bool = False  # LONG_TEXT=chunk: CHUNK_ROWS=1 writes one row per window
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}")
-        if self.overlong not in OVERLONG_POLICIES:
-            raise ConfigError(f"OVERLONG must be one of {', '.join(OVERLONG_POLICIES)}, got {self.overlong!r}")
-        if self.chunk_rows and self.overlong != "chunk":
-            raise ConfigError(f"CHUNK_ROWS=1 needs OVERLONG=chunk (got OVERLONG={self.overlong})")
-        if self.stride is not None and self.overlong != "chunk":
-            raise ConfigError(f"LONG_TEXT_STRIDE applies only to OVERLONG=chunk (got OVERLONG={self.overlong})")
+        if self.long_text not in OVERLONG_POLICIES:
+            raise ConfigError(
+                f"LONG_TEXT (or OVERLONG) must be one of {', '.join(OVERLONG_POLICIES)}, got {self.long_text!r}"
+            )
+        if self.chunk_rows and self.long_text != "chunk":
+            raise ConfigError(f"CHUNK_ROWS=1 needs LONG_TEXT=chunk (got LONG_TEXT={self.long_text})")
+        if self.stride is not None and self.long_text != "chunk":
+            raise ConfigError(f"LONG_TEXT_STRIDE applies only to LONG_TEXT=chunk (got LONG_TEXT={self.long_text})")
         if self.stride is not None and self.stride < 0:
             raise ConfigError(f"LONG_TEXT_STRIDE={self.stride}: must be >= 0 (and less than max_seq_length - 2)")
-        if self.overlong == "chunk" and self.max_text_chars > MAX_CHUNK_TEXT_CHARS:
+        if self.long_text == "chunk" and self.max_text_chars > MAX_CHUNK_TEXT_CHARS:
             raise ConfigError(
-                f"MAX_TEXT_CHARS={self.max_text_chars} with OVERLONG=chunk: at most {MAX_CHUNK_TEXT_CHARS} (a line is "
+                f"MAX_TEXT_CHARS={self.max_text_chars} with LONG_TEXT=chunk: at most {MAX_CHUNK_TEXT_CHARS} (a line is "
                 "encoded whole in one invocation and must fit its time limit)"
             )
         if not 0 <= self.vector_text_max_bytes <= MAX_VECTOR_TEXT_BYTES:
@@ -105,33 +85,37 @@ class BulkConfig:
 
     @classmethod
     def from_env(cls) -> BulkConfig:
-        d = cls()
+        return cls.from_settings(Settings.from_env())
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> BulkConfig:
+        """The bulk path's view of the settings (checked for consistency here)."""
         return cls(
-            input_prefix=os.environ.get("INPUT_PREFIX", d.input_prefix),
-            output_bucket=os.environ.get("OUTPUT_BUCKET") or None,
-            output_prefix=os.environ.get("OUTPUT_PREFIX", d.output_prefix),
-            output_format=os.environ.get("OUTPUT_FORMAT", d.output_format),
-            shard_bytes=_env_int("SHARD_BYTES", d.shard_bytes),
-            chunk_bytes=_env_int("CHUNK_BYTES", d.chunk_bytes),
-            chunk_records=_env_int("CHUNK_RECORDS", d.chunk_records),
-            queue_url=os.environ.get("SHARD_QUEUE_URL") or None,
-            max_receives=_env_int("SHARD_MAX_RECEIVES", d.max_receives),
-            overlong=os.environ.get("OVERLONG", d.overlong),
-            max_text_chars=_env_int("MAX_TEXT_CHARS", d.max_text_chars),
-            time_margin_ms=_env_int("TIME_MARGIN_MS", d.time_margin_ms),
-            window=_env_int("WINDOW_TEXTS", d.window),
-            batch_size=_env_int("BATCH_SIZE", d.batch_size),
-            max_hops=_env_int("MAX_HOPS", d.max_hops),
-            vector_bucket=vector_bucket_name(os.environ.get("VECTOR_BUCKET", "")) or None,
-            vector_index=os.environ.get("VECTOR_INDEX") or None,
-            vector_text_max_bytes=_env_int("VECTOR_TEXT_MAX_BYTES", d.vector_text_max_bytes),
-            stride=_env_int("LONG_TEXT_STRIDE", -1) if os.environ.get("LONG_TEXT_STRIDE") else None,
-            chunk_rows=_env_flag("CHUNK_ROWS"),
+            input_prefix=s.input_prefix,
+            output_bucket=s.output_bucket,
+            output_prefix=s.output_prefix,
+            output_format=s.output_format,
+            shard_bytes=s.shard_bytes,
+            chunk_bytes=s.chunk_bytes,
+            chunk_records=s.chunk_records,
+            queue_url=s.queue_url,
+            max_receives=s.max_receives,
+            long_text=s.long_text,
+            max_text_chars=s.max_text_chars,
+            time_margin_ms=s.time_margin_ms,
+            window=s.window,
+            batch_size=s.batch_size,
+            max_hops=s.max_hops,
+            vector_bucket=s.vector_bucket,
+            vector_index=s.vector_index,
+            vector_text_max_bytes=s.vector_text_max_bytes,
+            stride=s.stride,
+            chunk_rows=s.chunk_rows,
             reader=ReaderOptions(
-                text_field=os.environ.get("TEXT_FIELD", "text"),
-                id_field=os.environ.get("ID_FIELD", "id"),
-                csv_text_column=os.environ.get("CSV_TEXT_COLUMN", "text"),
-                csv_id_column=os.environ.get("CSV_ID_COLUMN", "id"),
+                text_field=s.text_field,
+                id_field=s.id_field,
+                csv_text_column=s.csv_text_column,
+                csv_id_column=s.csv_id_column,
             ),
         )
 

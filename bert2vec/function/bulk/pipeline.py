@@ -1,7 +1,8 @@
 """Items in, vector rows out: the storage-agnostic heart of bulk encoding.
 
 Used by the S3 path (per chunk) and by the local CLI (per file), so both count, truncate, reject,
-chunk and order exactly alike. ``overlong="chunk"`` reads every wordpiece of a long text as
+chunk and order exactly alike (the rules themselves are :class:`bert2vec.function.long_text.LongTextPolicy`'s).
+``long_text="chunk"`` reads every wordpiece of a long text as
 overlapping windows (``bert2vec.function.long_text``); with ``chunk_rows`` each window becomes its own row
 (``chunk``, ``start``, ``end``: the window's number and character span in the text) instead of one
 row per line. Memory is bounded by one window of texts and their vectors: records are
@@ -21,9 +22,9 @@ from bert2vec.function import defaults
 from bert2vec.function.bulk.readers import Blank, Item, Record, Rejected
 from bert2vec.function.bulk.writers import ErrorWriter, OutputRow, PartWriter
 from bert2vec.function.encoder import Encoder
-from bert2vec.function.long_text import MODES, LongTextEncoder
+from bert2vec.function.long_text import MODES, LongTextEncoder, LongTextPolicy
 
-OVERLONG_POLICIES = MODES  # truncate | reject | chunk
+OVERLONG_POLICIES = MODES  # truncate | reject | chunk (the former name of LONG_TEXT's values)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Counts:
     swallowed: int = 0  # physical lines inside rejected units (e.g. after an unclosed CSV quote)
     tokens: int = 0
     encode_seconds: float = 0.0
-    chunks: int = 0  # OVERLONG=chunk: windows encoded (reported only then)
+    chunks: int = 0  # LONG_TEXT=chunk: windows encoded (reported only then)
 
     def add(self, other: Counts) -> Counts:
         for name, value in asdict(other).items():
@@ -58,12 +59,13 @@ class Counts:
 
 @dataclass
 class PipelineOptions:
-    overlong: str = defaults.OVERLONG  # over the model's max_seq_length: "truncate" (flagged), "reject" or "chunk"
+    long_text: str = defaults.LONG_TEXT  # over the model's max_seq_length: "truncate" (flagged), "reject" or "chunk"
     max_text_chars: int = defaults.MAX_TEXT_CHARS  # longer texts are cut to this many characters first (or rejected)
     window: int = defaults.WINDOW_TEXTS  # texts per length-sorted encode window
     batch_size: int = defaults.BATCH_SIZE
     stride: int | None = None  # chunk: overlap of consecutive windows in wordpieces (None: the default)
     chunk_rows: bool = False  # chunk: one output row per window (with its span) instead of one per line
+    channel: str = "bulk"  # whose words the error report uses: "bulk" (LONG_TEXT=...) or "cli" (--long-text ...)
 
 
 def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -80,18 +82,19 @@ def _windows(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield buf
 
 
-def check_chunk_config(encoder: Encoder, stride: int | None) -> None:
-    """``OVERLONG=chunk`` on this model: it has the long-text signatures and ``stride`` fits its window.
-    Raises ``ConfigError`` naming the variables."""
+def check_chunk_config(encoder: Encoder, stride: int | None, long_text: str = "chunk") -> LongTextPolicy:
+    """``LONG_TEXT`` / ``LONG_TEXT_STRIDE`` resolved for this model (chunk: it has the long-text signatures
+    and ``stride`` fits its window). Raises ``ConfigError`` naming the variables."""
     from bert2vec.function.bulk.config import ConfigError
     from bert2vec.function.errors import Bert2VecError
 
-    long = LongTextEncoder(encoder)
     try:
-        long.require()
-        long.stride(stride)
+        return LongTextPolicy.resolve(encoder, long_text, stride, channel="bulk", names=ENV_NAMES)
     except Bert2VecError as exc:
-        raise ConfigError(f"OVERLONG=chunk / LONG_TEXT_STRIDE: {exc}") from None
+        raise ConfigError(f"LONG_TEXT={long_text} / LONG_TEXT_STRIDE: {exc}") from None
+
+
+ENV_NAMES = {"long_text": "LONG_TEXT", "stride": "LONG_TEXT_STRIDE"}  # how the bulk path's messages name them
 
 
 @dataclass
@@ -104,12 +107,12 @@ class _Encoded:
     windows: list[tuple[int, int, np.ndarray]] | None = None  # (start, end, vector) per window
 
 
-def _run_chunked(encoder: Encoder, texts: list[str], opts: PipelineOptions) -> list[_Encoded]:
-    long = LongTextEncoder(encoder)
+def _run_chunked(encoder: Encoder, texts: list[str], opts: PipelineOptions, policy: LongTextPolicy) -> list[_Encoded]:
     if not opts.chunk_rows:
-        got = long.encode(texts, stride=opts.stride, batch_size=opts.batch_size)
+        got = policy.apply(encoder, texts, batch_size=opts.batch_size)
+        assert got.chunks is not None  # chunk mode
         return [_Encoded(got.embeddings[i], int(got.token_counts[i]), int(got.chunks[i])) for i in range(len(texts))]
-    ch = long.encode_chunks(texts, stride=opts.stride, batch_size=opts.batch_size)
+    ch = LongTextEncoder(encoder).encode_chunks(texts, stride=policy.stride, batch_size=opts.batch_size)
     out = [_Encoded(None, int(ch.token_counts[i]), int(ch.chunks[i]), []) for i in range(len(texts))]
     for w, t in enumerate(ch.text_index.tolist()):
         out[t].windows.append((int(ch.start[w]), int(ch.end[w]), ch.embeddings[w]))  # type: ignore[union-attr]
@@ -117,22 +120,22 @@ def _run_chunked(encoder: Encoder, texts: list[str], opts: PipelineOptions) -> l
 
 
 def _isolating_chunked(
-    encoder: Encoder, texts: list[str], opts: PipelineOptions
+    encoder: Encoder, texts: list[str], opts: PipelineOptions, policy: LongTextPolicy
 ) -> tuple[list[_Encoded | None], dict[int, str]]:
     """Chunk mode's ``_encode_isolating``: bisect until the texts the encoder fails on are isolated."""
     try:
-        return list(_run_chunked(encoder, texts, opts)), {}
+        return list(_run_chunked(encoder, texts, opts, policy)), {}
     except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
         if len(texts) == 1:
             return [None], {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"}
     half = len(texts) // 2
-    r1, f1 = _isolating_chunked(encoder, texts[:half], opts)
-    r2, f2 = _isolating_chunked(encoder, texts[half:], opts)
+    r1, f1 = _isolating_chunked(encoder, texts[:half], opts, policy)
+    r2, f2 = _isolating_chunked(encoder, texts[half:], opts, policy)
     return r1 + r2, {**f1, **{half + i: r for i, r in f2.items()}}
 
 
 def _encode_isolating(
-    encoder: Encoder, texts: list[str], batch_size: int
+    encoder: Encoder, texts: list[str], batch_size: int, policy: LongTextPolicy
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Encode ``texts``; if the encoder fails, bisect until the failing texts are isolated.
 
@@ -140,7 +143,7 @@ def _encode_isolating(
     be dropped by the caller. One poisoned line costs O(log n) extra calls and rejects only itself.
     """
     try:
-        result = encoder.encode(texts, batch_size=batch_size)
+        result = policy.apply(encoder, texts, batch_size=batch_size)
         return result.embeddings, result.token_counts, {}
     except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
         if len(texts) == 1:
@@ -150,8 +153,8 @@ def _encode_isolating(
                 {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"},
             )
     half = len(texts) // 2
-    e1, c1, f1 = _encode_isolating(encoder, texts[:half], batch_size)
-    e2, c2, f2 = _encode_isolating(encoder, texts[half:], batch_size)
+    e1, c1, f1 = _encode_isolating(encoder, texts[:half], batch_size, policy)
+    e2, c2, f2 = _encode_isolating(encoder, texts[half:], batch_size, policy)
     return np.concatenate([e1, e2]), np.concatenate([c1, c2]), {**f1, **{half + i: r for i, r in f2.items()}}
 
 
@@ -165,19 +168,14 @@ def encode_items(
     on_window: Callable[[Counts], None] | None = None,
 ) -> Counts:
     """Encode every Record, write rows in input order, report every Rejected; count all lines."""
-    if opts.overlong not in OVERLONG_POLICIES:
-        raise ValueError(f"overlong policy must be one of {OVERLONG_POLICIES}, got {opts.overlong!r}")
-    if opts.chunk_rows and opts.overlong != "chunk":
-        raise ValueError(f"chunk rows need the overlong policy 'chunk', got {opts.overlong!r}")
-    if opts.overlong == "chunk":
-        LongTextEncoder(encoder).require()
-        LongTextEncoder(encoder).stride(opts.stride)  # a bad stride fails here, not once per window
+    if opts.chunk_rows and opts.long_text != "chunk":
+        raise ValueError(f"chunk rows need long_text 'chunk', got {opts.long_text!r}")
+    # Resolved once: a bad mode or stride, or a model that cannot chunk, fails here, not once per window.
+    policy = LongTextPolicy.resolve(encoder, opts.long_text, opts.stride, channel=opts.channel, names=ENV_NAMES)
     counts = Counts()
     max_tokens = encoder.max_seq_length
     for window in _windows(items, opts.window):
         records: list[Record] = []
-        texts: list[str] = []
-        cut_chars: list[bool] = []
         rejected: list[Rejected] = []
         for item in window:
             counts.lines_read += 1
@@ -187,22 +185,20 @@ def encode_items(
                 rejected.append(item)
                 counts.swallowed += item.swallowed
             else:
-                text = item.text
-                if len(text) > opts.max_text_chars:
-                    if opts.overlong != "truncate":  # chunk mode reads whole texts: it never cuts one
-                        rejected.append(
-                            Rejected(item.line, f"text has {len(text)} characters, over {opts.max_text_chars}", item.id)
-                        )
-                        continue
-                    text = text[: opts.max_text_chars]
                 records.append(item)
-                texts.append(text)
-                cut_chars.append(len(text) < len(item.text))
+        cut_texts, cut_flags, too_many = policy.cut_chars([r.text for r in records], opts.max_text_chars)
+        refused = {r.index for r in too_many}  # chunk mode reads whole texts: it never cuts one
+        rejected.extend(
+            Rejected(records[r.index].line, r.message("text", opts.channel), records[r.index].id) for r in too_many
+        )
+        texts = [t for i, t in enumerate(cut_texts) if i not in refused]
+        cut_chars = [c for i, c in enumerate(cut_flags) if i not in refused]
+        records = [r for i, r in enumerate(records) if i not in refused]
         rows: list[OutputRow] = []
         lines_encoded = 0  # = len(rows), except with chunk rows (one row per window)
-        if texts and opts.overlong == "chunk":
+        if texts and policy.mode == "chunk":
             t0 = time.perf_counter()
-            encoded, failed = _isolating_chunked(encoder, texts, opts)
+            encoded, failed = _isolating_chunked(encoder, texts, opts, policy)
             counts.encode_seconds += time.perf_counter() - t0
             for i, rec in enumerate(records):
                 got = encoded[i]
@@ -221,21 +217,18 @@ def encode_items(
                     rows.append(OutputRow(rec.id, rec.line, np.asarray(vector, np.float32), text, k, start, end))
         elif texts:
             t0 = time.perf_counter()
-            embeddings, token_counts, failed = _encode_isolating(encoder, texts, opts.batch_size)
+            embeddings, token_counts, failed = _encode_isolating(encoder, texts, opts.batch_size, policy)
             counts.encode_seconds += time.perf_counter() - t0
+            ok = np.array([i not in failed for i in range(len(texts))])
+            too_long = {r.index: r for r in policy.too_long(np.where(ok, token_counts, 0))}
             for i, rec in enumerate(records):
                 if i in failed:
                     rejected.append(Rejected(rec.line, failed[i], rec.id))
                     continue
-                too_long = bool(token_counts[i] > max_tokens)
-                if too_long and opts.overlong == "reject":
-                    rejected.append(
-                        Rejected(
-                            rec.line, f"text has {int(token_counts[i])} tokens, over the model's {max_tokens}", rec.id
-                        )
-                    )
+                if i in too_long:  # LONG_TEXT=reject
+                    rejected.append(Rejected(rec.line, too_long[i].message("text", opts.channel), rec.id))
                     continue
-                counts.truncated += int(too_long or cut_chars[i])
+                counts.truncated += int(bool(token_counts[i] > max_tokens) or cut_chars[i])
                 counts.tokens += int(min(token_counts[i], max_tokens))
                 rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32), rec.text))
                 lines_encoded += 1

@@ -57,7 +57,7 @@ class Engine:
         self.sqs = sqs
         self.encoder = encoder
         self.cfg = cfg
-        if cfg.overlong == "chunk":  # needs the model: its signatures and its window size
+        if cfg.long_text == "chunk":  # needs the model: its signatures and its window size
             check_chunk_config(encoder, cfg.stride)
         self.store = S3Store(s3)
         vectors = s3vectors_client() if cfg.output_format == "s3vectors" else None

@@ -79,7 +79,7 @@ class Worker:
         self.cfg = cfg
         self.vectors = vectors
         self.opts = PipelineOptions(
-            overlong=cfg.overlong, max_text_chars=cfg.max_text_chars, window=cfg.window, batch_size=cfg.batch_size,
+            long_text=cfg.long_text, max_text_chars=cfg.max_text_chars, window=cfg.window, batch_size=cfg.batch_size,
             stride=cfg.stride, chunk_rows=cfg.chunk_rows,
         )  # fmt: skip
 
@@ -217,7 +217,7 @@ class Worker:
         stopped = [False]
         read_error: list[ReadFailed] = []
         source = self.source(item).items(k, progress.resume, progress.next_line, position)
-        chunk_mode = self.cfg.overlong == "chunk"
+        chunk_mode = self.cfg.long_text == "chunk"
 
         def out_of_time(next_item: Item | None) -> bool:
             if not (done_before or done_here[0] > 0):

@@ -19,15 +19,21 @@ from bert2vec.function.service import Encoded, EncodeRequest
 from bert2vec.function.wire import bool_field, echo, require_object, texts_field, whole_number
 
 
-def long_text_fields(body: dict[str, Any]) -> tuple[str | None, int | None]:
-    """``long_text`` and ``stride`` as given (``None`` when absent), checked for type and against ``truncate``."""
+def long_text_fields(body: dict[str, Any], truncate_default: bool, *, read_truncate: bool = True) -> dict[str, Any]:
+    """``long_text`` and ``stride`` as :class:`EncodeRequest` fields, the ``truncate`` flag folded into the mode.
+
+    ``long_text`` wins when given (``truncate`` must then agree with it); otherwise ``truncate``
+    (or, absent, the wire format's ``truncate_default``) chooses truncate or reject. ``read_truncate``
+    false: the format has no such flag (OpenAI), so without ``long_text`` the default applies as is."""
     mode = body.get("long_text")
     if mode is not None and mode not in MODES:
         raise InvalidInputError(f"'long_text' must be one of {', '.join(MODES)}, got {echo(mode)}", param="long_text")
     stride = body.get("stride")
     if stride is not None:
         if whole_number(stride) is None:
-            raise InvalidInputError(f"'stride' must be a whole number of wordpieces, got {echo(stride)}", param="stride")
+            raise InvalidInputError(
+                f"'stride' must be a whole number of wordpieces, got {echo(stride)}", param="stride"
+            )
         stride = whole_number(stride)
     truncate = body.get("truncate")
     if mode is not None and isinstance(truncate, bool) and truncate != (mode == "truncate"):
@@ -35,7 +41,10 @@ def long_text_fields(body: dict[str, Any]) -> tuple[str | None, int | None]:
             f"'truncate': {str(truncate).lower()} contradicts 'long_text': {mode!r}; send only 'long_text'",
             param="truncate",
         )
-    return mode, stride
+    flag = bool(bool_field(body, "truncate", truncate_default)) if read_truncate else truncate_default
+    if mode is None:
+        return {"long_text": "truncate" if flag else "reject", "stride": stride, "from_truncate_flag": read_truncate}
+    return {"long_text": mode, "stride": stride}
 
 
 def parse(body: Any) -> EncodeRequest:
@@ -45,15 +54,12 @@ def parse(body: Any) -> EncodeRequest:
     field = "text" if "text" in body else "texts"
     if field == "text" and not isinstance(body["text"], str):
         raise InvalidInputError(f"'text' must be a string, got {type(body['text']).__name__}")
-    mode, stride = long_text_fields(body)
     return EncodeRequest(
         texts_field(body[field], field, allow_string=field == "text"),
         bool_field(body, "normalize", None),
-        bool(bool_field(body, "truncate", True)),
         field,
         single=field == "text",
-        long_text=mode,
-        stride=stride,
+        **long_text_fields(body, truncate_default=True),
     )
 
 

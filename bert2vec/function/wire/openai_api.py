@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from bert2vec.function.errors import Bert2VecError, InvalidInputError, UnsupportedOptionError
-from bert2vec.function.long_text import check_stride
 from bert2vec.function.service import Encoded, EncodeRequest
 from bert2vec.function.wire import echo, error_message, require_object, texts_field, whole_number
 from bert2vec.function.wire.native import long_text_fields
@@ -67,11 +66,9 @@ def parse(body: Any, dimension: int | None = None) -> tuple[EncodeRequest, str]:
             )
     if _is_token_array(body["input"]):
         raise InvalidInputError(TOKEN_ARRAYS, param="input")
-    mode, stride = long_text_fields(body)
-    req = EncodeRequest(
-        texts_field(body["input"], "input"), None, True, "input", single=isinstance(body["input"], str),
-        long_text=mode or "reject", stride=stride,
-    )  # fmt: skip
+    fields = long_text_fields(body, truncate_default=False, read_truncate=False)  # OpenAI refuses over-long input
+    req = EncodeRequest(texts_field(body["input"], "input"), None, "input", single=isinstance(body["input"], str),
+                        **fields)  # fmt: skip
     return req, fmt
 
 
@@ -82,7 +79,7 @@ def render(enc: Encoded, model: str, encoding_format: str, max_seq_length: int) 
         data = enc.vectors.tolist()
     counts = enc.result.token_counts
     if enc.chunks is not None:  # every window as encoded: its wordpieces (overlaps included) + [CLS]/[SEP]
-        stride = check_stride(enc.request.stride, max_seq_length)
+        stride = int(enc.stride or 0)
         tokens = int((counts - 2 + (enc.chunks - 1) * stride + 2 * enc.chunks).sum())
     else:
         tokens = int(np.minimum(counts, max_seq_length).sum())

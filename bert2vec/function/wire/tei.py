@@ -31,15 +31,12 @@ def _inputs(body: dict[str, Any]) -> EncodeRequest:
             "input yourself",
             param="prompt_name",
         )
-    mode, stride = long_text_fields(body)
     return EncodeRequest(
         texts_field(body["inputs"], "inputs"),
         bool_field(body, "normalize", True),
-        bool(bool_field(body, "truncate", False)),
         "inputs",
         single=isinstance(body["inputs"], str),
-        long_text=mode,
-        stride=stride,
+        **long_text_fields(body, truncate_default=False),
     )
 
 
@@ -84,7 +81,9 @@ def parse_tokenize(body: Any) -> tuple[EncodeRequest, bool]:
     body = require_object(body)
     for key in ("long_text", "stride"):
         if body.get(key) is not None:
-            raise UnsupportedOptionError(f"'{key}' does not apply to /tokenize: it lists the tokens of one window", param=key)
+            raise UnsupportedOptionError(
+                f"'{key}' does not apply to /tokenize: it lists the tokens of one window", param=key
+            )
     req = _inputs(body)
     return req, bool(bool_field(body, "add_special_tokens", True))
 

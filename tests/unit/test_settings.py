@@ -1,0 +1,81 @@
+"""``Settings.from_env``: every variable read once, each whole number parsed one way with a named
+error, ``LONG_TEXT`` with its former name ``OVERLONG`` as an alias; ``Limits``, ``BulkConfig`` and
+``VectorSearch`` are views of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from bert2vec.function import defaults
+from bert2vec.function.bulk.config import BulkConfig
+from bert2vec.function.bulk.config import ConfigError as BulkConfigError
+from bert2vec.function.search import VectorSearch
+from bert2vec.function.service import Limits
+from bert2vec.function.settings import ConfigError, Settings
+
+
+def test_nothing_set_is_every_default() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert (s.long_text, s.max_text_chars, s.batch_size) == (defaults.LONG_TEXT, defaults.MAX_TEXT_CHARS, defaults.BATCH_SIZE)
+    assert (s.service_name, s.bulk_service_name, s.metrics_namespace) == (
+        defaults.SERVICE_NAME, defaults.BULK_SERVICE_NAME, defaults.METRICS_NAMESPACE)  # fmt: skip
+    assert (s.vector_bucket, s.vector_index, s.stride, s.chunk_rows) == (None, None, None, False)
+
+
+@pytest.mark.parametrize(
+    "name", ["MAX_TEXT_CHARS", "MAX_TEXTS", "MAX_REQUEST_CHARS", "MAX_REQUEST_TOKENS", "BATCH_SIZE", "SHARD_BYTES",
+             "CHUNK_BYTES", "CHUNK_RECORDS", "SHARD_MAX_RECEIVES", "TIME_MARGIN_MS", "WINDOW_TEXTS", "MAX_HOPS",
+             "VECTOR_TEXT_MAX_BYTES", "LONG_TEXT_STRIDE"],
+)  # fmt: skip
+def test_a_whole_number_that_is_not_one_is_a_named_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name} must be a whole number, got 'abc'$"):
+        Settings.from_env({name: "abc"})
+
+
+def test_max_text_chars_is_a_named_error_on_the_http_path_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_TEXT_CHARS", "abc")
+    with pytest.raises(ConfigError, match="MAX_TEXT_CHARS must be a whole number, got 'abc'"):
+        Limits.from_env()
+    monkeypatch.setenv("MAX_TEXT_CHARS", " 500 ")
+    assert Limits.from_env().max_text_chars == 500
+
+
+def test_empty_means_unset() -> None:
+    assert Settings.from_env({"MAX_TEXTS": "", "LONG_TEXT_STRIDE": "", "VECTOR_INDEX": ""}) == Settings()
+    assert Settings.from_env({"LONG_TEXT_STRIDE": "0"}).stride == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [({"LONG_TEXT": "chunk"}, "chunk"), ({"OVERLONG": "reject"}, "reject"),
+     ({"LONG_TEXT": "chunk", "OVERLONG": "chunk"}, "chunk"), ({}, "truncate")],
+)  # fmt: skip
+def test_overlong_is_an_alias_of_long_text(env: dict[str, str], want: str) -> None:
+    assert Settings.from_env(env).long_text == want
+
+
+def test_long_text_and_overlong_that_disagree_name_both() -> None:
+    with pytest.raises(ConfigError, match=r"LONG_TEXT=chunk and OVERLONG=reject disagree"):
+        Settings.from_env({"LONG_TEXT": "chunk", "OVERLONG": "reject"})
+
+
+def test_flags_take_one_or_zero() -> None:
+    assert Settings.from_env({"CHUNK_ROWS": "yes"}).chunk_rows
+    with pytest.raises(ConfigError, match="CHUNK_ROWS must be 1 or 0, got 'maybe'"):
+        Settings.from_env({"CHUNK_ROWS": "maybe"})
+
+
+def test_the_views_read_one_settings_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"VECTOR_BUCKET": "arn:aws:s3vectors:us-east-1:123456789012:bucket/vecs", "VECTOR_INDEX": "docs",
+           "MAX_TEXT_CHARS": "1234", "LONG_TEXT": "reject", "MAX_TEXTS": "7"}  # fmt: skip
+    s = Settings.from_env(env)
+    assert s.vector_bucket == "vecs"  # an ARN names its bucket
+    cfg, limits, search = BulkConfig.from_settings(s), Limits.from_settings(s), VectorSearch.from_settings(s)
+    assert (cfg.vector_bucket, cfg.vector_index) == (search.bucket, search.index) == ("vecs", "docs")
+    assert cfg.max_text_chars == limits.max_text_chars == 1234
+    assert (cfg.long_text, limits.max_texts) == ("reject", 7)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert BulkConfig.from_env() == cfg and Limits.from_env() == limits
+    assert BulkConfigError is ConfigError  # the bulk path's error is the settings' one
