@@ -252,7 +252,7 @@ class TooLong:
         ``truncate_as``: how this caller asked for reject mode, when not by the mode's own name
         (HTTP's ``"truncate": false`` → ``'"truncate": true'``)."""
         cut = truncate_as or spelled(channel, "truncate")
-        whole = f" or {spelled(channel, 'chunk')} to encode all of it" if self.can_chunk else ""
+        whole = f", or {spelled(channel, 'chunk')} to encode all of it" if self.can_chunk else ""
         return (
             f"{name} has {self.token_count} tokens; model {self.model} takes at most {self.limit} "
             f"(use {cut} to cut it, keeping [SEP]{whole})"

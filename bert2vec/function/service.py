@@ -145,10 +145,15 @@ class EncodeService:
         self.limits = limits or Limits.from_env()
         self.tokenizer = ModelTokenizer(encoder)
         self.batch_size = DEFAULT_BATCH_SIZE  # what the budget prices and the encoder runs
+        self._policies: dict[tuple[str, int | None], LongTextPolicy] = {}
 
     def policy(self, req: EncodeRequest) -> LongTextPolicy:
-        """The request's ``long_text``/``stride`` resolved for this model (errors name the field)."""
-        return LongTextPolicy.resolve(self.encoder, req.mode, req.stride)
+        """The request's ``long_text``/``stride`` resolved for this model (errors name the field);
+        each combination is resolved once and kept, so every check of a request uses the same one."""
+        key = (req.mode, req.stride)
+        if key not in self._policies:
+            self._policies[key] = LongTextPolicy.resolve(self.encoder, req.mode, req.stride)
+        return self._policies[key]
 
     def check_texts(self, req: EncodeRequest) -> list[str]:
         """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
@@ -284,7 +289,8 @@ class EncodeService:
         vectors = out.embeddings
         if req.normalize and not self.encoder.card.get("normalize"):
             vectors = l2_normalize(vectors)
-        return Encoded(req, EncodeResult(out.embeddings, out.token_counts, out.truncated), vectors, out.chunks, policy.stride)
+        result = EncodeResult(out.embeddings, out.token_counts, out.truncated)
+        return Encoded(req, result, vectors, out.chunks, policy.stride)
 
 
 def check_payload_size(body: str) -> str:

@@ -68,7 +68,7 @@ def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F8
     assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 1 and m["balanced"]
-    assert "over 2000" in errors_of(s3, m)[0]["reason"]  # chunk mode never cuts a text: it rejects it
+    assert "3967 characters; at most 2000 (MAX_TEXT_CHARS)" in errors_of(s3, m)[0]["reason"]  # chunk mode never cuts a text: it rejects it
     rows = part_rows(s3, m)
     assert [r["line"] for r in rows] == [2, 3] and "chunk" not in rows[0]
     want = LongTextEncoder(default_encoder).encode(LINES[1:])

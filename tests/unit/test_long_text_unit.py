@@ -12,7 +12,14 @@ import pytest
 from bert2vec.function.bulk.config import BulkConfig, ConfigError
 from bert2vec.function.bulk.writers import FORMATS, OutputRow, open_part_writer
 from bert2vec.function.errors import InvalidInputError
-from bert2vec.function.long_text import check_stride, default_stride, window_size, windows_for
+from bert2vec.function.long_text import (
+    LongTextPolicy,
+    TooLong,
+    check_stride,
+    default_stride,
+    window_size,
+    windows_for,
+)
 from bert2vec.function.service import EncodeRequest
 from bert2vec.function.wire import native, openai_api
 
@@ -118,3 +125,52 @@ def test_bulk_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHUNK_ROWS", "maybe")
     with pytest.raises(ConfigError, match="CHUNK_ROWS"):
         BulkConfig.from_env()
+
+
+# ---- the policy: one rejection message, the MAX_TEXT_CHARS rule, the CLI's alias -----------------
+def _policy(mode: str) -> LongTextPolicy:
+    return LongTextPolicy(mode, 32 if mode == "chunk" else None, 254, 256, "tiny", can_chunk=True)
+
+
+def test_one_rejection_message_worded_for_each_channel() -> None:
+    (refused,) = _policy("reject").too_long([10, 300, 256])
+    assert (refused.index, refused.token_count, refused.limit) == (1, 300, 256)
+    words = {
+        "python": "long_text='truncate' to cut it, keeping [SEP], or long_text='chunk'",
+        "cli": "--long-text truncate to cut it, keeping [SEP], or --long-text chunk",
+        "bulk": "LONG_TEXT=truncate to cut it, keeping [SEP], or LONG_TEXT=chunk",
+        "http": '"long_text": "truncate" to cut it, keeping [SEP], or "long_text": "chunk"',
+    }
+    for channel, how in words.items():
+        assert refused.message("texts[1]", channel) == f"texts[1] has 300 tokens; model tiny takes at most 256 (use {how} to encode all of it)"
+    flag = refused.message("'texts[1]'", "http", truncate_as='"truncate": true')
+    assert '(use "truncate": true to cut it' in flag
+    cannot = TooLong(0, 300, 256, "tiny", can_chunk=False).message("text 1", "cli")
+    assert cannot.endswith("(use --long-text truncate to cut it, keeping [SEP])")  # never offers what the model lacks
+
+
+def test_only_reject_refuses_by_wordpieces() -> None:
+    assert _policy("truncate").too_long([999]) == () and _policy("chunk").too_long([999]) == ()
+
+
+def test_max_text_chars_cuts_only_in_truncate_mode() -> None:
+    texts = ["abcdef", "abc"]
+    assert _policy("truncate").cut_chars(texts, 4) == (["abcd", "abc"], [True, False], [])
+    for mode in ("reject", "chunk"):
+        kept, cut, refused = _policy(mode).cut_chars(texts, 4)
+        assert (kept, cut) == (texts, [False, False]) and [(r.index, r.chars, r.limit) for r in refused] == [(0, 6, 4)]
+    (chunk,) = _policy("chunk").cut_chars(texts, 4)[2]
+    assert chunk.message("text", "bulk") == (
+        "text has 6 characters; at most 4 (MAX_TEXT_CHARS); LONG_TEXT=chunk encodes whole texts and never cuts "
+        "them: split the document"
+    )
+
+
+def test_the_cli_flag_is_long_text_with_overlong_as_its_former_name() -> None:
+    from bert2vec.cli import FLAGS, build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--long-text", "chunk", "x"]).long_text == "chunk"
+    assert parser.parse_args(["--overlong", "reject", "x"]).long_text == "reject"
+    assert parser.parse_args(["x"]).long_text == "truncate"
+    assert FLAGS == {"long_text": "--long-text", "stride": "--stride"}

@@ -22,7 +22,7 @@ from bert2vec.function import defaults
 from bert2vec.function.bulk.readers import Blank, Item, Record, Rejected
 from bert2vec.function.bulk.writers import ErrorWriter, OutputRow, PartWriter
 from bert2vec.function.encoder import Encoder
-from bert2vec.function.long_text import MODES, LongTextEncoder, LongTextPolicy
+from bert2vec.function.long_text import MODES, LongTextEncoder, LongTextPolicy, Outcomes
 
 OVERLONG_POLICIES = MODES  # truncate | reject | chunk (the former name of LONG_TEXT's values)
 
@@ -136,26 +136,27 @@ def _isolating_chunked(
 
 def _encode_isolating(
     encoder: Encoder, texts: list[str], batch_size: int, policy: LongTextPolicy
-) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """Encode ``texts``; if the encoder fails, bisect until the failing texts are isolated.
+) -> tuple[Outcomes, dict[int, str]]:
+    """Encode ``texts`` by ``policy``; if the encoder fails, bisect until the failing texts are isolated.
 
-    Returns (embeddings, token counts, {index: reason}) — rows of failed texts are zeros and must
-    be dropped by the caller. One poisoned line costs O(log n) extra calls and rejects only itself.
+    Returns the outcomes and {index: reason} — rows of failed texts are zeros and must be dropped by
+    the caller. One poisoned line costs O(log n) extra calls and rejects only itself.
     """
     try:
-        result = policy.apply(encoder, texts, batch_size=batch_size)
-        return result.embeddings, result.token_counts, {}
+        return policy.apply(encoder, texts, batch_size=batch_size), {}
     except Exception as exc:  # noqa: BLE001 - any failure of one text must not fail its neighbours
         if len(texts) == 1:
-            return (
-                np.zeros((1, encoder.vector_length), np.float32),
-                np.zeros(1, np.int32),
-                {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"},
+            failed = Outcomes(
+                np.zeros((1, encoder.vector_length), np.float32), np.zeros(1, np.int32), np.zeros(1, bool)
             )
+            return failed, {0: f"the encoder failed on this text: {type(exc).__name__}: {str(exc)[:300]}"}
     half = len(texts) // 2
-    e1, c1, f1 = _encode_isolating(encoder, texts[:half], batch_size, policy)
-    e2, c2, f2 = _encode_isolating(encoder, texts[half:], batch_size, policy)
-    return np.concatenate([e1, e2]), np.concatenate([c1, c2]), {**f1, **{half + i: r for i, r in f2.items()}}
+    o1, f1 = _encode_isolating(encoder, texts[:half], batch_size, policy)
+    o2, f2 = _encode_isolating(encoder, texts[half:], batch_size, policy)
+    joined = Outcomes(
+        *(np.concatenate([getattr(o1, k), getattr(o2, k)]) for k in ("embeddings", "token_counts", "truncated"))
+    )
+    return joined, {**f1, **{half + i: r for i, r in f2.items()}}
 
 
 def encode_items(
@@ -217,10 +218,10 @@ def encode_items(
                     rows.append(OutputRow(rec.id, rec.line, np.asarray(vector, np.float32), text, k, start, end))
         elif texts:
             t0 = time.perf_counter()
-            embeddings, token_counts, failed = _encode_isolating(encoder, texts, opts.batch_size, policy)
+            out, failed = _encode_isolating(encoder, texts, opts.batch_size, policy)
             counts.encode_seconds += time.perf_counter() - t0
-            ok = np.array([i not in failed for i in range(len(texts))])
-            too_long = {r.index: r for r in policy.too_long(np.where(ok, token_counts, 0))}
+            embeddings, token_counts = out.embeddings, out.token_counts
+            too_long = {r.index: r for r in policy.too_long(token_counts)}  # failed rows count 0: never too long
             for i, rec in enumerate(records):
                 if i in failed:
                     rejected.append(Rejected(rec.line, failed[i], rec.id))
@@ -228,7 +229,7 @@ def encode_items(
                 if i in too_long:  # LONG_TEXT=reject
                     rejected.append(Rejected(rec.line, too_long[i].message("text", opts.channel), rec.id))
                     continue
-                counts.truncated += int(bool(token_counts[i] > max_tokens) or cut_chars[i])
+                counts.truncated += int(out.truncated[i] or cut_chars[i])
                 counts.tokens += int(min(token_counts[i], max_tokens))
                 rows.append(OutputRow(rec.id, rec.line, np.asarray(embeddings[i], dtype=np.float32), rec.text))
                 lines_encoded += 1
