@@ -92,18 +92,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/model", "model"),
 )
 
-#: Undeclared paths have no route to ask, so this is the one path rule left: a 404 under OpenAI's
-#: namespace answers in OpenAI's shape (only an OpenAI client calls there, and it shows nothing
-#: else), any other 404 natively. A declared route's own ``error_shape`` always wins over it.
-OPENAI_NAMESPACE = "/v1/"
-
-
 def shape_for(path: str, table: tuple[Route, ...] = ROUTES) -> ErrorShape:
-    """The error shape for a request to ``path``: its route's, or the rule for undeclared paths."""
+    """The error shape for a request to ``path``: its declared route's, always.
+
+    Undeclared paths (a 404) have no route to ask, so this is the one path rule left: under
+    OpenAI's namespace (``/v1/``) they answer in OpenAI's shape — only an OpenAI client calls
+    there, and it shows nothing else — and natively everywhere else.
+    """
     for route in table:
         if route.path == path:
             return route.error_shape
-    return ErrorShape.OPENAI if path.startswith(OPENAI_NAMESPACE) else ErrorShape.NATIVE
+    return ErrorShape.OPENAI if path.startswith(openai_api.PATH_PREFIX) else ErrorShape.NATIVE
 
 
 # The one place an error type becomes an HTTP status. Every ``Bert2VecError`` subclass must have a
