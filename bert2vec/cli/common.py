@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bert2vec.export.user_cache import DEFAULT_MODEL_NAME
+from bert2vec.function.bootstrap import load_model
 from bert2vec.function.encoder import Encoder, read_model_card
 from bert2vec.function.errors import ModelNotFoundError
-from bert2vec.function.tf_quiet import import_tensorflow
 from bert2vec.model_lookup import find_default_model, no_default_model_message
 
 PROG = "bert-encode"
@@ -124,17 +124,16 @@ def encoder_for(args: argparse.Namespace) -> Encoder:
 
 
 def load_encoder(model_dir: Path) -> Encoder:
-    """Load (or reuse) the SavedModel in ``model_dir``, sizing TF's threads from the cgroup first."""
+    """Load (or reuse) the SavedModel in ``model_dir`` through the one start-up routine the Lambda
+    handlers use (quiet TF import, threads sized from the cgroup quota), without SnapStart and
+    without a warm-up call: the user's own texts are the first call."""
     key = model_dir.resolve()
     if key not in _ENCODERS:
-        import_tensorflow()  # no C++ start-up banners on the user's terminal
-        try:  # Encoder.load sizes TF's threads from the cgroup quota, not host cores
-            _ENCODERS[key] = Encoder.load(model_dir)
+        try:
+            _ENCODERS[key] = load_model(model_dir, warm_up=())
         except ModelNotFoundError as exc:
             raise CliError(str(exc)) from exc
     return _ENCODERS[key]
-
-
 
 
 def check_model_dir(model: str | None) -> None:

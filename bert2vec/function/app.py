@@ -1,9 +1,11 @@
 """Lambda entry point for synchronous encoding: ``CMD ["function.app.handler"]``.
 
-Init (once per execution environment, during Lambda's init phase): size TensorFlow's thread pools
-from the cgroup CPU quota, load the SavedModel baked into the image (``MODEL_DIR``), and run one
-warm-up call so the first request does not pay for graph optimisation. ``/health`` reports ready
-only after that.
+Init (once per execution environment, during Lambda's init phase) is the shared start-up of
+:mod:`bert2vec.function.bootstrap`: size TensorFlow's thread pools from the cgroup CPU quota, load
+the SavedModel baked into the image (``MODEL_DIR``), run one warm-up call so the first request does
+not pay for graph optimisation, and register the SnapStart hooks (this handler refreshes the vector
+index client after a restore). ``/health`` reports ready only after that; ``BERT2VEC_LAZY_INIT=1``
+defers it to the first ``init()``.
 
 ``handler`` routes API Gateway REST (v1), HTTP API (v2) and Function URL events through Powertools
 resolvers, and treats anything else as a direct invoke: ``{"text"}`` / ``{"texts"}`` → the
@@ -15,21 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bert2vec.function import lifecycle
-from bert2vec.function.cpu import configure_tensorflow_threads, usable_cpus
-from bert2vec.function.encoder import Encoder
+from bert2vec.function.bootstrap import Startup
 from bert2vec.function.errors import Bert2VecError
 from bert2vec.function.routes import Routes, build_resolvers, cors_config, event_kind
 from bert2vec.function.search import VectorSearch
 from bert2vec.function.service import EncodeService, Limits, check_payload_size
-from bert2vec.function.tf_quiet import import_tensorflow
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"))
 metrics = Metrics(
@@ -40,36 +38,24 @@ metrics = Metrics(
 # Health checks and rejected requests publish no metrics; that is expected, not worth a warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-WARMUP_TEXTS = ["warm up", "The quick brown fox jumps over the lazy dog."]
-
-_service: EncodeService | None = None
-INIT_TIMINGS: dict[str, float] = {}
+vector_search = VectorSearch.from_env()
+startup: Startup[EncodeService] = Startup(
+    lambda load: EncodeService(load(), Limits.from_env()),
+    encoder_of=lambda svc: svc.encoder,
+    warm_batch=lambda svc: svc.encoder.workers * 8,
+    refresh=lambda _: vector_search.refresh_client(),  # no AWS credentials or connections from the snapshot
+    logger=logger,
+)
+#: import_tf_s / load_s / warmup_s / threads / threads_applied of this environment's start-up.
+INIT_TIMINGS = startup.timings
 
 
 def init(model_dir: str | None = None) -> EncodeService:
     """Load and warm the model once; later calls return the same service."""
-    global _service
-    if _service is not None:
-        return _service
-    t0 = time.perf_counter()
-    import_tensorflow()  # without the C++ start-up banners in the function's logs
-    threads = usable_cpus()
-    threads_applied = configure_tensorflow_threads(threads)
-    t1 = time.perf_counter()
-    encoder = Encoder.load(model_dir, workers=threads)
-    t2 = time.perf_counter()
-    encoder.encode(WARMUP_TEXTS)
-    t3 = time.perf_counter()
-    INIT_TIMINGS.update(
-        import_tf_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2, threads=threads, threads_applied=threads_applied
-    )
-    logger.info("model ready", extra={"model": encoder.name, "model_dir": str(encoder.model_dir), **INIT_TIMINGS})
-    _service = EncodeService(encoder, Limits.from_env())
-    return _service
+    return startup.get(model_dir)
 
 
-vector_search = VectorSearch.from_env()
-routes = Routes(lambda: _service, logger, metrics, vector_search)
+routes = Routes(lambda: startup.value, logger, metrics, vector_search)
 resolvers = build_resolvers(routes, cors_config(os.environ.get("CORS_ORIGINS", "")))
 
 
@@ -103,20 +89,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | l
     return resolvers[kind].resolve(event, context)
 
 
-def _before_snapshot() -> None:
-    """SnapStart: warm every shape the first requests will hit, so no restored environment pays for it."""
-    svc = init()
-    lifecycle.warm_shapes(svc.encoder, svc.encoder.workers * 8)
-
-
-def _after_restore() -> None:
-    """SnapStart: fresh randomness per environment; say so if the CPU quota differs from the snapshot's."""
-    lifecycle.reseed()
-    vector_search.refresh_client()  # no AWS credentials or connections from the snapshot
-    if _service is not None and usable_cpus() != _service.encoder.workers:
-        logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": _service.encoder.workers})
-
-
-if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
-    init()
-    lifecycle.register(before_snapshot=_before_snapshot, after_restore=_after_restore, logger=logger)
+startup.start()  # at import = in Lambda's init phase (a missing model is an init error)

@@ -6,9 +6,10 @@
 - ``sqs_handler``: the shard queue's worker, with partial batch responses
   (``ReportBatchItemFailures``) through Powertools' batch utility.
 
-The model loads and warms at init (so SnapStart can snapshot it; ``BERT2VEC_LAZY_INIT=1`` defers
-it to the first event, for tools that import this module without serving). After a SnapStart
-restore the AWS clients are made afresh: credentials and connections must not come from a snapshot.
+The model loads and warms at init through the shared start-up (:mod:`bert2vec.function.bootstrap`),
+so SnapStart can snapshot it; ``BERT2VEC_LAZY_INIT=1`` defers it to the first event, for tools that
+import this module without serving. This handler's part after a SnapStart restore is its AWS
+clients, made afresh: credentials and connections must not come from a snapshot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -25,52 +27,46 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from bert2vec.function import lifecycle
+from bert2vec.function.bootstrap import Startup
 from bert2vec.function.bulk.config import BulkConfig
 from bert2vec.function.bulk.outcome import Kind, Outcome
 from bert2vec.function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
 from bert2vec.function.bulk.vectors import s3vectors_client
-from bert2vec.function.cpu import usable_cpus
 from bert2vec.function.encoder import Encoder
-from bert2vec.function.tf_quiet import import_tensorflow
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"))
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-_engine: Engine | None = None
+
+def _build(load: Callable[[], Encoder]) -> Engine:
+    cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
+    encoder = load()
+    return Engine(s3_client(), encoder, cfg, sqs_client())
 
 
-def engine() -> Engine:
-    """Load the model and clients once per execution environment."""
-    global _engine
-    if _engine is None:
-        cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
-        import_tensorflow()  # without the C++ start-up banners in the function's logs
-        encoder = Encoder.load()  # sizes TF's thread pools from the cgroup quota first
-        encoder.encode(["warm up"])
-        _engine = Engine(s3_client(), encoder, cfg, sqs_client())
-    return _engine
-
-
-def _before_snapshot() -> None:
-    eng = engine()
-    lifecycle.warm_shapes(eng.encoder, eng.cfg.batch_size)
-
-
-def _after_restore() -> None:
-    lifecycle.reseed()
-    eng = engine()
+def _fresh_clients(eng: Engine) -> None:
+    """After a SnapStart restore: no AWS credentials or connections from the snapshot."""
     eng.s3, eng.sqs = s3_client(), sqs_client()
     if eng.vectors is not None:
         eng.vectors = s3vectors_client()
-    if usable_cpus() != eng.encoder.workers:
-        logger.warning("CPU quota changed since the snapshot", extra={"cpus": usable_cpus(), "workers": eng.encoder.workers})
 
 
-if os.environ.get("BERT2VEC_LAZY_INIT") != "1":
-    engine()
-    lifecycle.register(before_snapshot=_before_snapshot, after_restore=_after_restore, logger=logger)
+startup: Startup[Engine] = Startup(
+    _build,
+    encoder_of=lambda eng: eng.encoder,
+    warm_batch=lambda eng: eng.cfg.batch_size,
+    refresh=_fresh_clients,
+    logger=logger,
+)
+
+
+def engine() -> Engine:
+    """The model and clients, loaded once per execution environment."""
+    return startup.get()
+
+
+startup.start()  # at import = in Lambda's init phase, so SnapStart can snapshot the loaded model
 
 
 def _remaining(context: Any):

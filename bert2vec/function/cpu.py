@@ -68,6 +68,19 @@ def configure_tensorflow_threads(n: int) -> bool:
     return True
 
 
+def tensorflow_threads_are(n: int) -> bool:
+    """Whether TensorFlow's pools are what :func:`configure_tensorflow_threads` asks for (``n``).
+
+    Read back rather than configured again: ``Encoder.load`` is the one place that sizes them, and
+    start-up reports from here whether that took effect (it cannot once TF has run an op).
+    """
+    import tensorflow as tf
+
+    pools = tf.config.threading
+    intra, inter = pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads()
+    return intra == 1 and inter == max(1, n)
+
+
 #: CPU feature flags (``/proc/cpuinfo``) under which oneDNN runs bfloat16 matmuls natively:
 #: AVX-512 BF16 and AMX on x86_64, the Armv8.6 BF16 extension (``bf16``) on aarch64 (Graviton3+).
 #: Without one of them oneDNN emulates bfloat16, which is slower than float32.

@@ -1,8 +1,11 @@
 """HTTP routes on Powertools resolvers: one set of routes, registered on each front door's resolver.
 
 REST API (payload v1), HTTP API (v2) and Function URLs each get their own Powertools resolver
-(their event shapes differ), but the same route functions. Errors from the one hierarchy in
-``bert2vec.function.errors`` become HTTP statuses only here, at the edge.
+(their event shapes differ), but the same route functions. Each route is declared once, in
+``ROUTES`` (method, path, answering method, error shape, body, CORS preflight); the resolvers are
+registered from that list and a fast test checks template.yaml's API events against it. Errors
+from the one hierarchy in ``bert2vec.function.errors`` become HTTP statuses only here, at the edge,
+in the error shape the route declares.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -42,18 +47,62 @@ from bert2vec.function.search import VectorSearch
 from bert2vec.function.service import EncodeService, check_payload_size
 from bert2vec.function.wire import clip, error_body, native, openai_api, tei
 
-ROUTES: dict[str, str] = {
-    "/encode": "POST",
-    "/v1/embeddings": "POST",
-    "/embed": "POST",
-    "/": "POST",  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
-    "/info": "GET",
-    "/tokenize": "POST",
-    "/v1/models": "GET",  # OpenAI's model list: the one served model
-    "/search": "POST",  # only answers when a vector index is configured (404 not_configured otherwise)
-    "/health": "GET",
-    "/model": "GET",
-}
+
+class ErrorShape(Enum):
+    """How a route answers errors: a property of the route, never of its path."""
+
+    #: ``{"error": message, "error_type": type}`` — /encode, TEI's routes, the direct invoke.
+    NATIVE = "native"
+    #: ``{"error": {"message", "type", "param", "code"}}``, and a 422 answered as 400 — the openai
+    #: client shows ``error.message`` only for that object and raises ``BadRequestError`` for 400.
+    OPENAI = "openai"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route, declared once: resolvers register from it, template.yaml is checked against it.
+
+    ``handler`` names the :class:`Routes` method that answers; ``body``: it takes a JSON body
+    (passed to that method); ``preflight``: a browser sends a CORS preflight first (a JSON POST is
+    no "simple" request), so the REST API routes ``OPTIONS`` on this path to the function too.
+    """
+
+    method: str
+    path: str
+    handler: str
+    error_shape: ErrorShape = ErrorShape.NATIVE
+    body: bool = False
+    preflight: bool = False
+
+
+def _post(path: str, handler: str, shape: ErrorShape = ErrorShape.NATIVE) -> Route:
+    return Route("POST", path, handler, shape, body=True, preflight=True)
+
+
+ROUTES: tuple[Route, ...] = (
+    _post("/encode", "encode"),
+    _post("/v1/embeddings", "openai", ErrorShape.OPENAI),
+    _post("/embed", "tei"),
+    _post("/", "tei"),  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
+    Route("GET", "/info", "tei_info"),
+    _post("/tokenize", "tokenize"),
+    Route("GET", "/v1/models", "models", ErrorShape.OPENAI),  # OpenAI's model list: the one served model
+    _post("/search", "search"),  # only answers when a vector index is configured (404 not_configured otherwise)
+    Route("GET", "/health", "health_response"),
+    Route("GET", "/model", "model"),
+)
+
+def shape_for(path: str, table: tuple[Route, ...] = ROUTES) -> ErrorShape:
+    """The error shape for a request to ``path``: its declared route's, always.
+
+    Undeclared paths (a 404) have no route to ask, so this is the one path rule left: under
+    OpenAI's namespace (``/v1/``) they answer in OpenAI's shape — only an OpenAI client calls
+    there, and it shows nothing else — and natively everywhere else.
+    """
+    for route in table:
+        if route.path == path:
+            return route.error_shape
+    return ErrorShape.OPENAI if path.startswith(openai_api.PATH_PREFIX) else ErrorShape.NATIVE
 
 
 # The one place an error type becomes an HTTP status. Every ``Bert2VecError`` subclass must have a
@@ -79,11 +128,11 @@ HTTP_STATUS: dict[str, int] = {
 }
 
 
-def status_for(exc: Bert2VecError, path: str = "") -> int:
-    """The status of ``exc``; under ``/v1/`` a 422 is a 400, as OpenAI answers invalid requests
-    (the openai client raises ``BadRequestError`` for it; ``error.code`` keeps our detail)."""
+def status_for(exc: Bert2VecError, shape: ErrorShape = ErrorShape.NATIVE) -> int:
+    """The status of ``exc``; an OpenAI-shaped route answers a 422 as 400, as OpenAI answers invalid
+    requests (the openai client raises ``BadRequestError`` for it; ``error.code`` keeps our detail)."""
     status = HTTP_STATUS.get(exc.error_type, 400)
-    return 400 if status == 422 and path.startswith(openai_api.PATH_PREFIX) else status
+    return 400 if status == 422 and shape is ErrorShape.OPENAI else status
 
 
 def error_headers(exc: Bert2VecError) -> dict[str, str] | None:
@@ -101,16 +150,16 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def error_shape(path: str, status: int, exc: Bert2VecError | None, **kw: Any) -> dict[str, Any]:
-    """OpenAI's error object under ``/v1/``; ``{"error", "error_type"}`` everywhere else (and TEI)."""
-    if path.startswith(openai_api.PATH_PREFIX):
+def error_body_for(shape: ErrorShape, status: int, exc: Bert2VecError | None, **kw: Any) -> dict[str, Any]:
+    """The error body in ``shape``: OpenAI's error object, or ``{"error", "error_type"}`` (native, TEI)."""
+    if shape is ErrorShape.OPENAI:
         return openai_api.error_body(exc, status, message=kw.pop("message", ""), error_type=kw.pop("error_type", ""))
     return error_body(exc, **kw)
 
 
-def error_response(exc: Bert2VecError, path: str = "", headers: dict[str, str] | None = None) -> Response:
-    status = status_for(exc, path)
-    return json_response(status, error_shape(path, status, exc), {**(error_headers(exc) or {}), **(headers or {})})
+def error_response(exc: Bert2VecError, shape: ErrorShape, headers: dict[str, str] | None = None) -> Response:
+    status = status_for(exc, shape)
+    return json_response(status, error_body_for(shape, status, exc), {**(error_headers(exc) or {}), **(headers or {})})
 
 
 def decode_body(raw: str | None, is_base64: bool) -> str | None:
@@ -244,10 +293,10 @@ class Routes:
         svc = self.service()
         return openai_api.models(svc.encoder.name, svc.encoder.card)
 
-    def reject(self, exc: Bert2VecError, path: str = "") -> tuple[int, dict[str, Any]]:
+    def reject(self, exc: Bert2VecError, shape: ErrorShape = ErrorShape.NATIVE) -> tuple[int, dict[str, Any]]:
         """Log a rejected request once and give its status and body (HTTP routes and direct invokes)."""
-        status = status_for(exc, path)
-        body = error_shape(path, status, exc)
+        status = status_for(exc, shape)
+        body = error_body_for(shape, status, exc)
         message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
         self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": message})
         return status, body
@@ -258,62 +307,59 @@ class Routes:
             return 503, {"status": "loading"}
         return 200, {"status": "ok", "model": svc.encoder.name, "dimension": svc.encoder.vector_length}
 
+    def health_response(self) -> Response:
+        """``GET /health``: 503 ``loading`` until init has loaded the model, not an error object."""
+        return json_response(*self.health())
+
     def model(self) -> dict[str, Any]:
         encoder = self.service().encoder
         return {**encoder.card, "runtime": encoder.runtime}
 
-    def register(self, app: ApiGatewayResolver) -> ApiGatewayResolver:
-        """Attach every route and error mapping to a Powertools resolver."""
+    def register(self, app: ApiGatewayResolver, table: tuple[Route, ...] = ROUTES) -> ApiGatewayResolver:
+        """Attach every declared route and the error mapping to a Powertools resolver."""
 
         def body() -> Any:
             event = app.current_event
             return parse_json_body(decode_body(event.body, bool(event.is_base64_encoded)))
 
         def ok(payload: Any) -> Response:
+            if isinstance(payload, Response):
+                return payload
             text = check_payload_size(json.dumps(payload, separators=(",", ":")))
             return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=text)
 
         def path() -> str:
             return app.current_event.path or ""
 
-        app.post("/encode")(lambda: ok(self.encode(body())))
-        app.post("/v1/embeddings")(lambda: ok(self.openai(body())))
-        app.post("/embed")(lambda: ok(self.tei(body())))
-        app.post("/")(lambda: ok(self.tei(body())))
-        app.get("/info")(lambda: ok(self.tei_info()))
-        app.post("/tokenize")(lambda: ok(self.tokenize(body())))
-        app.post("/search")(lambda: ok(self.search(body())))
-        app.get("/v1/models")(lambda: ok(self.models()))
-        app.get("/model")(lambda: ok(self.model()))
+        def endpoint(route: Route) -> Callable[[], Response]:
+            answer = getattr(self, route.handler)
+            if route.body:
+                return lambda: ok(answer(body()))
+            return lambda: ok(answer())
 
-        @app.get("/health")
-        def _health() -> Response:
-            status, payload = self.health()
-            return json_response(status, payload)
+        for route in table:
+            app.route(route.path, route.method)(endpoint(route))
 
         @app.exception_handler(Bert2VecError)
         def _known(exc: Bert2VecError) -> Response:
-            return json_response(*self.reject(exc, path()), error_headers(exc))
+            return json_response(*self.reject(exc, shape_for(path(), table)), error_headers(exc))
 
         @app.not_found
         def _not_found(exc: NotFoundError) -> Response:
             where, method = path(), app.current_event.http_method
-            allowed = ROUTES.get(where)
-            shown, verb = clip(where), clip(method)
-            if allowed and allowed != method:
-                return error_response(
-                    MethodNotAllowedError(f"{verb} {shown} is not allowed; use {allowed}"),
-                    where,
-                    {"Allow": allowed},
-                )
-            known = ", ".join(f"{m} {p}" for p, m in ROUTES.items())
-            return error_response(RouteNotFoundError(f"no route {verb} {shown}; routes: {known}"), where)
+            allowed = ", ".join(r.method for r in table if r.path == where)
+            shown, verb, shape = clip(where), clip(method), shape_for(where, table)
+            if allowed:
+                error = MethodNotAllowedError(f"{verb} {shown} is not allowed; use {allowed}")
+                return error_response(error, shape, {"Allow": allowed})
+            known = ", ".join(f"{r.method} {r.path}" for r in table)
+            return error_response(RouteNotFoundError(f"no route {verb} {shown}; routes: {known}"), shape)
 
         @app.exception_handler(Exception)
         def _unexpected(exc: Exception) -> Response:
             request_id = getattr(app.lambda_context, "aws_request_id", None)
             self.logger.exception("unexpected error", extra={"request_id": request_id})
-            if path().startswith(openai_api.PATH_PREFIX):
+            if shape_for(path(), table) is ErrorShape.OPENAI:
                 payload = openai_api.error_body(None, 500, message=f"internal error (request id {request_id})",
                                                 error_type="internal")  # fmt: skip
             else:

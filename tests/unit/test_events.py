@@ -26,21 +26,13 @@ from aws_lambda_powertools.utilities.data_classes import (
     SQSEvent,
 )
 
+from bert2vec.function.routes import ROUTES as DECLARED_ROUTES
 from tests.conftest import EVENTS, load_event
 
 EXPECTATIONS_FILE = "expectations.json"
 EVENT_FILES = sorted(p.name for p in EVENTS.glob("*.json") if p.name != EXPECTATIONS_FILE)
 
-ROUTES: dict[str, str] = {
-    "/encode": "POST",
-    "/v1/embeddings": "POST",
-    "/embed": "POST",
-    "/": "POST",
-    "/info": "GET",
-    "/tokenize": "POST",
-    "/health": "GET",
-    "/model": "GET",
-}
+ROUTES: dict[str, str] = {r.path: r.method for r in DECLARED_ROUTES}  # the code's one declaration
 SOURCES = {"rest", "http", "url", "direct"}
 ENCODE_HANDLER = "function.app.handler"
 PLANNER_HANDLER = "function.bulk_app.s3_handler"

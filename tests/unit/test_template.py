@@ -176,27 +176,6 @@ def test_one_image_with_declared_build_args() -> None:
     assert all(set(v) == {"Ref"} for v in metas[0]["DockerBuildArgs"].values())
 
 
-def _code_routes() -> dict[str, str]:
-    tree = ast.parse((REPO / "bert2vec" / "function" / "routes.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id == "ROUTES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("bert2vec/function/routes.py defines no ROUTES")
-
-
-def test_routes_equal_the_code() -> None:
-    routes = {(p, m.upper()) for p, m in _code_routes().items()}
-    events = props(TPL, "EncodeFunction")["Events"].values()
-    by_type = {t: {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == t} for t in ("Api", "HttpApi")}
-    preflights = {(p, "OPTIONS") for p, m in routes if m == "POST"}
-    assert by_type["Api"] == routes | preflights
-    assert by_type["HttpApi"] == routes
-    for api in ("RestApi", "HttpApi"):
-        paths = RES[api]["Properties"]["DefinitionBody"]["paths"]
-        assert {(p, m.upper()) for p, ops in paths.items() for m in ops} == routes, api
-
-
 def _code_strings(root: Path) -> set[str]:
     trees = (ast.parse(path.read_text(encoding="utf-8")) for path in root.rglob("*.py"))
     return {n.value for t in trees for n in ast.walk(t) if isinstance(n, ast.Constant) and isinstance(n.value, str)}

@@ -25,7 +25,7 @@ from bert2vec.function.wire import echo, error_message, require_object, texts_fi
 from bert2vec.function.wire.native import long_text_fields
 
 ENCODING_FORMATS = ("float", "base64")
-PATH_PREFIX = "/v1/"  # every route under it answers errors in OpenAI's shape
+PATH_PREFIX = "/v1/"  # OpenAI's namespace: routes declare their error shape; only unknown paths go by it
 
 TOKEN_ARRAYS = (
     "'input' holds token ids (a list of integers or of lists of integers); this server takes text only, "
