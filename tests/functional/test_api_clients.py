@@ -71,11 +71,19 @@ class Server:
             self.process.wait()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def server(default_model_dir: Path):
-    srv = Server(default_model_dir)
+    """One server for the module, on a chosen ``--port``; the module's last test stops it with Ctrl-C."""
+    port = _free_port()
+    srv = Server(default_model_dir, port=port)
     try:
-        assert srv.ready.wait(180) and srv.url, f"server did not start:\n{srv.output()}"
+        assert srv.ready.wait(180) and srv.url == f"http://127.0.0.1:{port}", f"server did not start:\n{srv.output()}"
         yield srv
     finally:
         if srv.process.poll() is None:
@@ -263,12 +271,6 @@ def test_requests_info_and_tokenize(url: str, default_encoder) -> None:
 # ---- Ctrl-C ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ctrl_c_during_a_request_sends_the_whole_answer_then_exits(default_model_dir: Path) -> None:
     """Ctrl-C while a request computes: it finishes and is sent whole, then the server exits 130."""
     srv = Server(default_model_dir)
@@ -288,13 +290,8 @@ def test_ctrl_c_during_a_request_sends_the_whole_answer_then_exits(default_model
         srv.kill()
 
 
-def test_ctrl_c_exits_130_cleanly(default_model_dir: Path) -> None:
-    """A second, short-lived server on a chosen --port: SIGINT → 'stopped', exit 130, no traceback."""
-    port = _free_port()
-    srv = Server(default_model_dir, port=port)
-    try:
-        assert srv.ready.wait(180) and srv.url == f"http://127.0.0.1:{port}", srv.output()
-        srv.process.send_signal(signal.SIGINT)
-        srv.assert_stopped_by_ctrl_c(30)
-    finally:
-        srv.kill()
+def test_ctrl_c_exits_130_cleanly(server: Server) -> None:
+    """The module's server, idle on its chosen --port: SIGINT → 'stopped', exit 130, no traceback.
+    It stops the shared server, so it stays the last test of this module (pytest runs them in order)."""
+    server.process.send_signal(signal.SIGINT)
+    server.assert_stopped_by_ctrl_c(30)
