@@ -372,7 +372,11 @@ def test_poison_shard_fails_only_its_chunk_and_the_rest_is_queued_again(aws, def
     assert len(encoded) == m["counts"]["encoded"] and 200 - len(encoded) < 40  # one 512-byte chunk lost, not four
 
 
-def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
+def test_s3_slowdown_is_retried(aws, default_encoder, monkeypatch) -> None:
+    from botocore.retries.standard import ExponentialBackoff
+
+    # botocore's backoff (up to 1 s, 2 s, 4 s for throttling) is set to nothing: the retries are the point.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     s3 = aws[0]
     put(s3, "incoming/throttled.txt", b"alpha\nbeta\n")
     throttled = {"n": 0}

@@ -378,12 +378,16 @@ def _throttle_each_operation_once(client: Any, service: str, hit: dict[str, int]
     client.meta.events.register(f"before-send.{service}.*", hook)
 
 
-def test_throttling_on_every_aws_call_is_retried(aws) -> None:
+def test_throttling_on_every_aws_call_is_retried(aws, monkeypatch) -> None:
     """Every S3, SQS and S3 Vectors operation answers throttling once. (botocore still hands the
     request to moto before the hook's answer is used, so each "throttled" call here also took
     effect — an answer lost after the work was done, harder than plain throttling: a message sent
     twice, a conditional write refused on its retry, a received message hidden until its
-    visibility timeout, set to 0 here.)"""
+    visibility timeout, set to 0 here.) botocore's own backoff (up to a second per throttled call)
+    is set to nothing: that the calls are retried is the point, not how long botocore waits."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     key = "incoming/throttled.txt"
     lines = texts(40)
     put(aws, key, lines)
