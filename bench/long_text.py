@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 
 import numpy as np
+
+from bench.timing import best_of
 
 
 def corpus(n_docs: int) -> tuple[list[str], list[str]]:
@@ -51,19 +52,10 @@ def main() -> int:
     stride = check_stride(args.stride, encoder.max_seq_length)
     docs, sentences = corpus(args.docs)
 
-    def best(fn) -> tuple[float, object]:
-        fn()  # warm-up: graph tracing and shapes
-        times, out = [], None
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return min(times), out
-
-    t_doc, res = best(lambda: long.encode(docs, stride=stride))
+    t_doc, res = best_of(lambda: long.encode(docs, stride=stride), args.repeat)
     doc_pieces = int((res.token_counts - 2).sum())
     windows = int(res.chunks.sum())
-    t_sent, sres = best(lambda: encoder.encode(sentences))
+    t_sent, sres = best_of(lambda: encoder.encode(sentences), args.repeat)
     sent_pieces = int((np.minimum(sres.token_counts, encoder.max_seq_length) - 2).sum())
 
     print(f"model {encoder.name} (max_seq_length {encoder.max_seq_length}), stride {stride}, "

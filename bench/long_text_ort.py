@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.timing import best_of
 
 MAX_SEQ = 256
 
@@ -77,20 +78,12 @@ def main() -> int:
         vec /= np.linalg.norm(vec, axis=1, keepdims=True)
         return vec.astype(np.float32), len(windows)
 
-    run()  # warm-up
-    best = min(_timed(run) for _ in range(a.repeat))
-    _, n_windows = run()
+    best, (_, n_windows) = best_of(run, a.repeat)
     doc_pieces = sum(len(e.ids) - 2 for e in _whole(tok, docs))
     print(f"onnxruntime {ort.__version__}, intra {so.intra_op_num_threads} threads, stride {a.stride}, best of {a.repeat}")
     print(f"documents, {len(docs)} texts, {doc_pieces} wordpieces, {n_windows} windows: {best:.2f} s, "
           f"{doc_pieces / best:,.0f} wordpieces/s, {n_windows / best:.1f} windows/s")  # fmt: skip
     return 0
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _whole(tok, docs: list[str]):

@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-from collections.abc import Callable
 from typing import Any
+
+from bench.timing import best_of
 
 HANGUL_260 = "각" * 29 + " " + "각" * 29 + " " + "각" * 28  # 88 characters, 260 wordpieces
 SPACES_3 = "a" + " " * 87  # 88 characters, 3 wordpieces
@@ -37,17 +37,6 @@ ENGLISH_256 = "serverless embeddings on lambda " * 80  # well over 256 wordpiece
 
 def hostile_mix(groups: int) -> list[str]:
     return [HANGUL_260 if i % 8 == 0 else SPACES_3 for i in range(8 * groups)]
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Best of ``repeat`` after one warm-up call (first use of new padded shapes is slower)."""
-    out = fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main() -> int:
@@ -82,7 +71,7 @@ def main() -> int:
     mix = hostile_mix(args.groups)
     mix_counts = counts(mix).tolist()
     old_work = padded_work(form_batches([len(t) for t in mix]), mix_counts, cap)
-    seconds, _ = timed(lambda: encoder.encode(mix, lengths=[len(t) for t in mix]), args.repeat)
+    seconds, _ = best_of(lambda: encoder.encode(mix, lengths=[len(t) for t in mix]), args.repeat)
     row("hostile mix, batched by characters (before the fix: accepted)", mix, seconds, old_work, "200 (then)")
 
     def refuse() -> str:
@@ -92,18 +81,18 @@ def main() -> int:
             return str(exc)
         raise AssertionError("the hostile mix was accepted")
 
-    seconds, message = timed(refuse, args.repeat)
+    seconds, message = best_of(refuse, args.repeat)
     row("hostile mix, through the service now", mix, seconds, 0, "413: " + message[:60] + "...")
 
     groups = max(g for g in range(1, args.groups + 1) if padded_work(form_batches(c := counts(hostile_mix(g)).tolist()), c, cap) <= budget)
     accepted = hostile_mix(groups)
     work = padded_work(form_batches(c := counts(accepted).tolist()), c, cap)
-    seconds, _ = timed(lambda: service.encode(EncodeRequest(accepted)), args.repeat)
+    seconds, _ = best_of(lambda: service.encode(EncodeRequest(accepted)), args.repeat)
     row(f"largest hostile mix accepted ({groups} x 8 texts)", accepted, seconds, work, "200")
 
     honest = [f"{i} {ENGLISH_256}" for i in range(budget // cap)]
     work = padded_work(form_batches(c := counts(honest).tolist()), c, cap)
-    seconds, _ = timed(lambda: service.encode(EncodeRequest(honest)), args.repeat)
+    seconds, _ = best_of(lambda: service.encode(EncodeRequest(honest)), args.repeat)
     row(f"honest: {len(honest)} English paragraphs at max_seq_length", honest, seconds, work, "200")
 
     bulk: dict[str, Any] = {}
@@ -111,8 +100,8 @@ def main() -> int:
         from bench.corpus import load_corpus
 
         texts = load_corpus(args.bulk)
-        by_chars, _ = timed(lambda: encoder.encode(texts, lengths=[len(t) for t in texts]), 1)
-        by_pieces, _ = timed(lambda: encoder.encode(texts, lengths=counts(texts).tolist()), 1)
+        by_chars, _ = best_of(lambda: encoder.encode(texts, lengths=[len(t) for t in texts]), 1)
+        by_pieces, _ = best_of(lambda: encoder.encode(texts, lengths=counts(texts).tolist()), 1)
         c = counts(texts).tolist()
         bulk = {"texts": len(texts), "by_characters_texts_per_s": round(len(texts) / by_chars, 1),
                 "by_wordpieces_texts_per_s": round(len(texts) / by_pieces, 1),

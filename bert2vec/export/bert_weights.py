@@ -6,6 +6,7 @@ pre-flight) never imports TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,20 @@ class LayerWeights:
     out_bias: np.ndarray
     out_ln_gamma: np.ndarray
     out_ln_beta: np.ndarray
+
+
+def embedding_weights(get: Callable[[str], np.ndarray], names: tuple[str, str, str, str, str]) -> dict[str, np.ndarray]:
+    """``BertWeights``' embedding fields read through ``get`` from a source's own ``names`` for them,
+    in the order word, position, type, layer-norm gamma, layer-norm beta: each source (HF checkpoint,
+    TF Hub variables) differs only in its names, so the mapping onto our fields is written once."""
+    fields = ("word_embeddings", "position_embeddings", "type_embeddings", "emb_ln_gamma", "emb_ln_beta")
+    return {name: get(source) for name, source in zip(fields, names, strict=True)}
+
+
+def embedding_shapes(config: BertConfig) -> tuple[tuple[int, ...], ...]:
+    """The embedding fields' shapes, in ``embedding_weights``' order (a source's names zip onto them)."""
+    h = config.hidden_size
+    return (config.vocab_size, h), (config.max_position, h), (config.type_vocab_size, h), (h,), (h,)
 
 
 @dataclass

@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from bert2vec.export.bert_weights import GELU_ACTIVATIONS, BertConfig, BertWeights, LayerWeights
+from bert2vec.export.bert_weights import (
+    GELU_ACTIVATIONS,
+    BertConfig,
+    BertWeights,
+    LayerWeights,
+    embedding_shapes,
+    embedding_weights,
+)
 from bert2vec.export.errors import IncompatibleModelError, SourceFormatError
 
 WEIGHT_FILES = ("model.safetensors",)
@@ -251,16 +258,17 @@ def _sentence_transformers_settings(directory: Path) -> tuple[str | None, bool, 
     return pooling, normalize, max_seq
 
 
+# An HF checkpoint's names for the embedding fields, in ``embedding_weights``' order.
+_HF_EMBEDDINGS = (
+    "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+    "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias",
+)  # fmt: skip
+
+
 def _expected_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor a BertModel needs, in torch's layout (Linear weights are [out, in])."""
     h, i = config.hidden_size, config.intermediate_size
-    shapes: dict[str, tuple[int, ...]] = {
-        "embeddings.word_embeddings.weight": (config.vocab_size, h),
-        "embeddings.position_embeddings.weight": (config.max_position, h),
-        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
-        "embeddings.LayerNorm.weight": (h,),
-        "embeddings.LayerNorm.bias": (h,),
-    }
+    shapes: dict[str, tuple[int, ...]] = dict(zip(_HF_EMBEDDINGS, embedding_shapes(config), strict=True))
     for n in range(config.num_layers):
         p = f"encoder.layer.{n}."
         for name, (out, inp) in {
@@ -407,14 +415,7 @@ def _weights(directory: Path, tensors: dict[str, np.ndarray], config: BertConfig
     if "pooler.dense.weight" in tensors:
         pooler_kernel, pooler_bias = dense("pooler.dense")
     weights = BertWeights(
-        word_embeddings=get("embeddings.word_embeddings.weight"),
-        position_embeddings=get("embeddings.position_embeddings.weight"),
-        type_embeddings=get("embeddings.token_type_embeddings.weight"),
-        emb_ln_gamma=get("embeddings.LayerNorm.weight"),
-        emb_ln_beta=get("embeddings.LayerNorm.bias"),
-        layers=layers,
-        pooler_kernel=pooler_kernel,
-        pooler_bias=pooler_bias,
+        **embedding_weights(get, _HF_EMBEDDINGS), layers=layers, pooler_kernel=pooler_kernel, pooler_bias=pooler_bias
     )
     try:
         weights.check(config)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bert2vec.export.bert_weights import BertConfig, BertWeights, LayerWeights
+from bert2vec.export.bert_weights import BertConfig, BertWeights, LayerWeights, embedding_shapes, embedding_weights
 
 #: Model Garden's BertEncoder: tanh-approximate GELU (``tf_utils.get_activation("gelu")``), eps 1e-12.
 GARDEN_HIDDEN_ACT = "gelu_new"
@@ -120,15 +120,16 @@ def infer_config(tensors: Mapping[str, Any]) -> BertConfig:
     )
 
 
+# The variables' names for the embedding fields, in ``embedding_weights``' order.
+_TFHUB_EMBEDDINGS = (
+    "word_embeddings/embeddings", "position_embedding/embeddings", "type_embeddings/embeddings",
+    "embeddings/layer_norm/gamma", "embeddings/layer_norm/beta",
+)  # fmt: skip
+
+
 def _expected_shapes(cfg: BertConfig, with_pooler: bool) -> dict[str, tuple[int, ...]]:
     h, n, d, i = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.intermediate_size
-    shapes: dict[str, tuple[int, ...]] = {
-        "word_embeddings/embeddings": (cfg.vocab_size, h),
-        "position_embedding/embeddings": (cfg.max_position, h),
-        "type_embeddings/embeddings": (cfg.type_vocab_size, h),
-        "embeddings/layer_norm/gamma": (h,),
-        "embeddings/layer_norm/beta": (h,),
-    }
+    shapes: dict[str, tuple[int, ...]] = dict(zip(_TFHUB_EMBEDDINGS, embedding_shapes(cfg), strict=True))
     per_layer = {
         "self_attention/query/kernel": (h, n, d),
         "self_attention/query/bias": (n, d),
@@ -209,15 +210,9 @@ def convert(variables: Mapping[str, Any]) -> tuple[BertConfig, BertWeights]:
                 out_ln_beta=get(p + "output_layer_norm/beta"),
             )
         )  # fmt: skip
+    pooler = (get("pooler_transform/kernel"), get("pooler_transform/bias")) if with_pooler else (None, None)
     weights = BertWeights(
-        word_embeddings=get("word_embeddings/embeddings"),
-        position_embeddings=get("position_embedding/embeddings"),
-        type_embeddings=get("type_embeddings/embeddings"),
-        emb_ln_gamma=get("embeddings/layer_norm/gamma"),
-        emb_ln_beta=get("embeddings/layer_norm/beta"),
-        layers=layers,
-        pooler_kernel=get("pooler_transform/kernel") if with_pooler else None,
-        pooler_bias=get("pooler_transform/bias") if with_pooler else None,
+        **embedding_weights(get, _TFHUB_EMBEDDINGS), layers=layers, pooler_kernel=pooler[0], pooler_bias=pooler[1]
     )
     try:
         weights.check(cfg)

@@ -396,16 +396,7 @@ class RuntimeAPI:
 
         Returns False on timeout. Raises ``RuntimeExitedError`` if the process dies while waiting.
         """
-        end = time.monotonic() + timeout
-        with self._cond:
-            while self._waiting_next == 0:
-                if self._process_gone():
-                    raise RuntimeExitedError("function process exited before calling `next`" + self._diagnose())
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, _POLL_S))
-            return True
+        return self._wait_for_call(lambda: self._waiting_next > 0, "next", timeout)
 
     def wait_for_init_error(self, timeout: float) -> InitError | None:
         """The first init error posted, waiting up to ``timeout`` seconds; None if none arrived."""
@@ -420,11 +411,16 @@ class RuntimeAPI:
 
     def wait_for_snapshot(self, timeout: float) -> bool:
         """Block until the process has called ``restore/next`` (init and before-snapshot hooks done)."""
+        return self._wait_for_call(lambda: "restore/next" in self.lifecycle, "restore/next", timeout)
+
+    def _wait_for_call(self, called: Callable[[], bool], call: str, timeout: float) -> bool:
+        """Wait until ``called()`` holds (False on timeout); a process that dies first raises, naming
+        the ``call`` it never made, so a crash is reported as such instead of as a slow start."""
         end = time.monotonic() + timeout
         with self._cond:
-            while "restore/next" not in self.lifecycle:
+            while not called():
                 if self._process_gone():
-                    raise RuntimeExitedError("function process exited before calling `restore/next`" + self._diagnose())
+                    raise RuntimeExitedError(f"function process exited before calling `{call}`" + self._diagnose())
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return False

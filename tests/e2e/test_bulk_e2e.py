@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
 
 from tests.conftest import REPO, load_event
 from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
+from tests.e2e.lambda_checks import BUCKET, drain_shards, read_manifest
 
 DOCKERFILE = REPO / "function" / "Dockerfile"
-BUCKET = "bert2vec-input"
 
 
 def _env(model_dir: Path, endpoint: str, queue_url: str) -> dict[str, str]:
@@ -52,11 +51,6 @@ def worker(default_model_dir, moto_endpoint, clients):
         yield session
 
 
-def _manifest(s3, key: str) -> dict[str, Any]:
-    rel = key[len("incoming/") :]
-    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"vectors/{rel}.manifest.json")["Body"].read())
-
-
 def test_template_commands_match() -> None:
     text = (REPO / "template.yaml").read_text()
     assert "function.bulk_app.s3_handler" in text and "function.bulk_app.sqs_handler" in text
@@ -73,7 +67,7 @@ def test_s3_event_with_url_encoded_key(planner, clients) -> None:
     assert result.kind == "response", process.output_tail()
     summary = result.json()["objects"][0]
     assert summary["status"] == "complete", summary
-    m = _manifest(s3, key)
+    m = read_manifest(s3, key)
     assert m["counts"] == {**m["counts"], "lines_read": 3, "encoded": 2, "blank": 1, "rejected": 0}
     assert m["input"]["key"] == key
 
@@ -106,25 +100,9 @@ def test_fan_out_through_the_worker_process(planner, worker, clients) -> None:
     summary = planner[0].invoke(event, timeout=120).json()["objects"][0]
     assert summary["shards"] >= 4, summary
 
-    template = load_event("sqs_shard.json")  # the event file, its body replaced by real shard messages
-    handled = 0
-    while True:
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-        if not msgs:
-            break
-        records = []
-        for msg in msgs:
-            record = dict(template["Records"][0], messageId=msg["MessageId"], body=msg["Body"],
-                          receiptHandle=msg["ReceiptHandle"])  # fmt: skip
-            records.append(record)
-        result = worker[0].invoke({"Records": records}, timeout=300)
-        assert result.kind == "response", worker[1].output_tail()
-        assert result.json() == {"batchItemFailures": []}
-        for msg in msgs:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
-        handled += len(msgs)
+    handled = drain_shards(sqs, queue_url, worker)  # events/sqs_shard.json, its body the real messages
     assert handled == summary["shards"]
-    m = _manifest(s3, "incoming/big.txt")
+    m = read_manifest(s3, "incoming/big.txt")
     assert m["status"] == "complete" and m["counts"]["encoded"] == 120 and m["balanced"]
     seen = []
     for part in m["output"]["parts"]:
@@ -153,6 +131,6 @@ def test_batch_operations_event_through_the_planner_process(planner, clients) ->
     assert answer["invocationId"] == event["invocationId"] and answer["treatMissingKeysAs"] == "PermanentFailure"
     (task,) = answer["results"]
     assert task["taskId"] == event["tasks"][0]["taskId"] and task["resultCode"] == "Succeeded", task
-    assert _manifest(s3, key)["counts"]["encoded"] == 2
+    assert read_manifest(s3, key)["counts"]["encoded"] == 2
     again = runtime.invoke(event, timeout=120).json()["results"][0]
     assert again["resultCode"] == "Succeeded" and "already encoded" in again["resultString"]

@@ -9,24 +9,16 @@ started for the whole module, so TensorFlow loads once.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import EVENTS, REPO, load_event
+from tests.conftest import EVENTS, REPO
 from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
+from tests.e2e.lambda_checks import ALL_EXPECTATIONS, EXPECTATIONS, assert_event_answered_as_expected
 
 DOCKERFILE = REPO / "function" / "Dockerfile"
-ALL_EXPECTATIONS: dict[str, dict[str, Any]] = json.loads((EVENTS / "expectations.json").read_text())
-# The encode handler's events; the bulk handlers' events are exercised by tests/*/test_bulk*.
-EXPECTATIONS = {
-    name: want
-    for name, want in ALL_EXPECTATIONS.items()
-    if want.get("handler", "function.app.handler") == "function.app.handler"
-}
 
 
 def _env(model_dir: Path) -> dict[str, str]:
@@ -42,14 +34,6 @@ def lambda_function(default_model_dir: Path):
     assert argv == ["python", "-m", "awslambdaric", "function.app.handler"]
     with lambda_session(argv, cwd=REPO, env=_env(default_model_dir), ready_timeout=120) as (runtime, process):
         yield runtime, process
-
-
-def _http(result) -> tuple[int, Any]:
-    out = result.json()
-    if "statusCode" not in out:
-        return int(out.get("status", 200)), out
-    body = base64.b64decode(out["body"]).decode() if out.get("isBase64Encoded") else out["body"]
-    return out["statusCode"], json.loads(body)
 
 
 def test_init_is_logged_with_timings(lambda_function) -> None:
@@ -72,16 +56,7 @@ def _one_per_front_door_and_outcome() -> list[str]:
 
 @pytest.mark.parametrize("name", _one_per_front_door_and_outcome())
 def test_each_front_door_through_awslambdaric(lambda_function, name: str) -> None:
-    runtime, process = lambda_function
-    result = runtime.invoke(load_event(name), timeout=60)
-    assert result.kind == "response", process.output_tail()
-    status, body = _http(result)
-    want = EXPECTATIONS[name]
-    assert status == want["status"], body
-    if isinstance(body, dict):
-        assert set(want["keys"]) <= set(body), body
-    else:
-        assert isinstance(body, list) and all(isinstance(v, list) for v in body)
+    assert_event_answered_as_expected(lambda_function, name)
 
 
 def test_every_event_file_has_an_expectation() -> None:

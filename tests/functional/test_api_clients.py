@@ -31,11 +31,11 @@ ATOL = 1e-6
 class Server:
     """``bert-encode --serve --port 0`` in a child process; stderr is drained into ``lines``."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, port: int = 0) -> None:
         script = Path(sys.executable).with_name("bert-encode")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", POWERTOOLS_LOG_LEVEL="WARNING")
         self.process = subprocess.Popen(
-            [str(script), "--serve", "--port", "0", "--model", str(model_dir)],
+            [str(script), "--serve", "--port", str(port), "--model", str(model_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -59,12 +59,31 @@ class Server:
     def output(self) -> str:
         return "".join(self.lines[-40:])
 
+    def assert_stopped_by_ctrl_c(self, timeout: float) -> None:
+        """After a SIGINT: exit 130, a 'stopped' line, no traceback."""
+        assert self.process.wait(timeout) == 130
+        time.sleep(0.2)  # the drain thread reads the last lines
+        assert "stopped" in self.output() and "Traceback" not in self.output()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 @pytest.fixture(scope="module")
 def server(default_model_dir: Path):
-    srv = Server(default_model_dir)
+    """One server for the module, on a chosen ``--port``; the module's last test stops it with Ctrl-C."""
+    port = _free_port()
+    srv = Server(default_model_dir, port=port)
     try:
-        assert srv.ready.wait(180) and srv.url, f"server did not start:\n{srv.output()}"
+        assert srv.ready.wait(180) and srv.url == f"http://127.0.0.1:{port}", f"server did not start:\n{srv.output()}"
         yield srv
     finally:
         if srv.process.poll() is None:
@@ -252,12 +271,6 @@ def test_requests_info_and_tokenize(url: str, default_encoder) -> None:
 # ---- Ctrl-C ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ctrl_c_during_a_request_sends_the_whole_answer_then_exits(default_model_dir: Path) -> None:
     """Ctrl-C while a request computes: it finishes and is sent whole, then the server exits 130."""
     srv = Server(default_model_dir)
@@ -272,36 +285,13 @@ def test_ctrl_c_during_a_request_sends_the_whole_answer_then_exits(default_model
         client.join(120)
         status, body, _ = result["out"]
         assert status == 200 and len(body["vectors"]) == 32
-        assert srv.process.wait(60) == 130
-        time.sleep(0.2)
-        assert "stopped" in srv.output() and "Traceback" not in srv.output()
+        srv.assert_stopped_by_ctrl_c(60)
     finally:
-        if srv.process.poll() is None:
-            srv.process.kill()
-            srv.process.wait()
+        srv.kill()
 
 
-def test_ctrl_c_exits_130_cleanly(default_model_dir: Path) -> None:
-    """A second, short-lived server on a chosen --port: SIGINT → 'stopped', exit 130, no traceback."""
-    srv = Server.__new__(Server)
-    port = _free_port()
-    script = Path(sys.executable).with_name("bert-encode")
-    srv.process = subprocess.Popen(
-        [str(script), "--serve", "--port", str(port), "--model", str(default_model_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    srv.lines, srv.ready, srv.url = [], threading.Event(), ""
-    threading.Thread(target=srv._drain, daemon=True).start()
-    try:
-        assert srv.ready.wait(180) and srv.url == f"http://127.0.0.1:{port}", srv.output()
-        srv.process.send_signal(signal.SIGINT)
-        assert srv.process.wait(30) == 130
-        time.sleep(0.2)
-        assert "stopped" in srv.output() and "Traceback" not in srv.output()
-    finally:
-        if srv.process.poll() is None:
-            srv.process.kill()
-            srv.process.wait()
+def test_ctrl_c_exits_130_cleanly(server: Server) -> None:
+    """The module's server, idle on its chosen --port: SIGINT → 'stopped', exit 130, no traceback.
+    It stops the shared server, so it stays the last test of this module (pytest runs them in order)."""
+    server.process.send_signal(signal.SIGINT)
+    server.assert_stopped_by_ctrl_c(30)

@@ -4,6 +4,7 @@ service model with ``Stubber`` (moto does not implement S3 Control's CreateJob).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import boto3
 import pytest
@@ -20,17 +21,30 @@ def args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_intermixed_args(list(argv))
 
 
-def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
-    client = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+def expected_request(prefix: str) -> dict[str, Any]:
+    """The CreateJob request for ``s3://bert2vec-input/<prefix>``, its token left to the CLI."""
     expected = create_job_request(
-        S3Location("bert2vec-input", "incoming/"), role_arn=ROLE, function_arn=PLANNER,
+        S3Location("bert2vec-input", prefix), role_arn=ROLE, function_arn=PLANNER,
         report=S3Location("bert2vec-input", "batch-reports/"), token="t",
     )  # fmt: skip
     expected["ClientRequestToken"] = ANY
-    with Stubber(client) as stub:  # validates every parameter against the CreateJob input shape
-        stub.add_response("create_job", {"JobId": "job-1"}, expected)
-        code = _backfill(args("--backfill", "s3://bert2vec-input/incoming/", "--role-arn", ROLE, "--function-arn", PLANNER), client)
+    return expected
+
+
+def backfill_through_stubber(uri: str, expected: dict[str, Any], job_id: str) -> int:
+    """Run ``--backfill uri`` against a client that validates every parameter against CreateJob's
+    input shape and expects exactly ``expected``; the CLI's exit code."""
+    client = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_response("create_job", {"JobId": job_id}, expected)
+        code = _backfill(args("--backfill", uri, "--role-arn", ROLE, "--function-arn", PLANNER), client)
         stub.assert_no_pending_responses()
+    return code
+
+
+def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
+    expected = expected_request("incoming/")
+    code = backfill_through_stubber("s3://bert2vec-input/incoming/", expected, "job-1")
     out, err = capsys.readouterr()
     assert code == 0 and out.strip() == "job-1" and "describe-job" in err
     gen = expected["ManifestGenerator"]["S3JobManifestGenerator"]
@@ -44,17 +58,10 @@ def test_the_job_request_is_valid_for_the_service_model(capsys) -> None:
 
 
 def test_a_bucket_without_prefix_backfills_the_whole_bucket(capsys) -> None:
-    client = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    expected = create_job_request(
-        S3Location("bert2vec-input", ""), role_arn=ROLE, function_arn=PLANNER,
-        report=S3Location("bert2vec-input", "batch-reports/"), token="t",
-    )  # fmt: skip
-    expected["ClientRequestToken"] = ANY
+    expected = expected_request("")
     assert "Filter" not in expected["ManifestGenerator"]["S3JobManifestGenerator"]
-    with Stubber(client) as stub:  # the service model refuses an empty MatchAnyPrefix entry; this has none
-        stub.add_response("create_job", {"JobId": "job-2"}, expected)
-        assert _backfill(args("--backfill", "s3://bert2vec-input", "--role-arn", ROLE, "--function-arn", PLANNER), client) == 0
-        stub.assert_no_pending_responses()
+    # the service model refuses an empty MatchAnyPrefix entry; this has none
+    assert backfill_through_stubber("s3://bert2vec-input", expected, "job-2") == 0
     assert capsys.readouterr().out.strip() == "job-2"
 
 

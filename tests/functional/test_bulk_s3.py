@@ -140,13 +140,19 @@ def test_csv_gz_and_zero_byte(aws, default_encoder) -> None:
     check_accounting(s3, empty)
 
 
-def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder) -> None:
-    s3 = aws[0]
-    put(s3, "incoming/cols.csv", b"id,body\n1,hello\n")
-    summary = make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/cols.csv", forever)
+def _failed_manifest(aws, encoder, key: str, body: bytes) -> dict[str, Any]:
+    """Drop ``body`` at ``key``, handle it, check the run and its manifest say ``failed``; the manifest."""
+    put(aws[0], key, body)
+    summary = make_engine(aws, encoder).handle_object(BUCKET, key, forever)
     assert summary.status == "failed"
-    m = manifest_of(s3, "incoming/cols.csv")
-    assert m["status"] == "failed" and m["output"]["parts"] == []
+    m = manifest_of(aws[0], key)
+    assert m["status"] == "failed", m
+    return m
+
+
+def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder) -> None:
+    m = _failed_manifest(aws, default_encoder, "incoming/cols.csv", b"id,body\n1,hello\n")
+    assert m["output"]["parts"] == []
     (failed,) = m["chunks"]["failed"]
     assert "text" in failed["error"] and "body" in failed["error"]  # names the column wanted and found
 
@@ -179,12 +185,8 @@ def test_own_outputs_and_other_prefixes_are_ignored(aws, default_encoder) -> Non
 
 
 def test_unsupported_suffix_gets_a_failed_manifest(aws, default_encoder) -> None:
-    s3 = aws[0]
-    put(s3, "incoming/report.pdf", b"%PDF-1.4")
-    summary = make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/report.pdf", forever)
-    assert summary.status == "failed"
-    m = manifest_of(s3, "incoming/report.pdf")
-    assert m["status"] == "failed" and ".txt" in m["error"]
+    m = _failed_manifest(aws, default_encoder, "incoming/report.pdf", b"%PDF-1.4")
+    assert ".txt" in m["error"]
 
 
 def test_duplicate_delivery_writes_one_output(aws, default_encoder) -> None:
@@ -370,7 +372,11 @@ def test_poison_shard_fails_only_its_chunk_and_the_rest_is_queued_again(aws, def
     assert len(encoded) == m["counts"]["encoded"] and 200 - len(encoded) < 40  # one 512-byte chunk lost, not four
 
 
-def test_s3_slowdown_is_retried(aws, default_encoder) -> None:
+def test_s3_slowdown_is_retried(aws, default_encoder, monkeypatch) -> None:
+    from botocore.retries.standard import ExponentialBackoff
+
+    # botocore's backoff (up to 1 s, 2 s, 4 s for throttling) is set to nothing: the retries are the point.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     s3 = aws[0]
     put(s3, "incoming/throttled.txt", b"alpha\nbeta\n")
     throttled = {"n": 0}

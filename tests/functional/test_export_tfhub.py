@@ -76,6 +76,7 @@ def test_export_with_preprocess_equals_hub_pooled_output(hub_models) -> None:
     assert card["source_kind"] == "tfhub_dir"
 
 
+@pytest.mark.slow  # the same property on the real Model Garden layout: test_rebuilt_export_with_the_encoders_own_vocab
 def test_export_without_preprocess_uses_the_encoders_vocab(hub_models) -> None:
     model = cached_export(hub_models.enc_dir)  # default: pooled + normalize
     result = Encoder.load(model).encode(TEXTS)

