@@ -192,7 +192,8 @@ class Encoder:
         ~18 % fewer positions than by characters on real prose. Only a model without the ``pack``
         function falls back to characters; a single batch needs no order at all.
         Several batches run side by side on the unsplit graph, one per core; a single batch (the
-        usual Lambda request) runs on the split graph, whose branches keep every core busy.
+        usual Lambda request) goes straight to the split graph on the calling thread (its branches
+        keep every core busy), in input order, with no sorting or copying of the outputs.
         """
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -202,6 +203,9 @@ class Encoder:
         n = len(texts)
         if lengths is not None and len(lengths) != n:
             raise InvalidInputError(f"lengths: {len(lengths)} values for {n} texts")
+        if 0 < n <= batch_size:  # one batch (the usual request): no order, no copies, this thread
+            e, c = self._run(list(texts), self._split_fn)
+            return EncodeResult(e, c, c > self.max_seq_length)
         emb = np.zeros((n, self.vector_length), dtype=np.float32)
         counts = np.zeros((n,), dtype=np.int32)
         if lengths is None and n > batch_size:  # several batches: count wordpieces to pad least
@@ -212,10 +216,6 @@ class Encoder:
             e, c = self._run([texts[i] for i in idx], fn)
             emb[idx] = e
             counts[idx] = c
-
-        if len(batches) == 1 and self._split_fn is not None:
-            run(batches[0], self._split_fn)
-            return EncodeResult(emb, counts, counts > self.max_seq_length)
 
         self.map_batches(run, batches)
         return EncodeResult(emb, counts, counts > self.max_seq_length)
