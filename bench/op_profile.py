@@ -1,6 +1,7 @@
 """Where a forward pass spends its time, per TensorFlow op type (step stats), for three batches.
 
     .venv/bin/python -m bench.op_profile DIR [--batch-size 8] [--runs 20] [--json FILE]
+    .venv/bin/python -m bench.op_profile DIR --one-text [--runs 50]   # a single short text
 
 Loads the exported SavedModel's ``serving_default`` into a TF1 session (the only API that still
 hands back per-node timings, ``RunMetadata.step_stats``) with one intra-op and one inter-op
@@ -38,6 +39,43 @@ def _batches(batch_size: int) -> dict[str, list[str]]:
         "median": texts[mid : mid + batch_size],
         "long": texts[-batch_size:],
     }
+
+
+ONE_TEXT = {"one text": ["hello world"]}
+
+
+def signature_nodes(model_dir: Path, signature: str = "serving_default") -> dict[str, int]:
+    """Nodes of a signature's graph, counted from the SavedModel file (deterministic, no timing):
+    the signature's own function plus every function it calls, and among them the ops of ragged
+    validation and control flow (``Assert``, ``If``/``StatelessIf``, ``Switch``/``Merge``)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(model_dir) / "saved_model.pb").read_bytes())
+    meta = sm.meta_graphs[0]
+    library = {f.signature.name: f for f in meta.graph_def.library.function}
+    outputs = {t.name.split(":")[0] for t in meta.signature_def[signature].outputs.values()}
+    top = [n for n in meta.graph_def.node if n.name in outputs]
+    seen: set[str] = set()
+    todo = [a.func.name for n in top for a in n.attr.values() if a.func.name]
+    counts = {"nodes": 0, "Assert": 0, "If": 0, "Switch/Merge": 0}
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in library:
+            continue
+        seen.add(name)
+        for node in library[name].node_def:
+            counts["nodes"] += 1
+            if node.op == "Assert":
+                counts["Assert"] += 1
+            elif node.op in ("If", "StatelessIf"):
+                counts["If"] += 1
+            elif node.op in ("Switch", "Merge"):
+                counts["Switch/Merge"] += 1
+            todo.extend(a.func.name for a in node.attr.values() if a.func.name)
+            todo.extend(f.name for a in node.attr.values() for f in a.list.func)
+    counts["functions"] = len(seen)
+    return counts
 
 
 def profile(
@@ -97,7 +135,9 @@ def profile(
                 "nodes": sum(counts.values()),
                 "node_us": round(total, 1),
                 "wall_us": round(statistics.median(walls), 1),
-                "ops": [{"op": op, "count": c, "us": round(us, 1), "share": round(us / total, 4)} for op, c, us in rows],
+                "ops": [
+                    {"op": op, "count": c, "us": round(us, 1), "share": round(us / total, 4)} for op, c, us in rows
+                ],
             }
     return out
 
@@ -127,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--json", type=Path)
+    p.add_argument("--one-text", action="store_true", help="profile one short text instead of the corpus batches")
     args = p.parse_args(argv)
     from bench import machine
 
-    result = profile(args.model_dir, args.batch_size, args.runs)
+    result = profile(args.model_dir, args.batch_size, args.runs, ONE_TEXT if args.one_text else None)
     result["machine"] = machine.cpu_description()
+    result["signature_nodes"] = signature_nodes(args.model_dir)
     print(render(result))
+    print("\nserving_default graph (static):", ", ".join(f"{k} {v}" for k, v in result["signature_nodes"].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0

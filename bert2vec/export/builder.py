@@ -38,7 +38,7 @@ PARTS_SIGNATURE = "serving_parts_{}"
 
 LOAD_HINT = (
     "import tensorflow_text before tf.saved_model.load(): the in-graph tokenizer uses its ops "
-    "(without it loading fails with \"Op type not registered\"); tensorflow-text must match "
+    '(without it loading fails with "Op type not registered"); tensorflow-text must match '
     "tensorflow's minor version"
 )
 
@@ -342,8 +342,7 @@ def build(prep: Prepared) -> dict[str, Any]:
     max_seq = opts.max_seq_length or assembled.default_max_seq_length
     if not 3 <= max_seq <= assembled.max_position:
         raise IncompatibleModelError(
-            f"--max-seq-length {max_seq}: must be between 3 and the model's maximum position "
-            f"{assembled.max_position}"
+            f"--max-seq-length {max_seq}: must be between 3 and the model's maximum position {assembled.max_position}"
         )
 
     # Probe once to learn D (and fail here, not in serving, if the encoder misbehaves).
@@ -370,13 +369,21 @@ def build(prep: Prepared) -> dict[str, Any]:
             os.chmod(parent, 0o755)  # mkdir's mode is masked by the umask
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         signatures = {contract.SIGNATURE_NAME: module.serve, **module.split_serves}
-        if opts.long_text:
-            signatures.update(long_text.attach(module))  # encode_long / encode_chunks (bert2vec/export/long_text.py)
-        for name, function in signatures.items():  # traced one by one: Ctrl-C is honoured in between
+        # encode_long / encode_chunks (bert2vec/export/long_text.py): a SavedModel of their own in
+        # long_text/, loaded by Encoder on first use, so serving without them loads nothing of them.
+        long_module = long_text.attach(module) if opts.long_text else None
+        long_signatures = long_module.signatures() if long_module is not None else {}
+        for name, function in {**signatures, **long_signatures}.items():  # Ctrl-C is honoured in between
             interrupts.checkpoint(f"trace {name}")
             function.get_concrete_function()
         interrupts.checkpoint("save the SavedModel")
         tf.saved_model.save(module, str(tmp), signatures=signatures)
+        if long_module is not None:
+            interrupts.checkpoint("save the long-text SavedModel")
+            tf.saved_model.save(long_module, str(tmp / contract.LONG_TEXT_DIR), signatures=long_signatures)
+            # Its weights are the main SavedModel's, under the same checkpoint keys (both modules
+            # hold them as .tokenizer / .encoder): read from there, not stored twice.
+            shutil.rmtree(tmp / contract.LONG_TEXT_DIR / "variables")
         interrupts.checkpoint("write the model card")
         card = {
             "contract_version": contract.CONTRACT_VERSION,

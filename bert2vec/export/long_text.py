@@ -103,6 +103,10 @@ class LongTextModule(tf.Module):
         self.encode_long = tf.function(self._encode_long, input_signature=spec)
         self.encode_chunks = tf.function(self._encode_chunks, input_signature=spec)
 
+    def signatures(self) -> dict[str, Any]:
+        """``encode_long`` and ``encode_chunks``, as the long-text SavedModel exports them."""
+        return {contract.LONG_SIGNATURE_NAME: self.encode_long, contract.CHUNKS_SIGNATURE_NAME: self.encode_chunks}
+
     # ---- windows -----------------------------------------------------------------------------
     def _check_stride(self, stride: tf.Tensor) -> tf.Tensor:
         message = f"stride (the overlap of consecutive windows, in wordpieces) must be >= 0 and < {self._window} (max_seq_length - 2)"
@@ -259,16 +263,18 @@ class LongTextModule(tf.Module):
         return tf.cast(start, tf.int32), tf.cast(stop, tf.int32)
 
 
-def attach(module: tf.Module) -> dict[str, Any]:
-    """Give a ``builder.ServingModule`` its long-text functions; returns the signatures to save."""
-    module.long_text = LongTextModule(
+def attach(module: tf.Module) -> LongTextModule:
+    """The long-text functions over a ``builder.ServingModule``'s tokenizer, encoder and pooling.
+
+    Saved as a SavedModel of its own (``builder`` puts it in the export's ``long_text/``
+    directory, signatures :meth:`LongTextModule.signatures`), not as signatures of the main one:
+    loading them costs time and memory that a model never asked to chunk should not pay, and
+    ``Encoder`` loads that directory on the first long-text call.
+    """
+    return LongTextModule(
         module.tokenizer,
         module.encoder,
         pooling=module.pooling,
         max_seq_length=module.max_seq_length,
         vector_length=module.vector_length,
     )
-    return {
-        contract.LONG_SIGNATURE_NAME: module.long_text.encode_long,
-        contract.CHUNKS_SIGNATURE_NAME: module.long_text.encode_chunks,
-    }

@@ -75,6 +75,8 @@ from typing import Protocol, runtime_checkable
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow_text.python.ops.regex_split_ops import gen_regex_split_ops as _gen_regex_split
+from tensorflow_text.python.ops.wordpiece_tokenizer import gen_wordpiece_tokenizer as _gen_wordpiece
 
 # --- Hugging Face's character classes -------------------------------------------------------
 # Generated from tokenizers 0.23.3 (``BertNormalizer`` / ``BertPreTokenizer``) by probing every
@@ -276,17 +278,18 @@ class BertTokenizerModule(tf.Module):
             if bad:
                 raise ValueError(f"{path}: TensorFlow reads line {bad[0] + 1} ({tokens[bad[0]]!r}) differently from HF")
         longest_piece = max(len(t.removeprefix("##").encode("utf-8")) for t in tokens)
-        self._wordpiece = tf_text.WordpieceTokenizer(
-            self._table,
-            suffix_indicator="##",
+        # Arguments of tf_text's wordpiece kernel, called directly (``_wordpiece_op``).
+        self._wordpiece_args = {
+            "suffix_indicator": "##",
+            "use_unknown_token": True,
             # Bytes; a word of max_chars_per_word chars is at most 4x that.  Longer words are
             # turned into the unknown token before wordpiece (HF counts characters, not bytes).
-            max_bytes_per_word=4 * self._max_chars_per_word,
-            max_chars_per_token=longest_piece,  # an upper bound in bytes; only prunes the search
-            token_out_type=tf.int32,
-            unknown_token=unk_token,
-            split_unknown_characters=False,
-        )
+            "max_bytes_per_word": 4 * self._max_chars_per_word,
+            "max_chars_per_token": longest_piece,  # an upper bound in bytes; only prunes the search
+            "unknown_token": unk_token,
+            "split_unknown_characters": False,
+            "output_row_partition_type": "row_splits",
+        }
 
     def normalize(self, text: tf.Tensor) -> tf.Tensor:
         """BertNormalizer on non-special pieces (CJK spacing is done by the split regex)."""
@@ -299,7 +302,14 @@ class BertTokenizerModule(tf.Module):
         return text
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """text: tf.string [B] -> int32 RaggedTensor [B, (T)] of wordpiece ids, WITHOUT [CLS]/[SEP], never truncated."""
+        """text: tf.string [B] -> int32 RaggedTensor [B, (T)] of wordpiece ids, WITHOUT [CLS]/[SEP], never truncated.
+
+        Built from tf_text's kernels and plain index arithmetic on their row splits, not from
+        RaggedTensor methods: ``concat``/``merge_dims``/``from_row_splits`` on ragged tensors add
+        validation (Assert, If/Switch/Merge) that runs on every call for splits the kernels just
+        produced — a third of the nodes a one-text request ran. The ids are those of the ragged
+        formulation: the same kernels, the same words in the same order.
+        """
         text = tf.convert_to_tensor(text, dtype=tf.string)
         text.shape.assert_has_rank(1)
         text = tf.strings.unicode_transcode(
@@ -308,24 +318,51 @@ class BertTokenizerModule(tf.Module):
         # regex_split stops at NUL; U+FFFD is dropped just the same but cannot form a special token.
         text = tf.strings.regex_replace(text, r"\x00", "\ufffd")
         # 1. Special tokens written in the raw text stay whole, as in HF's added-token matching.
-        pieces = tf_text.regex_split(text, self.special_pattern, self.special_pattern)  # [B, (P)]
-        flat = pieces.flat_values
-        is_special = tf.strings.regex_full_match(flat, self.special_pattern)
-        # 2./3. Normalise and split the other pieces into words.
-        words = tf_text.regex_split(self.normalize(tf.where(is_special, "", flat)), _SPLIT_RE, _KEEP_RE)
-        special_words = tf.RaggedTensor.from_row_lengths(
-            tf.boolean_mask(flat, is_special), tf.cast(is_special, tf.int64), validate=False
-        )
-        words = tf.concat([words, special_words], axis=1)  # a row is all-normal or one special
-        words = pieces.with_flat_values(words).merge_dims(1, 2)  # [B, (W)]
-        ids = self.wordpieces(words.flat_values)  # 4. [W, (pieces)]
-        return words.with_flat_values(ids).merge_dims(1, 2)
+        pieces, piece_splits = _regex_split_op(text, self.special_pattern, self.special_pattern)  # [P], [B+1]
+        is_special = tf.strings.regex_full_match(pieces, self.special_pattern)
+        # 2./3. Normalise and split the other pieces into words; a special piece has none of its own.
+        normal, normal_splits = _regex_split_op(
+            self.normalize(tf.where(is_special, "", pieces)), _SPLIT_RE, _KEEP_RE
+        )  # [N], [P+1]
+        # Every piece's words in order: its normal words, or itself if it is a special token.
+        specials_before = tf.concat([[0], tf.cumsum(tf.cast(is_special, tf.int32))], axis=0)  # [P+1]
+        word_splits = tf.cast(normal_splits, tf.int32) + specials_before  # [P+1]
+        normal_index = tf.range(tf.size(normal))
+        owner = tf.searchsorted(tf.cast(normal_splits[1:], tf.int32), normal_index, side="right")  # piece of each
+        special_index = tf.where(is_special)[:, 0]
+        words = tf.dynamic_stitch(
+            [
+                normal_index + tf.gather(specials_before, owner),
+                tf.gather(word_splits, tf.cast(special_index, tf.int32)),
+            ],
+            [normal, tf.gather(pieces, special_index)],
+        )  # [W]
+        text_word_splits = tf.gather(word_splits, piece_splits)  # [B+1]
+        ids, piece_splits_per_word = self._wordpiece_op(words)  # 4. [T], [W+1]
+        return tf.RaggedTensor.from_row_splits(ids, tf.gather(piece_splits_per_word, text_word_splits), validate=False)
 
     def wordpieces(self, words: tf.Tensor) -> tf.RaggedTensor:
-        """Normalised words [W] -> int32 wordpiece ids [W, (pieces)]; a word too long is one unknown token.
+        """Normalised words [W] -> int32 wordpiece ids [W, (pieces)]; a word too long is one unknown token."""
+        ids, splits = self._wordpiece_op(words)
+        return tf.RaggedTensor.from_row_splits(ids, splits, validate=False)
+
+    def _wordpiece_op(self, words: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(int32 ids [T], int64 row splits [W+1]) of ``words`` [W], by tf_text's wordpiece kernel.
 
         HF's per-word limit counts characters; tf_text's counts bytes, so long words are replaced
         by the unknown token here, before wordpiece sees them.
         """
         too_long = tf.strings.length(words, unit="UTF8_CHAR") > self._max_chars_per_word
-        return self._wordpiece.tokenize(tf.where(too_long, self._unk_token, words))
+        pieces, splits, _, _ = _gen_wordpiece.wordpiece_tokenize_with_offsets(
+            input_values=tf.where(too_long, self._unk_token, words),
+            vocab_lookup_table=self._table.resource_handle,
+            **self._wordpiece_args,
+        )
+        return tf.cast(self._table.lookup(pieces), tf.int32), splits
+
+
+def _regex_split_op(text: tf.Tensor, delim: str, keep: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """(tokens [M], int64 row splits [len(text)+1]): ``tf_text.regex_split`` without its RaggedTensor
+    wrapper (whose ``from_row_splits`` validates the kernel's splits on every call)."""
+    tokens, _, _, splits = _gen_regex_split.regex_split_with_offsets(text, f"({delim})".encode(), f"({keep})".encode())
+    return tokens, splits

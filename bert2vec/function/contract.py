@@ -37,6 +37,9 @@ MODEL_CARD_FIELDS = (
 # Long texts (bert2vec/export/long_text.py): extra signatures, absent from models exported before them.
 LONG_SIGNATURE_NAME = "encode_long"  # (text, stride) -> embedding, token_count, chunks
 CHUNKS_SIGNATURE_NAME = "encode_chunks"  # (text, stride) -> chunk_embedding, text_index, start, end, token_count
+#: Where they live: a SavedModel of their own in this subdirectory of the export (loaded on first
+#: use); exports made before it carry them in the main SavedModel instead.
+LONG_TEXT_DIR = "long_text"
 INPUT_STRIDE = "stride"  # int32 []: wordpieces shared by consecutive windows, 0 <= stride < max_seq_length - 2
 OUTPUT_CHUNKS = "chunks"  # int32 [None]: windows per text
 OUTPUT_CHUNK_EMBEDDING = "chunk_embedding"  # float32 [W, D], pooled and normalised like serving_default

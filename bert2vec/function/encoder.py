@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 #: Optional signatures beside ``serving_default`` (same input/outputs): the encoder graph split
 #: into N branches per layer, so that one batch keeps N cores busy (``bert2vec.export.bert_graph``).
 PARTS_SIGNATURE = re.compile(r"serving_parts_(\d+)")
+#: Signatures kept in the export's ``long_text/`` SavedModel, loaded on first use.
+LONG_TEXT_SIGNATURES = (contract.LONG_SIGNATURE_NAME, contract.CHUNKS_SIGNATURE_NAME)
 _log = logging.getLogger(__name__)
 
 
@@ -81,6 +85,8 @@ class Encoder:
             self.bf16_native: bool | None = native_bf16()
         else:
             self.bf16_native = None
+        self._long_text: Any = None  # the long_text/ SavedModel, once loaded (load_long_text)
+        self._long_text_lock = threading.Lock()
         # Batches run side by side, one per core (TF releases the GIL while executing).
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encode") if self.workers > 1 else None
 
@@ -149,9 +155,38 @@ class Encoder:
         return int(self.card["max_seq_length"])
 
     def signature(self, name: str) -> Any | None:
-        """Another signature of the loaded SavedModel (``encode_long``...), or None if it lacks it."""
+        """Another signature of the loaded SavedModel (``encode_long``...), or None if it lacks it.
+
+        ``encode_long`` / ``encode_chunks`` live in the export's ``long_text/`` SavedModel: what is
+        returned for them loads it on its first call (:meth:`load_long_text`), so a service that
+        never chunks never pays for them.
+        """
         loaded = getattr(self, "_loaded", None)
-        return None if loaded is None else loaded.signatures.get(name)
+        if loaded is None:
+            return None
+        found = loaded.signatures.get(name)  # exports made before long_text/ existed carry them here
+        if found is not None or name not in LONG_TEXT_SIGNATURES or not self._has_long_text_dir():
+            return found
+        return _LazySignature(self, name)
+
+    def _has_long_text_dir(self) -> bool:
+        return (self.model_dir / contract.LONG_TEXT_DIR / "saved_model.pb").is_file()
+
+    def load_long_text(self) -> bool:
+        """Load the long-text SavedModel now (SnapStart's before-snapshot hook, for a function set to
+        chunk); False if this export has none. Thread-safe; later calls return at once."""
+        if not self._has_long_text_dir():
+            return False
+        with self._long_text_lock:
+            if self._long_text is None:
+                started = time.perf_counter()
+                self._long_text = load_long_text_savedmodel(self.model_dir)
+                _log.info("loaded the long-text signatures in %.2f s", time.perf_counter() - started)
+        return True
+
+    def _long_text_signature(self, name: str) -> Any:
+        self.load_long_text()
+        return self._long_text.signatures[name]
 
     def function(self, name: str) -> Any | None:
         """A function the serving module carries beside its signatures (``pack``), or None."""
@@ -192,7 +227,8 @@ class Encoder:
         ~18 % fewer positions than by characters on real prose. Only a model without the ``pack``
         function falls back to characters; a single batch needs no order at all.
         Several batches run side by side on the unsplit graph, one per core; a single batch (the
-        usual Lambda request) runs on the split graph, whose branches keep every core busy.
+        usual Lambda request) goes straight to the split graph on the calling thread (its branches
+        keep every core busy), in input order, with no sorting or copying of the outputs.
         """
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -202,6 +238,9 @@ class Encoder:
         n = len(texts)
         if lengths is not None and len(lengths) != n:
             raise InvalidInputError(f"lengths: {len(lengths)} values for {n} texts")
+        if 0 < n <= batch_size:  # one batch (the usual request): no order, no copies, this thread
+            e, c = self._run(list(texts), self._split_fn)
+            return EncodeResult(e, c, c > self.max_seq_length)
         emb = np.zeros((n, self.vector_length), dtype=np.float32)
         counts = np.zeros((n,), dtype=np.int32)
         if lengths is None and n > batch_size:  # several batches: count wordpieces to pad least
@@ -213,12 +252,35 @@ class Encoder:
             emb[idx] = e
             counts[idx] = c
 
-        if len(batches) == 1 and self._split_fn is not None:
-            run(batches[0], self._split_fn)
-            return EncodeResult(emb, counts, counts > self.max_seq_length)
-
         self.map_batches(run, batches)
         return EncodeResult(emb, counts, counts > self.max_seq_length)
+
+
+def load_long_text_savedmodel(model_dir: Path) -> Any:
+    """The export's ``long_text/`` SavedModel, its weights read from the main SavedModel.
+
+    The export stores the weights once: ``long_text/`` has no ``variables/`` of its own, its
+    modules hold them under the same checkpoint keys as the main SavedModel's. Any TensorFlow
+    user loads it the same way (two calls, documented in docs/export.md).
+    """
+    import tensorflow as tf
+
+    model_dir = Path(model_dir)
+    options = tf.saved_model.LoadOptions(experimental_skip_checkpoint=True)
+    loaded = tf.saved_model.load(str(model_dir / contract.LONG_TEXT_DIR), options=options)
+    tf.train.Checkpoint(loaded).read(str(model_dir / "variables" / "variables")).assert_existing_objects_matched()
+    return loaded
+
+
+class _LazySignature:
+    """A long-text signature that loads the ``long_text/`` SavedModel when first called."""
+
+    def __init__(self, encoder: Encoder, name: str) -> None:
+        self._encoder = encoder
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._encoder._long_text_signature(self.name)(*args, **kwargs)
 
 
 def form_batches(lengths: Sequence[int], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[int]]:

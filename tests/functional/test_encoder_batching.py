@@ -48,3 +48,23 @@ def test_one_batch_needs_no_count(default_encoder, ran, monkeypatch) -> None:
     monkeypatch.setattr(default_encoder, "wordpiece_counts", lambda texts: pytest.fail("counted one batch"))
     default_encoder.encode(["one short batch", "of two"])
     assert len(ran) == 1
+
+
+def test_one_batch_runs_on_the_calling_thread_in_input_order(default_encoder, monkeypatch) -> None:
+    import threading
+
+    calls: list[tuple[list[str], threading.Thread]] = []
+    real = default_encoder._run
+
+    def run(texts, fn=None):
+        calls.append((list(texts), threading.current_thread()))
+        return real(texts, fn)
+
+    monkeypatch.setattr(default_encoder, "_run", run)
+    texts = ["a rather longer text than the next one", "short", "mid length text"]
+    got = default_encoder.encode(texts)
+    assert calls == [(texts, threading.current_thread())]  # unsorted, not handed to a pool
+    for i, text in enumerate(texts):  # each row is its own text's vector
+        alone = default_encoder.encode([text])
+        np.testing.assert_array_equal(got.token_counts[i], alone.token_counts[0])
+        assert np.allclose(got.embeddings[i], alone.embeddings[0], atol=1e-5)

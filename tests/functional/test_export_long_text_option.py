@@ -1,5 +1,6 @@
-"""``bert-export --no-long-text``: a model without ``encode_long``/``encode_chunks`` loads faster and
-says so in its card; asking it for chunk mode is a clear error, never a crash or a silent truncation."""
+"""``bert-export --no-long-text``: a model without ``encode_long``/``encode_chunks`` says so in its
+card; asking it for chunk mode is a clear error, never a crash or a silent truncation. With them,
+they are a SavedModel of their own in ``long_text/``, loaded on their first call."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import pytest
 from bert2vec.function import contract
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import tiny_bert
+
+
+def _skip_weights():
+    import tensorflow as tf
+
+    return tf.saved_model.LoadOptions(experimental_skip_checkpoint=True)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +32,33 @@ def test_the_card_and_the_signatures_say_whether_long_text_is_there(exports) -> 
     with_lt, without_lt = exports
     assert json.loads((with_lt / contract.MODEL_CARD_FILENAME).read_text())["long_text"] is True
     assert json.loads((without_lt / contract.MODEL_CARD_FILENAME).read_text())["long_text"] is False
-    sigs = set(tf.saved_model.load(str(without_lt)).signatures)
-    assert contract.SIGNATURE_NAME in sigs
-    assert not sigs & {contract.LONG_SIGNATURE_NAME, contract.CHUNKS_SIGNATURE_NAME}
-    assert {contract.LONG_SIGNATURE_NAME, contract.CHUNKS_SIGNATURE_NAME} <= set(tf.saved_model.load(str(with_lt)).signatures)
+    long_names = {contract.LONG_SIGNATURE_NAME, contract.CHUNKS_SIGNATURE_NAME}
+    for export in exports:  # the main SavedModel never carries them: serving loads nothing of them
+        sigs = set(tf.saved_model.load(str(export)).signatures)
+        assert contract.SIGNATURE_NAME in sigs and not sigs & long_names
+    assert not (without_lt / contract.LONG_TEXT_DIR).exists()
+    assert (
+        set(tf.saved_model.load(str(with_lt / contract.LONG_TEXT_DIR), options=_skip_weights()).signatures)
+        == long_names
+    )
+
+
+def test_long_text_is_loaded_on_its_first_call(exports) -> None:
+    import numpy as np
+
+    from bert2vec.function.encoder import Encoder
+    from bert2vec.function.long_text import LongTextEncoder
+
+    with_lt, _ = exports
+    enc = Encoder.load(with_lt, workers=1)
+    long = LongTextEncoder(enc)  # as the service builds it at init: nothing loaded yet
+    enc.encode(["serving does not load it either"])
+    assert long.available and enc._long_text is None
+    text = "a text short enough for one window"
+    got = long.encode([text])
+    assert enc._long_text is not None
+    np.testing.assert_allclose(got.embeddings, enc.encode([text]).embeddings, atol=1e-5)  # one window = serving_default
+    assert enc.load_long_text() is True
 
 
 def test_chunk_mode_on_a_model_without_it_names_the_fix(exports) -> None:

@@ -72,7 +72,10 @@ def test_signatures(default_model_dir) -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    loaded = tf.saved_model.load(str(default_model_dir))
+    from bert2vec.function.encoder import load_long_text_savedmodel
+
+    assert not (default_model_dir / contract.LONG_TEXT_DIR / "variables").exists()  # weights stored once
+    loaded = load_long_text_savedmodel(default_model_dir)
     for name, outputs in (
         (contract.LONG_SIGNATURE_NAME, {"embedding", "token_count", "chunks"}),
         (contract.CHUNKS_SIGNATURE_NAME, {"chunk_embedding", "text_index", "start", "end", "token_count"}),
@@ -245,15 +248,18 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
     svc = EncodeService(default_encoder, Limits(max_request_tokens=1024))
     text = " ".join(["hello"] * 1000)  # 4 full windows + 1 at stride 32: 5 x 256 > 1024
     assert svc.encode(EncodeRequest([text])).result.truncated[0]  # truncated: 256 wordpieces, fits
-    with pytest.raises(RequestTooLargeError, match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents"):
+    with pytest.raises(
+        RequestTooLargeError,
+        match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents",
+    ):
         svc.encode(EncodeRequest([text], long_text="chunk"))
     assert svc.encode(EncodeRequest([" ".join(["hello"] * 600)], long_text="chunk")).chunks.tolist() == [3]
 
 
-def test_a_model_without_the_signatures_says_re_export(default_encoder) -> None:
+def test_a_model_without_the_signatures_says_re_export(default_encoder, tmp_path) -> None:
     from bert2vec.function.encoder import Encoder
 
-    old = Encoder(default_encoder.model_dir, default_encoder.card, default_encoder._fn)
+    old = Encoder(tmp_path, default_encoder.card, default_encoder._fn)  # no long_text/ there
     old._loaded = SimpleNamespace(signatures={contract.SIGNATURE_NAME: default_encoder._fn})
     with pytest.raises(UnsupportedOptionError, match="re-export"):
         EncodeService(old, Limits()).encode(EncodeRequest(["a"], long_text="chunk"))
