@@ -12,9 +12,18 @@ path):
   wordpiece-weighted mean of the window vectors; ``encode_chunks`` gives one vector per window
   with its character span, for retrieval.
 
-This module wraps :class:`bert2vec.function.encoder.Encoder` (which runs ``serving_default``) and asks it
-for the other signatures (``Encoder.signature``). Models exported before the long-text signatures
-existed cannot chunk; :meth:`LongTextEncoder.require` says so (re-export).
+:class:`LongTextPolicy` is the one place these rules live: it resolves ``long_text`` and ``stride``
+once for a model (checking once that the model can chunk) and applies them, returning per-text
+outcomes — vectors, ``token_count``, ``truncated`` (the ``MAX_TEXT_CHARS`` cut ORed in) and
+``chunks`` — and rejections as data (:class:`TooLong`, :class:`TooManyChars`) that word one
+message for whichever channel shows it (``SPELLINGS``). HTTP, the Python API, the CLI and the bulk
+pipeline only map those outcomes onto their own answer (a 4xx, an exception, an exit code, an
+error-report line).
+
+:class:`LongTextEncoder` wraps :class:`bert2vec.function.encoder.Encoder` (which runs
+``serving_default``) and asks it for the other signatures (``Encoder.signature``). Models exported
+before the long-text signatures existed cannot chunk; :meth:`LongTextEncoder.require` says so
+(re-export).
 """
 
 from __future__ import annotations
