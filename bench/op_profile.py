@@ -135,9 +135,7 @@ def profile(
                 "nodes": sum(counts.values()),
                 "node_us": round(total, 1),
                 "wall_us": round(statistics.median(walls), 1),
-                "ops": [
-                    {"op": op, "count": c, "us": round(us, 1), "share": round(us / total, 4)} for op, c, us in rows
-                ],
+                "ops": [{"op": op, "count": c, "us": round(us, 1), "share": round(us / total, 4)} for op, c, us in rows],
             }
     return out
 

@@ -38,7 +38,7 @@ PARTS_SIGNATURE = "serving_parts_{}"
 
 LOAD_HINT = (
     "import tensorflow_text before tf.saved_model.load(): the in-graph tokenizer uses its ops "
-    '(without it loading fails with "Op type not registered"); tensorflow-text must match '
+    "(without it loading fails with \"Op type not registered\"); tensorflow-text must match "
     "tensorflow's minor version"
 )
 
@@ -342,7 +342,8 @@ def build(prep: Prepared) -> dict[str, Any]:
     max_seq = opts.max_seq_length or assembled.default_max_seq_length
     if not 3 <= max_seq <= assembled.max_position:
         raise IncompatibleModelError(
-            f"--max-seq-length {max_seq}: must be between 3 and the model's maximum position {assembled.max_position}"
+            f"--max-seq-length {max_seq}: must be between 3 and the model's maximum position "
+            f"{assembled.max_position}"
         )
 
     # Probe once to learn D (and fail here, not in serving, if the encoder misbehaves).

@@ -248,10 +248,7 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
     svc = EncodeService(default_encoder, Limits(max_request_tokens=1024))
     text = " ".join(["hello"] * 1000)  # 4 full windows + 1 at stride 32: 5 x 256 > 1024
     assert svc.encode(EncodeRequest([text])).result.truncated[0]  # truncated: 256 wordpieces, fits
-    with pytest.raises(
-        RequestTooLargeError,
-        match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents",
-    ):
+    with pytest.raises(RequestTooLargeError, match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents"):
         svc.encode(EncodeRequest([text], long_text="chunk"))
     assert svc.encode(EncodeRequest([" ".join(["hello"] * 600)], long_text="chunk")).chunks.tolist() == [3]
 
