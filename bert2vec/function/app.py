@@ -16,7 +16,6 @@ on bad input.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from typing import Any
 
@@ -28,19 +27,19 @@ from bert2vec.function.errors import Bert2VecError
 from bert2vec.function.routes import Routes, build_resolvers, cors_config, event_kind
 from bert2vec.function.search import VectorSearch
 from bert2vec.function.service import EncodeService, Limits, check_payload_size
+from bert2vec.function.settings import Settings
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"))
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"),
-    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec"),
-)
+# Every variable read once, here, at init: a bad value fails init naming the variable.
+settings = Settings.from_env()
+logger = Logger(service=settings.service_name)
+metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
 
 # Health checks and rejected requests publish no metrics; that is expected, not worth a warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-vector_search = VectorSearch.from_env()
+vector_search = VectorSearch.from_settings(settings)
 startup: Startup[EncodeService] = Startup(
-    lambda load: EncodeService(load(), Limits.from_env()),
+    lambda load: EncodeService(load(), Limits.from_settings(settings)),
     encoder_of=lambda svc: svc.encoder,
     warm_batch=lambda svc: svc.encoder.workers * 8,
     refresh=lambda _: vector_search.refresh_client(),  # no AWS credentials or connections from the snapshot
@@ -56,7 +55,7 @@ def init(model_dir: str | None = None) -> EncodeService:
 
 
 routes = Routes(lambda: startup.value, logger, metrics, vector_search)
-resolvers = build_resolvers(routes, cors_config(os.environ.get("CORS_ORIGINS", "")))
+resolvers = build_resolvers(routes, cors_config(settings.cors_origins))
 
 
 def direct(event: Any) -> dict[str, Any] | list[list[float]]:

@@ -76,7 +76,7 @@ class Startup(Generic[T]):
     ``build`` receives a ``load`` function and returns the served object, so a handler decides what
     happens before the model loads (the bulk handler checks its settings first, so a contradiction
     fails init by name before TensorFlow starts). ``encoder_of`` and ``warm_batch`` say what to
-    warm before a snapshot; ``refresh`` is the handler's part after a restore (fresh AWS clients).
+    warm before a snapshot, ``prepare_snapshot`` anything else the handler loads then; ``refresh`` is the handler's part after a restore (fresh AWS clients).
     """
 
     def __init__(
@@ -85,12 +85,14 @@ class Startup(Generic[T]):
         *,
         encoder_of: Callable[[T], Encoder],
         warm_batch: Callable[[T], int],
+        prepare_snapshot: Callable[[T], None] = lambda _: None,
         refresh: Callable[[T], None] = lambda _: None,
         logger: Any = log,
     ) -> None:
         self._build = build
         self._encoder_of = encoder_of
         self._warm_batch = warm_batch
+        self._prepare_snapshot = prepare_snapshot
         self._refresh = refresh
         self.logger = logger
         self.timings: dict[str, Any] = {}
@@ -106,6 +108,7 @@ class Startup(Generic[T]):
         """Warm every shape the first requests will hit, so no restored environment pays for it."""
         value = self.get()
         lifecycle.warm_shapes(self._encoder_of(value), self._warm_batch(value))
+        self._prepare_snapshot(value)
 
     def after_restore(self) -> None:
         """Fresh randomness and the handler's fresh clients; say so if the CPU quota changed."""

@@ -14,7 +14,6 @@ clients, made afresh: credentials and connections must not come from a snapshot.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -33,14 +32,18 @@ from bert2vec.function.bulk.outcome import Kind, Outcome
 from bert2vec.function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
 from bert2vec.function.bulk.vectors import s3vectors_client
 from bert2vec.function.encoder import Encoder
+from bert2vec.function.settings import Settings
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bert2vec-bulk"))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert2Vec"))
+# Every variable read once, here, at init: a bad or contradicting value fails init naming it,
+# before TensorFlow loads.
+settings = Settings.from_env()
+logger = Logger(service=settings.bulk_service_name)
+metrics = Metrics(namespace=settings.metrics_namespace)
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 def _build(load: Callable[[], Encoder]) -> Engine:
-    cfg = BulkConfig.from_env()  # a contradicting setting fails init with its names, before TF loads
+    cfg = BulkConfig.from_settings(settings)  # a contradicting setting fails init with its names, before TF loads
     encoder = load()
     return Engine(s3_client(), encoder, cfg, sqs_client())
 
@@ -52,10 +55,18 @@ def _fresh_clients(eng: Engine) -> None:
         eng.vectors = s3vectors_client()
 
 
+def _prepare_snapshot(eng: Engine) -> None:
+    """Before a snapshot: a function set to chunk loads its long-text signatures now, so no restored
+    environment pays that load (about a second) on its first document."""
+    if eng.cfg.long_text == "chunk":
+        eng.encoder.load_long_text()
+
+
 startup: Startup[Engine] = Startup(
     _build,
     encoder_of=lambda eng: eng.encoder,
     warm_batch=lambda eng: eng.cfg.batch_size,
+    prepare_snapshot=_prepare_snapshot,
     refresh=_fresh_clients,
     logger=logger,
 )
