@@ -78,3 +78,25 @@ def test_snapstart_hooks_are_the_shared_ones_plus_the_handlers_refresh(default_e
     messages = [r.getMessage() for r in caplog.records]
     assert "before_snapshot hook done" in messages and "after_restore hook done" in messages
     assert "CPU quota changed since the snapshot" in messages
+
+
+@pytest.mark.parametrize("long_text", ["chunk", "truncate"])
+def test_a_bulk_function_set_to_chunk_loads_the_long_text_signatures_before_the_snapshot(
+    default_model_dir: Path, long_text: str, monkeypatch
+) -> None:
+    """The bulk handler's snapshot preparation, on a fresh encoder of the default export (which
+    keeps encode_long / encode_chunks in a SavedModel of its own, loaded on first use)."""
+    from types import SimpleNamespace
+
+    from bert2vec.function.encoder import Encoder
+
+    monkeypatch.setenv(bootstrap.LAZY_INIT_VAR, "1")
+    from bert2vec.function import bulk_app
+
+    encoder = Encoder.load(default_model_dir)
+    assert encoder._long_text is None  # not loaded by Encoder.load
+    startup = Startup(lambda load: SimpleNamespace(encoder=encoder, cfg=SimpleNamespace(long_text=long_text, batch_size=2)),
+                      encoder_of=lambda eng: eng.encoder, warm_batch=lambda eng: 2,
+                      prepare_snapshot=bulk_app._prepare_snapshot)  # fmt: skip
+    startup.before_snapshot()
+    assert (encoder._long_text is not None) is (long_text == "chunk")
