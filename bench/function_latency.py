@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows += [
         ("process start → ready for first invoke (init)", f"{init_s:.2f} s"),
-        ("  of which: import TensorFlow, size thread pools", f"{ready['import_tf_s']:.2f} s (in-process; bare import alone {tf_import:.2f} s)"),
-        ("  of which: load SavedModel", f"{ready['load_s']:.2f} s"),
+        ("  of which: import TensorFlow", f"{ready['import_tf_s']:.2f} s (in-process; bare import alone {tf_import:.2f} s)"),
+        ("  of which: size thread pools, load SavedModel", f"{ready['load_s']:.2f} s"),
         ("  of which: warm-up call", f"{ready['warmup_s']:.2f} s"),
         ("Powertools import (event_handler+logging+metrics)", f"{pt_import * 1e3:.0f} ms"),
         ("first invoke after init", f"{first * 1e3:.1f} ms"),

@@ -132,6 +132,16 @@ class ContainerProcess(LambdaProcess):
     def container_id(self) -> str:
         return docker("inspect", "--format", "{{.Id}}", self.name).stdout.strip()
 
+    def peak_rss_mb(self) -> float:
+        """The function process's own peak RSS (``VmHWM`` of the container's PID 1, read from the
+        host's /proc): comparable with a bare process's, unlike the cgroup figure, which adds the
+        page cache of every file the container read (the model, the libraries)."""
+        pid = docker("inspect", "--format", "{{.State.Pid}}", self.name).stdout.strip()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
     def peak_memory_mb(self) -> float:
         """The container's peak memory (cgroup v2 ``memory.peak``, v1 ``memory.max_usage_in_bytes``)."""
         cid = self.container_id()
