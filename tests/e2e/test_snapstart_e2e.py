@@ -9,6 +9,8 @@ what the process did, and that it serves requests after the "restore", are obser
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import REPO, load_event
 from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
 from tests.e2e.lambda_checks import read_manifest, snapstart_cycle
@@ -27,6 +29,7 @@ def test_encode_function_snapshot_restore_then_serves(default_model_dir) -> None
         assert len(result.json()["vectors"][0]) == 384
 
 
+@pytest.mark.slow  # the hooks are bootstrap.Startup's for both handlers (the encode function's test above); the bulk refresh is test_bootstrap's
 def test_bulk_worker_snapshot_restore_then_serves(default_model_dir, moto_endpoint, clients) -> None:
     s3, sqs, queue_url = clients
     env = _env(default_model_dir, moto_endpoint, queue_url)

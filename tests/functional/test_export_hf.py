@@ -113,6 +113,7 @@ def test_cased_checkpoint_with_pooler_equals_numpy_reference(tiny_hf) -> None:
     assert not np.allclose(result.embeddings[0], result.embeddings[1])  # casing is kept
 
 
+@pytest.mark.slow  # two whole exports; pooling is bert2vec/export/pooling.py for every source, and the default export checks mean pooling against sentence-transformers
 def test_cls_and_mean_pooling(tiny_hf) -> None:
     from transformers import BertTokenizerFast
 

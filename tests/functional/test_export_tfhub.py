@@ -91,6 +91,7 @@ def test_mean_and_cls_pooling(hub_models) -> None:
     np.testing.assert_allclose(Encoder.load(model).encode(TEXTS).embeddings, _l2(hub_models.mean), atol=1e-5)
 
 
+@pytest.mark.slow  # a whole export at 128; the with-preprocess test checks the same graph at the default length
 def test_max_seq_length_128_reproduces_the_preprocess_default(hub_models) -> None:
     import tensorflow_hub as hub
 
@@ -158,6 +159,7 @@ def test_preprocess_with_other_vocab_is_refused(hub_models, tmp_path: Path) -> N
         export_model(tmp_path / "m", ExportOptions(source=str(hub_models.enc_dir), preprocess=str(pre_dir)))
 
 
+@pytest.mark.slow  # a whole export through Bert2Vec; the resolver is the catalogue-name test's, the user cache the wheel test's
 def test_bert2vec_with_a_catalogue_name_exports_once_and_caches(hub_models, tmp_path: Path, monkeypatch) -> None:
     from bert2vec import Bert2Vec
 
