@@ -49,6 +49,17 @@ class HashEncoder:
         return EncodeResult(emb, counts, counts > self.max_seq_length)
 
 
+_SESSION: list[Any] = []
+
+
+def _shared_session() -> Any:
+    import boto3
+
+    if not _SESSION:
+        _SESSION.append(boto3.Session())
+    return _SESSION[0]
+
+
 @contextlib.contextmanager
 def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterator[dict[str, Any]]:
     """In-process moto with the input bucket, a shard queue and (optionally) a vector index."""
@@ -66,6 +77,11 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
 
     try:
         with mock_aws():
+            # moto drops boto3's default session on entry; hand back one kept for the whole run, so
+            # each test does not re-read botocore's endpoint and service JSON (~0.3 s a test).
+            import boto3
+
+            boto3.DEFAULT_SESSION = _shared_session()
             s3, sqs = s3_client(), sqs_client()
             s3.create_bucket(Bucket=BUCKET)
             out: dict[str, Any] = {"s3": s3, "sqs": sqs, "queue_url": sqs.create_queue(QueueName="shards")["QueueUrl"]}
