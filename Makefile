@@ -49,9 +49,12 @@ run: $(STAMP) $(MODEL)/saved_model.pb
 # `make test` (CI's first step): every test not marked slow; `make test-slow` the rest (CI's
 # second step), `make test-all` both at once. Slow = whole exports of real-size models and other
 # minute-long checks whose property a fast test does not already cover (list: pytest -m slow --co).
+# Two pytest-xdist workers (one per core of the 2-core CI machine; TEST_WORKERS=0 runs in-process),
+# whole test files per worker so module fixtures (servers, models) are built once.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(SAM)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not slow" --durations=20
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 test-slow: $(STAMP) $(SAM)
 	$(BIN)/pytest -m slow --durations=20

@@ -225,17 +225,34 @@ def _content_key(files: list[str]) -> str | None:
     return digest.hexdigest()[:24]
 
 
-def cached_export(source: str | Path | None, **options: Any) -> Path:
-    """Export ``source`` with ``options`` once; later calls (and sessions) reuse it while its code is unchanged."""
-    entry = CACHE_ROOT / "exports" / _request_key(source, options)
+def _cached_build(entry: Path) -> Path | None:
     for deps in sorted(entry.glob("deps-*.json")):
         content = _content_key(json.loads(deps.read_text(encoding="utf-8")))
         if content is not None and (entry / f"build-{content}" / "model_card.json").is_file():
             return entry / f"build-{content}"
+    return None
 
+
+def cached_export(source: str | Path | None, **options: Any) -> Path:
+    """Export ``source`` with ``options`` once; later calls (and sessions) reuse it while its code is unchanged.
+
+    ``make test`` runs two pytest-xdist workers: the first to ask for a build makes it under a file
+    lock on its entry, the other waits for it and reuses it instead of exporting the same model twice.
+    """
+    entry = CACHE_ROOT / "exports" / _request_key(source, options)
+    found = _cached_build(entry)
+    if found is not None:
+        return found
+    entry.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(entry / ".lock"):
+        return _cached_build(entry) or _export_into(entry, source, options)
+
+
+def _export_into(entry: Path, source: str | Path | None, options: dict[str, Any]) -> Path:
     from bert2vec.export.builder import ExportOptions, export_model
 
-    entry.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=entry, prefix=".staging-"))
     try:
         with _CodeRecorder() as recorder:
@@ -259,6 +276,22 @@ def cached_export(source: str | Path | None, **options: Any) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+_IMAGE_SKIP = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist only workers collect, so the image tier's one skip line comes back from them."""
+    reason = getattr(node, "workeroutput", {}).get("image_skip_reason")
+    if reason:
+        node.config.stash[_IMAGE_SKIP] = reason
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _IMAGE_SKIP in config.stash:
+        terminalreporter.write_line(config.stash[_IMAGE_SKIP])
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A run of this tier alone that deselected everything is a skip, not pytest's "no tests" failure (5)."""
     if _REASON in session.config.stash and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK
+    if _REASON in session.config.stash and hasattr(session.config, "workeroutput"):  # a pytest-xdist worker:
+        session.config.workeroutput["image_skip_reason"] = session.config.stash[_REASON]  # the controller prints it
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
