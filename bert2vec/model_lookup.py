@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bert2vec.export import user_cache
 from bert2vec.function import contract
+from bert2vec.function.settings import Settings
 
 BUILD_MODEL = Path("build") / "model"
 
@@ -24,8 +25,9 @@ def is_exported(path: Path) -> bool:
 
 def find_default_model(cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """``$MODEL_DIR`` (as given), else the first of ``./build/model`` and the cache that holds an export."""
-    if os.environ.get("MODEL_DIR"):
-        return Path(os.environ["MODEL_DIR"])
+    model_dir = Settings.from_env().model_dir
+    if model_dir:
+        return Path(model_dir)
     for candidate in (BUILD_MODEL, user_cache.default_model_cache(cache_dir)):
         if is_exported(candidate):
             return candidate

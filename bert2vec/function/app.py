@@ -44,6 +44,7 @@ startup: Startup[EncodeService] = Startup(
     warm_batch=lambda svc: svc.encoder.workers * 8,
     refresh=lambda _: vector_search.refresh_client(),  # no AWS credentials or connections from the snapshot
     logger=logger,
+    settings=settings,
 )
 #: import_tf_s / load_s / warmup_s / threads / threads_applied of this environment's start-up.
 INIT_TIMINGS = startup.timings

@@ -13,7 +13,6 @@ each handler supplies only what it refreshes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from bert2vec.function import lifecycle
 from bert2vec.function.cpu import tensorflow_threads_are, usable_cpus
 from bert2vec.function.encoder import Encoder
+from bert2vec.function.settings import Settings
 from bert2vec.function.tf_quiet import import_tensorflow
 
 log = logging.getLogger("bert2vec.bootstrap")
@@ -41,8 +41,11 @@ def load_model(
     warm_up: Sequence[str] = WARMUP_TEXTS,
     timings: dict[str, Any] | None = None,
     logger: Any = log,
+    settings: Settings | None = None,
 ) -> Encoder:
-    """Import TensorFlow quietly, load ``model_dir`` (default ``$MODEL_DIR``), warm it up, log "model ready".
+    """Import TensorFlow quietly, load ``model_dir`` (default ``MODEL_DIR``), warm it up, log "model ready".
+
+    ``settings`` (default: read from the environment now) gives ``MODEL_DIR`` and ``TF_NUM_THREADS``.
 
     ``timings`` receives ``import_tf_s``, ``load_s``, ``warmup_s``, ``threads`` and
     ``threads_applied`` (False when something ran TensorFlow ops before, so the pools kept their
@@ -51,8 +54,9 @@ def load_model(
     t0 = time.perf_counter()
     import_tensorflow()
     t1 = time.perf_counter()
-    threads = usable_cpus()
-    encoder = Encoder.load(model_dir, workers=threads)  # the one place TF's thread pools are sized
+    settings = settings or Settings.from_env()
+    threads = usable_cpus(requested=settings.tf_num_threads)
+    encoder = Encoder.load(model_dir or settings.model_dir, workers=threads)  # the one place TF's thread pools are sized
     t2 = time.perf_counter()
     if warm_up:
         encoder.encode(list(warm_up))
@@ -88,6 +92,7 @@ class Startup(Generic[T]):
         prepare_snapshot: Callable[[T], None] = lambda _: None,
         refresh: Callable[[T], None] = lambda _: None,
         logger: Any = log,
+        settings: Settings | None = None,
     ) -> None:
         self._build = build
         self._encoder_of = encoder_of
@@ -95,13 +100,17 @@ class Startup(Generic[T]):
         self._prepare_snapshot = prepare_snapshot
         self._refresh = refresh
         self.logger = logger
+        self._settings = settings  # None: read from the environment when needed
         self.timings: dict[str, Any] = {}
         self.value: T | None = None
 
     def get(self, model_dir: Path | str | None = None) -> T:
         """The served object, built (model loaded and warmed) on the first call only."""
         if self.value is None:
-            self.value = self._build(lambda: load_model(model_dir, timings=self.timings, logger=self.logger))
+            settings = self._settings or Settings.from_env()
+            self.value = self._build(
+                lambda: load_model(model_dir, timings=self.timings, logger=self.logger, settings=settings)
+            )
         return self.value
 
     def before_snapshot(self) -> None:
@@ -115,14 +124,15 @@ class Startup(Generic[T]):
         lifecycle.reseed()
         value = self.get()
         self._refresh(value)
-        workers, cpus = self._encoder_of(value).workers, usable_cpus()
+        # Read again: a restored environment may run under another CPU quota (or TF_NUM_THREADS in tests).
+        workers, cpus = self._encoder_of(value).workers, usable_cpus(requested=Settings.from_env().tf_num_threads)
         if cpus != workers:
             self.logger.warning("CPU quota changed since the snapshot", extra={"cpus": cpus, "workers": workers})
 
     def start(self) -> bool:
         """At the handler module's import (Lambda's init): start now and register the SnapStart hooks,
         unless ``BERT2VEC_LAZY_INIT=1`` defers start-up to the first ``get()``. True if started."""
-        if os.environ.get(LAZY_INIT_VAR) == "1":
+        if (self._settings or Settings.from_env()).lazy_init:
             return False
         self.get()
         lifecycle.register(before_snapshot=self.before_snapshot, after_restore=self.after_restore, logger=self.logger)

@@ -69,6 +69,7 @@ startup: Startup[Engine] = Startup(
     prepare_snapshot=_prepare_snapshot,
     refresh=_fresh_clients,
     logger=logger,
+    settings=settings,
 )
 
 

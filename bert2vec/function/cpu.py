@@ -34,15 +34,23 @@ def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return None
 
 
-def usable_cpus(root: Path = Path("/sys/fs/cgroup")) -> int:
-    """``$TF_NUM_THREADS`` if set, else the cgroup quota rounded up, capped by the visible CPUs."""
-    if os.environ.get("TF_NUM_THREADS"):
-        return max(1, int(os.environ["TF_NUM_THREADS"]))
+def usable_cpus(root: Path = Path("/sys/fs/cgroup"), *, requested: int | None = None) -> int:
+    """``requested`` (``TF_NUM_THREADS``, see :func:`requested_threads`) if given, else the cgroup
+    quota rounded up, capped by the visible CPUs."""
+    if requested is not None:
+        return max(1, requested)
     visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = cpu_quota(root)
     if quota is None:
         return visible
     return max(1, min(visible, math.ceil(quota)))
+
+
+def requested_threads() -> int | None:
+    """``TF_NUM_THREADS`` as the settings object parses it (a bad value is a named ``ConfigError``)."""
+    from bert2vec.function.settings import Settings
+
+    return Settings.from_env().tf_num_threads
 
 
 def configure_tensorflow_threads(n: int) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -42,7 +41,9 @@ def pick_parts(available: Sequence[int], cpus: int) -> int:
 
 def default_model_dir() -> Path:
     """``$MODEL_DIR`` (the Lambda image sets it) or ``./build/model`` (what ``make run`` builds)."""
-    return Path(os.environ.get("MODEL_DIR") or DEFAULT_BUILD_DIR)
+    from bert2vec.function.settings import Settings
+
+    return Path(Settings.from_env().model_dir or DEFAULT_BUILD_DIR)
 
 
 def read_model_card(model_dir: Path) -> dict[str, Any]:
@@ -99,9 +100,9 @@ class Encoder:
         """
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         card = read_model_card(model_dir)
-        from bert2vec.function.cpu import configure_tensorflow_threads, usable_cpus
+        from bert2vec.function.cpu import configure_tensorflow_threads, requested_threads, usable_cpus
 
-        workers = workers or usable_cpus()
+        workers = workers or usable_cpus(requested=requested_threads())
         configure_tensorflow_threads(workers)
         import tensorflow as tf
 

@@ -63,6 +63,10 @@ def env_long_text(env: Mapping[str, str]) -> str:
 class Settings:
     """The environment, parsed. Field defaults are ``defaults.py``'s, so ``Settings()`` is "nothing set"."""
 
+    # start-up, every path
+    model_dir: str | None = None  # MODEL_DIR; None: the caller's own lookup (the image sets it)
+    tf_num_threads: int | None = None  # TF_NUM_THREADS; None: the CPU quota (bert2vec.function.cpu)
+    lazy_init: bool = False  # BERT2VEC_LAZY_INIT=1: a handler module does not start at import
     # encoding, every path
     batch_size: int = defaults.BATCH_SIZE
     max_text_chars: int = defaults.MAX_TEXT_CHARS
@@ -111,7 +115,13 @@ class Settings:
         def optional(name: str) -> str | None:
             return e.get(name) or None
 
+        threads = env_optional_int(e, "TF_NUM_THREADS")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"TF_NUM_THREADS must be 1 or more, got {threads}")
         return cls(
+            model_dir=optional("MODEL_DIR"),
+            tf_num_threads=threads,
+            lazy_init=env_flag(e, "BERT2VEC_LAZY_INIT"),
             batch_size=env_int(e, "BATCH_SIZE", d.batch_size),
             max_text_chars=env_int(e, "MAX_TEXT_CHARS", d.max_text_chars),
             long_text=env_long_text(e),

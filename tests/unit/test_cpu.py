@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bert2vec.function.cpu import cpu_quota, usable_cpus
+from bert2vec.function.cpu import cpu_quota, requested_threads, usable_cpus
+from bert2vec.function.settings import ConfigError
 
 
 def _visible() -> int:
@@ -48,8 +49,16 @@ def test_no_cgroup_and_override(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("TF_NUM_THREADS", raising=False)
     assert cpu_quota(tmp_path) is None
     assert usable_cpus(tmp_path) == _visible()
-    monkeypatch.setenv("TF_NUM_THREADS", "3")
-    assert usable_cpus(tmp_path) == 3
+    assert usable_cpus(tmp_path, requested=3) == 3
+    monkeypatch.setenv("TF_NUM_THREADS", "3")  # read by the settings object, not here
+    assert usable_cpus(tmp_path) == _visible()
+    assert requested_threads() == 3
+    monkeypatch.setenv("TF_NUM_THREADS", "0")
+    with pytest.raises(ConfigError, match="TF_NUM_THREADS must be 1 or more, got 0"):
+        requested_threads()
+    monkeypatch.setenv("TF_NUM_THREADS", "two")
+    with pytest.raises(ConfigError, match="TF_NUM_THREADS must be a whole number, got 'two'"):
+        requested_threads()
 
 
 _ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n"

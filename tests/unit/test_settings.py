@@ -26,7 +26,7 @@ def test_nothing_set_is_every_default() -> None:
 @pytest.mark.parametrize(
     "name", ["MAX_TEXT_CHARS", "MAX_TEXTS", "MAX_REQUEST_CHARS", "MAX_REQUEST_TOKENS", "BATCH_SIZE", "SHARD_BYTES",
              "CHUNK_BYTES", "CHUNK_RECORDS", "SHARD_MAX_RECEIVES", "TIME_MARGIN_MS", "WINDOW_TEXTS", "MAX_HOPS",
-             "VECTOR_TEXT_MAX_BYTES", "LONG_TEXT_STRIDE"],
+             "VECTOR_TEXT_MAX_BYTES", "LONG_TEXT_STRIDE", "TF_NUM_THREADS"],
 )  # fmt: skip
 def test_a_whole_number_that_is_not_one_is_a_named_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match=f"^{name} must be a whole number, got 'abc'$"):
@@ -64,6 +64,29 @@ def test_flags_take_one_or_zero() -> None:
     assert Settings.from_env({"CHUNK_ROWS": "yes"}).chunk_rows
     with pytest.raises(ConfigError, match="CHUNK_ROWS must be 1 or 0, got 'maybe'"):
         Settings.from_env({"CHUNK_ROWS": "maybe"})
+    assert Settings.from_env({"BERT2VEC_LAZY_INIT": "1"}).lazy_init
+    with pytest.raises(ConfigError, match="BERT2VEC_LAZY_INIT must be 1 or 0, got 'later'"):
+        Settings.from_env({"BERT2VEC_LAZY_INIT": "later"})
+
+
+def test_start_up_variables() -> None:
+    s = Settings.from_env({"MODEL_DIR": "/opt/model", "TF_NUM_THREADS": "3"})
+    assert (s.model_dir, s.tf_num_threads, s.lazy_init) == ("/opt/model", 3, False)
+    with pytest.raises(ConfigError, match="^TF_NUM_THREADS must be 1 or more, got 0$"):
+        Settings.from_env({"TF_NUM_THREADS": "0"})
+
+
+def test_no_module_of_the_serving_side_reads_its_own_configuration() -> None:
+    """Every variable goes through Settings.from_env; what is left reads the runtime's or TensorFlow's
+    own variables (AWS_LAMBDA_INITIALIZATION_TYPE, TF_CPP_MIN_LOG_LEVEL), not our configuration."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "bert2vec" / "function"
+    readers = re.compile(r"(?:os\.environ(?:\.get)?[\[(]|os\.getenv\()\s*[\"']([A-Z0-9_]+)")
+    found = {(p.name, name) for p in root.rglob("*.py") if p.name != "settings.py"
+             for name in readers.findall(p.read_text(encoding="utf-8"))}  # fmt: skip
+    assert found == {("lifecycle.py", "AWS_LAMBDA_INITIALIZATION_TYPE"), ("tf_quiet.py", "TF_CPP_MIN_LOG_LEVEL")}
 
 
 def test_the_views_read_one_settings_object(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import BinaryIO, cast
 
+from bert2vec.function import defaults
+
 BOM = b"\xef\xbb\xbf"
 BLOCK_SIZE = 1 << 20  # 1 MiB reads: few syscalls / HTTP reads, small fixed memory
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -83,10 +85,10 @@ class InputFormatError(ValueError):
 class ReaderOptions:
     """Per-job parsing options; defaults match the documented input contract."""
 
-    text_field: str = "text"  # jsonl
-    id_field: str = "id"  # jsonl
-    csv_text_column: str = "text"  # csv (a header row is required)
-    csv_id_column: str = "id"  # csv (the id column is optional)
+    text_field: str = defaults.TEXT_FIELD  # jsonl
+    id_field: str = defaults.ID_FIELD  # jsonl
+    csv_text_column: str = defaults.CSV_TEXT_COLUMN  # csv (a header row is required)
+    csv_id_column: str = defaults.CSV_ID_COLUMN  # csv (the id column is optional)
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # a longer line is Rejected, never held in memory whole
 
     def __post_init__(self) -> None:
