@@ -165,57 +165,48 @@ class LongTextEncoder:
             if not isinstance(t, str):
                 raise InvalidInputError(f"texts[{i}]: expected a string, got {type(t).__name__}")
 
-    def encode(
-        self, texts: Sequence[str], *, stride: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> LongResult:
-        """Each text's whole-document vector (``encode_long``), input order kept."""
+    def _run(
+        self, signature: Any, texts: Sequence[str], stride: int | None, batch_size: int
+    ) -> tuple[list[list[int]], list[dict[str, np.ndarray]]]:
+        """Call ``signature`` on length-sorted groups (side by side, one per worker): groups and their outputs."""
         import tensorflow as tf
 
         self.require()
         self._check(texts)
-        s = self.stride(stride)
+        s = tf.constant(self.stride(stride), tf.int32)
+        groups = self._groups(texts, max(1, batch_size))
+
+        def run(idx: list[int]) -> dict[str, np.ndarray]:
+            batch = tf.constant([texts[i] for i in idx], tf.string)
+            out = signature(**{contract.INPUT_KEY: batch, contract.INPUT_STRIDE: s})
+            return {k: v.numpy() for k, v in out.items()}
+
+        return groups, self._map(run, groups)
+
+    def encode(
+        self, texts: Sequence[str], *, stride: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> LongResult:
+        """Each text's whole-document vector (``encode_long``), input order kept."""
+        groups, parts = self._run(self._long, texts, stride, batch_size)
         n = len(texts)
         emb = np.zeros((n, self.encoder.vector_length), np.float32)
-        counts = np.zeros(n, np.int32)
-        chunks = np.zeros(n, np.int32)
-
-        def run(idx: list[int]) -> None:
-            out = self._long(
-                **{contract.INPUT_KEY: tf.constant([texts[i] for i in idx], tf.string),
-                   contract.INPUT_STRIDE: tf.constant(s, tf.int32)}
-            )  # fmt: skip
-            emb[idx] = out[contract.OUTPUT_EMBEDDING].numpy()
-            counts[idx] = out[contract.OUTPUT_TOKEN_COUNT].numpy()
-            chunks[idx] = out[contract.OUTPUT_CHUNKS].numpy()
-
-        self._map(run, self._groups(texts, max(1, batch_size)))
+        counts, chunks = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        for idx, got in zip(groups, parts, strict=True):
+            emb[idx] = got[contract.OUTPUT_EMBEDDING]
+            counts[idx] = got[contract.OUTPUT_TOKEN_COUNT]
+            chunks[idx] = got[contract.OUTPUT_CHUNKS]
         return LongResult(emb, counts, chunks)
 
     def encode_chunks(
         self, texts: Sequence[str], *, stride: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> ChunkResult:
         """One vector per window with its span (``encode_chunks``), texts in input order."""
-        import tensorflow as tf
-
-        self.require()
-        self._check(texts)
-        s = self.stride(stride)
+        groups, parts = self._run(self._chunks, texts, stride, batch_size)
         n = len(texts)
-        groups = self._groups(texts, max(1, batch_size))
-
-        def run(idx: list[int]) -> dict[str, np.ndarray]:
-            out = self._chunks(
-                **{contract.INPUT_KEY: tf.constant([texts[i] for i in idx], tf.string),
-                   contract.INPUT_STRIDE: tf.constant(s, tf.int32)}
-            )  # fmt: skip
-            got = {k: v.numpy() for k, v in out.items()}
-            got[contract.OUTPUT_TEXT_INDEX] = np.asarray(idx, np.int32)[got[contract.OUTPUT_TEXT_INDEX]]
-            return got
-
-        parts = self._map(run, groups)
         counts = np.zeros(n, np.int32)
         for idx, got in zip(groups, parts, strict=True):
             counts[idx] = got[contract.OUTPUT_TOKEN_COUNT]
+            got[contract.OUTPUT_TEXT_INDEX] = np.asarray(idx, np.int32)[got[contract.OUTPUT_TEXT_INDEX]]
         if parts:
             text_index = np.concatenate([p[contract.OUTPUT_TEXT_INDEX] for p in parts])
             order = np.argsort(text_index, kind="stable")  # back to input order, windows in order
