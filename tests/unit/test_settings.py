@@ -69,6 +69,21 @@ def test_flags_take_one_or_zero() -> None:
         Settings.from_env({"BERT2VEC_LAZY_INIT": "later"})
 
 
+def test_every_field_of_the_bulk_view_is_a_setting() -> None:
+    """BulkConfig copies the settings' fields of the same names: one it has that Settings lacks would
+    silently keep its default whatever the environment says."""
+    from dataclasses import fields
+
+    from bert2vec.function.bulk.readers import ReaderOptions
+
+    settings = {f.name for f in fields(Settings)}
+    assert {f.name for f in fields(BulkConfig)} - {"reader"} <= settings
+    assert {f.name for f in fields(ReaderOptions)} - {"max_line_bytes"} <= settings
+    env = {"TEXT_FIELD": "body", "CSV_ID_COLUMN": "key", "WINDOW_TEXTS": "9", "CHUNK_ROWS": "1", "LONG_TEXT": "chunk"}
+    cfg = BulkConfig.from_settings(Settings.from_env(env))
+    assert (cfg.reader.text_field, cfg.reader.csv_id_column, cfg.window, cfg.chunk_rows) == ("body", "key", 9, True)
+
+
 def test_start_up_variables() -> None:
     s = Settings.from_env({"MODEL_DIR": "/opt/model", "TF_NUM_THREADS": "3"})
     assert (s.model_dir, s.tf_num_threads, s.lazy_init) == ("/opt/model", 3, False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from bert2vec.function import defaults
 from bert2vec.function.bulk.pipeline import OVERLONG_POLICIES
@@ -89,35 +90,9 @@ class BulkConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> BulkConfig:
-        """The bulk path's view of the settings (checked for consistency here)."""
-        return cls(
-            input_prefix=s.input_prefix,
-            output_bucket=s.output_bucket,
-            output_prefix=s.output_prefix,
-            output_format=s.output_format,
-            shard_bytes=s.shard_bytes,
-            chunk_bytes=s.chunk_bytes,
-            chunk_records=s.chunk_records,
-            queue_url=s.queue_url,
-            max_receives=s.max_receives,
-            long_text=s.long_text,
-            max_text_chars=s.max_text_chars,
-            time_margin_ms=s.time_margin_ms,
-            window=s.window,
-            batch_size=s.batch_size,
-            max_hops=s.max_hops,
-            vector_bucket=s.vector_bucket,
-            vector_index=s.vector_index,
-            vector_text_max_bytes=s.vector_text_max_bytes,
-            stride=s.stride,
-            chunk_rows=s.chunk_rows,
-            reader=ReaderOptions(
-                text_field=s.text_field,
-                id_field=s.id_field,
-                csv_text_column=s.csv_text_column,
-                csv_id_column=s.csv_id_column,
-            ),
-        )
+        """The bulk path's view of the settings (checked for consistency here): each field is the
+        settings' field of the same name, so a variable is added to ``Settings`` once and shows here."""
+        return cls(**_same_names(cls, s, exclude=frozenset({"reader"})), reader=ReaderOptions(**_same_names(ReaderOptions, s)))
 
 
 @dataclass(frozen=True)
@@ -187,3 +162,8 @@ class OutputLayout:
 
 def run_name(etag: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
+
+
+def _same_names(view: type, s: Settings, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``view``'s fields that ``Settings`` has too, with the settings' values."""
+    return {f.name: getattr(s, f.name) for f in fields(view) if f.name not in exclude and hasattr(s, f.name)}
