@@ -57,11 +57,11 @@ test: $(STAMP) $(SAM)
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 test-slow: $(STAMP) $(SAM)
-	$(BIN)/pytest -m slow --durations=20
+	$(BIN)/pytest -m slow -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 test-all: $(STAMP) $(SAM)
 	$(BIN)/ruff check .
-	$(BIN)/pytest --durations=20
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # The fast tier: no TensorFlow, no model (request validation, readers/writers, manifests, config,
 # template and layout invariants). tests/unit/conftest.py fails the run if TensorFlow gets imported.
