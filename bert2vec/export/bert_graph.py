@@ -63,14 +63,26 @@ def _mm(x: tf.Tensor, kernel: tf.Variable | tf.Tensor) -> tf.Tensor:
     return tf.matmul(x, kernel)
 
 
-def _dense(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, bias: tf.Variable) -> tf.Tensor:
-    """``x @ kernel + bias`` written as ``BiasAdd(MatMul)``: grappler's remapper turns that pair
-    into one ``_FusedMatMul`` (oneDNN ``inner_product`` with the bias), and a following exact GELU
-    or residual add becomes a oneDNN post-op (``eltwise_gelu_erf`` / ``sum``) instead of separate
-    TensorFlow ops. A bfloat16 kernel keeps the cast in between, so it adds the bias unfused."""
+def _bias_mm(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, bias: tf.Variable) -> tf.Tensor:
+    """``BiasAdd(MatMul(x, kernel), bias)`` in the kernel's dtype: grappler's remapper turns the pair
+    into one ``_FusedMatMul`` (oneDNN with the bias, and a following exact GELU or residual add as a
+    post-op). For a bfloat16 kernel the input and the bias are cast to bfloat16 first, so the fusion
+    happens in bfloat16 too (oneDNN accumulates in float32, adds the bias and applies the post-op
+    there, and rounds once); the result is bfloat16."""
     if kernel.dtype == tf.bfloat16:
-        return _mm(x, kernel) + bias
+        return tf.nn.bias_add(tf.matmul(tf.cast(x, tf.bfloat16), kernel), tf.cast(bias, tf.bfloat16))
     return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+
+
+def _dense(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, bias: tf.Variable) -> tf.Tensor:
+    """``x @ kernel + bias`` as one fused matmul (:func:`_bias_mm`), float32 out."""
+    return tf.cast(_bias_mm(x, kernel, bias), tf.float32)
+
+
+def _dense_gelu(x: tf.Tensor, kernel: tf.Variable | tf.Tensor, bias: tf.Variable, approximate: bool) -> tf.Tensor:
+    """``gelu(x @ kernel + bias)`` fused; bfloat16 out for a bfloat16 kernel (the next matmul takes it
+    as it is, with no float32 round trip in between)."""
+    return tf.nn.gelu(_bias_mm(x, kernel, bias), approximate=approximate)
 
 
 def _qkv(w: LayerWeights, scale: float, heads: slice, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +254,7 @@ class BertEncoderModule(tf.Module):
                 ffn = []
                 for j in range(parts):
                     with tf.name_scope(f"ffn_{j}"):
-                        act = tf.nn.gelu(_dense(x, inter_k[j], inter_b[j]), approximate=self._approximate_gelu)
+                        act = _dense_gelu(x, inter_k[j], inter_b[j], self._approximate_gelu)
                         ffn.append(act if parts == 1 else _mm(act, layer.out_kernel[j * inter : (j + 1) * inter]))
                 if parts == 1:
                     out = x + _dense(ffn[0], layer.out_kernel, layer.out_bias)

@@ -18,8 +18,8 @@ import pytest
 LAYERS = 6  # all-MiniLM-L6-v2
 
 
-def _optimized_ops(model_dir: Path) -> collections.Counter[tuple[str, tuple[str, ...]]]:
-    """(op type, fused ops) of every node TensorFlow executed for one ``serving_default`` call."""
+def _optimized_ops(model_dir: Path, *, dtype: bool = False) -> collections.Counter[tuple]:
+    """(op type, fused ops[, dtype ``T``]) of every node TensorFlow executed for one ``serving_default`` call."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401 - the tokenizer's ops
 
@@ -38,7 +38,11 @@ def _optimized_ops(model_dir: Path) -> collections.Counter[tuple[str, tuple[str,
     for partition in md.partition_graphs:
         for node in partition.node:
             fused = tuple(s.decode() for s in node.attr["fused_ops"].list.s) if "fused_ops" in node.attr else ()
-            ops[(node.op, fused)] += 1
+            if dtype:
+                t = tf.dtypes.as_dtype(node.attr["T"].type).name if node.attr["T"].type else None
+                ops[(node.op, fused, t)] += 1
+            else:
+                ops[(node.op, fused)] += 1
     return ops
 
 
@@ -65,3 +69,26 @@ def test_every_layer_norm_is_one_kernel(ops) -> None:
     assert norms == 2 * LAYERS + 1  # two per layer and the embeddings'
     # the moments form would leave these behind
     assert not {op for (op, _) in ops if op in ("SquaredDifference", "Rsqrt", "Mean")}
+
+
+def test_a_bf16_export_fuses_every_dense_layer_in_bfloat16(tmp_path_factory) -> None:
+    """``--precision bf16`` casts the input and the bias to bfloat16 *outside* ``BiasAdd(MatMul)``, so
+    the remapper fuses in bfloat16 as well: bias and exact GELU ride on the matmul, and the FFN's
+    activation goes on to the next matmul in bfloat16 (no float32 round trip, no separate GELU ops)."""
+    from tests.conftest import cached_export
+    from tests.fixtures.tiny_bert import LAYERS as TINY_LAYERS
+    from tests.fixtures.tiny_bert import tiny_bert
+
+    model = cached_export(tiny_bert(tmp_path_factory.mktemp("tiny") / "ckpt"), precision="bf16")
+    ops = _optimized_ops(model, dtype=True)
+
+    def fused_bf16(fused: tuple[str, ...]) -> int:
+        return sum(n for (op, f, t), n in ops.items()
+                   if op in ("_MklNativeFusedMatMul", "_FusedMatMul") and f == fused and t == "bfloat16")  # fmt: skip
+
+    assert fused_bf16(("BiasAdd", "GeluExact")) == TINY_LAYERS  # FFN in
+    assert fused_bf16(("BiasAdd",)) == 3 * TINY_LAYERS  # Q/K/V, attention out, FFN out (residual in float32)
+    unfused = {(op, t): n for (op, _, t), n in ops.items()
+               if op in ("MatMul", "_MklMatMul", "BiasAdd", "Erf", "Erfc") and (t == "bfloat16" or op.startswith("Erf"))}  # fmt: skip
+    assert unfused == {}
+
