@@ -49,16 +49,9 @@ TEXT = "I enjoy taking long walks along the beach with my dog."
 Session = Callable[..., AbstractContextManager[tuple[RuntimeAPI, LambdaProcess]]]
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _peak_mb(process: LambdaProcess) -> float:
     peak = getattr(process, "peak_memory_mb", None)
-    return peak() if peak is not None else _peak_rss_mb(process.pid or 0)
+    return peak() if peak is not None else process.peak_rss_mb()
 
 
 def image_layers(image: str) -> tuple[float, list[tuple[float, str]]]:
@@ -87,7 +80,7 @@ def on_demand(session: Session, n: int, **kwargs: Any) -> dict[str, float]:
         first = runtime.invoke({"text": TEXT}, timeout=120).elapsed_s
         warm = [runtime.invoke({"text": TEXT}).elapsed_s * 1e3 for _ in range(n)]
         peak = _peak_mb(process)
-        rss = getattr(process, "peak_rss_mb", lambda: _peak_rss_mb(process.pid or 0))()
+        rss = process.peak_rss_mb()
     return {"init_s": init_s, "first_ms": first * 1e3, "p50_ms": statistics.median(warm), "peak_mb": peak,
             "peak_rss_mb": rss}  # fmt: skip
 

@@ -78,13 +78,6 @@ def init_versus_import(command: list[str], env: dict[str, str], rounds: int) -> 
             "init_range": (min(inits), max(inits)), "import_range": (min(imports), max(imports)), "rounds": rounds}  # fmt: skip
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _memory_split_mb(pid: int) -> dict[str, float]:
     """RSS split into anonymous and file-backed pages (``/proc/<pid>/smaps_rollup``), in MB.
 
@@ -165,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         direct = [runtime.invoke({"text": TEXT}).elapsed_s * 1e3 for _ in range(args.n)]
         http = [runtime.invoke(event_v2).elapsed_s * 1e3 for _ in range(args.n)]
         batch = [runtime.invoke({"texts": [TEXT] * 32}).elapsed_s * 1e3 for _ in range(max(10, args.n // 10))]
-        rss = _peak_rss_mb(proc.pid)
+        rss = proc.peak_rss_mb()
 
     rows_snap = snapstart(env, dockerfile)
     tf_import = _import_seconds("tensorflow, tensorflow_text")

@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+from tests.e2e.harness import peak_rss_mb  # noqa: F401 - the one VmHWM reader, used as machine.peak_rss_mb
+
 
 def cpu_description() -> dict[str, str | int]:
     info: dict[str, str] = {}
@@ -47,13 +49,6 @@ def process_ticks(pid: int) -> int:
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -146,6 +146,14 @@ class _Tail:
         self._thread.join(timeout)
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``), in MB; NaN if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 class LambdaProcess:
     """The image's command running locally against a :class:`RuntimeAPI`; use as a context manager.
 
@@ -265,6 +273,10 @@ class LambdaProcess:
     @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
+
+    def peak_rss_mb(self) -> float:
+        """The function process's peak RSS so far (while it runs)."""
+        return peak_rss_mb(self.pid or 0)
 
     @property
     def alive(self) -> bool:

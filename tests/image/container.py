@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import LambdaProcess
+from tests.e2e.harness import LambdaProcess, peak_rss_mb
 from tests.e2e.runtime_api import RuntimeAPI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,11 +136,7 @@ class ContainerProcess(LambdaProcess):
         """The function process's own peak RSS (``VmHWM`` of the container's PID 1, read from the
         host's /proc): comparable with a bare process's, unlike the cgroup figure, which adds the
         page cache of every file the container read (the model, the libraries)."""
-        pid = docker("inspect", "--format", "{{.State.Pid}}", self.name).stdout.strip()
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return peak_rss_mb(int(docker("inspect", "--format", "{{.State.Pid}}", self.name).stdout.strip()))
 
     def peak_memory_mb(self) -> float:
         """The container's peak memory (cgroup v2 ``memory.peak``, v1 ``memory.max_usage_in_bytes``)."""
