@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bert2vec.export import user_cache
 from bert2vec.function import contract
-from bert2vec.function.settings import Settings
+from bert2vec.function.settings import env_model_dir
 
 BUILD_MODEL = Path("build") / "model"
 
@@ -25,7 +25,7 @@ def is_exported(path: Path) -> bool:
 
 def find_default_model(cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """``$MODEL_DIR`` (as given), else the first of ``./build/model`` and the cache that holds an export."""
-    model_dir = Settings.from_env().model_dir
+    model_dir = env_model_dir(os.environ)  # this variable alone: a pip user's other variables are not ours to check
     if model_dir:
         return Path(model_dir)
     for candidate in (BUILD_MODEL, user_cache.default_model_cache(cache_dir)):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bert2vec.function import lifecycle
-from bert2vec.function.cpu import tensorflow_threads_are, usable_cpus
+from bert2vec.function.cpu import requested_threads, tensorflow_threads_are, usable_cpus
 from bert2vec.function.encoder import Encoder
 from bert2vec.function.settings import Settings
 from bert2vec.function.tf_quiet import import_tensorflow
@@ -29,8 +29,6 @@ log = logging.getLogger("bert2vec.bootstrap")
 #: A short and a sentence-long text: the first call pays for graph optimisation, not a request.
 WARMUP_TEXTS = ("warm up", "The quick brown fox jumps over the lazy dog.")
 
-#: ``1`` = do not start at import (tools and tests that import a handler module without serving).
-LAZY_INIT_VAR = "BERT2VEC_LAZY_INIT"
 
 T = TypeVar("T")
 
@@ -125,7 +123,7 @@ class Startup(Generic[T]):
         value = self.get()
         self._refresh(value)
         # Read again: a restored environment may run under another CPU quota (or TF_NUM_THREADS in tests).
-        workers, cpus = self._encoder_of(value).workers, usable_cpus(requested=Settings.from_env().tf_num_threads)
+        workers, cpus = self._encoder_of(value).workers, usable_cpus(requested=requested_threads())
         if cpus != workers:
             self.logger.warning("CPU quota changed since the snapshot", extra={"cpus": cpus, "workers": workers})
 

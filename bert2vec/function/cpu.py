@@ -47,10 +47,11 @@ def usable_cpus(root: Path = Path("/sys/fs/cgroup"), *, requested: int | None = 
 
 
 def requested_threads() -> int | None:
-    """``TF_NUM_THREADS`` as the settings object parses it (a bad value is a named ``ConfigError``)."""
-    from bert2vec.function.settings import Settings
+    """``TF_NUM_THREADS`` as the settings object parses it (a bad value is a named ``ConfigError``),
+    read alone: a caller that needs only this variable does not fail on another one."""
+    from bert2vec.function.settings import env_threads
 
-    return Settings.from_env().tf_num_threads
+    return env_threads(os.environ)
 
 
 def configure_tensorflow_threads(n: int) -> bool:

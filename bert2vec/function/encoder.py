@@ -41,9 +41,11 @@ def pick_parts(available: Sequence[int], cpus: int) -> int:
 
 def default_model_dir() -> Path:
     """``$MODEL_DIR`` (the Lambda image sets it) or ``./build/model`` (what ``make run`` builds)."""
-    from bert2vec.function.settings import Settings
+    import os
 
-    return Path(Settings.from_env().model_dir or DEFAULT_BUILD_DIR)
+    from bert2vec.function.settings import env_model_dir
+
+    return Path(env_model_dir(os.environ) or DEFAULT_BUILD_DIR)
 
 
 def read_model_card(model_dir: Path) -> dict[str, Any]:

@@ -49,6 +49,23 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {value!r}")
 
 
+#: ``1`` = a handler module does not start at import (tools and tests that import it without serving).
+LAZY_INIT_VAR = "BERT2VEC_LAZY_INIT"
+
+
+def env_model_dir(env: Mapping[str, str]) -> str | None:
+    """``MODEL_DIR``, or None when unset or empty (the caller's own lookup then applies)."""
+    return env.get("MODEL_DIR") or None
+
+
+def env_threads(env: Mapping[str, str]) -> int | None:
+    """``TF_NUM_THREADS``: a whole number ≥ 1, or None when unset (the CPU quota then decides)."""
+    threads = env_optional_int(env, "TF_NUM_THREADS")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"TF_NUM_THREADS must be 1 or more, got {threads}")
+    return threads
+
+
 def env_long_text(env: Mapping[str, str]) -> str:
     """``LONG_TEXT``, or its former name ``OVERLONG``; both set must agree."""
     new, old = env.get("LONG_TEXT", "").strip(), env.get("OVERLONG", "").strip()
@@ -115,13 +132,10 @@ class Settings:
         def optional(name: str) -> str | None:
             return e.get(name) or None
 
-        threads = env_optional_int(e, "TF_NUM_THREADS")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"TF_NUM_THREADS must be 1 or more, got {threads}")
         return cls(
-            model_dir=optional("MODEL_DIR"),
-            tf_num_threads=threads,
-            lazy_init=env_flag(e, "BERT2VEC_LAZY_INIT"),
+            model_dir=env_model_dir(e),
+            tf_num_threads=env_threads(e),
+            lazy_init=env_flag(e, LAZY_INIT_VAR),
             batch_size=env_int(e, "BATCH_SIZE", d.batch_size),
             max_text_chars=env_int(e, "MAX_TEXT_CHARS", d.max_text_chars),
             long_text=env_long_text(e),

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bert2vec.function import bootstrap
 from bert2vec.function.bootstrap import Startup, load_model
 from bert2vec.function.cpu import usable_cpus
 from bert2vec.function.errors import ModelNotFoundError
+from bert2vec.function.settings import LAZY_INIT_VAR
 
 TIMING_KEYS = {"import_tf_s", "load_s", "warmup_s", "threads", "threads_applied"}
 
@@ -49,9 +49,9 @@ def test_lazy_init_defers_start_up(default_encoder, monkeypatch) -> None:
     refreshed: list[Any] = []
     built: list[int] = []
     startup = _startup(default_encoder, refreshed, built)
-    monkeypatch.setenv(bootstrap.LAZY_INIT_VAR, "1")
+    monkeypatch.setenv(LAZY_INIT_VAR, "1")
     assert startup.start() is False and startup.value is None and not built
-    monkeypatch.delenv(bootstrap.LAZY_INIT_VAR)
+    monkeypatch.delenv(LAZY_INIT_VAR)
     monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
     assert startup.start() is True and startup.value == {"encoder": default_encoder}
     assert startup.get() is startup.value and built == [1]  # built once
@@ -62,7 +62,7 @@ def test_snapstart_hooks_are_the_shared_ones_plus_the_handlers_refresh(default_e
 
     monkeypatch.setattr(registry, "_before_snapshot_registry", [])
     monkeypatch.setattr(registry, "_after_restore_registry", [])
-    monkeypatch.delenv(bootstrap.LAZY_INIT_VAR, raising=False)
+    monkeypatch.delenv(LAZY_INIT_VAR, raising=False)
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
     refreshed: list[Any] = []
     startup = _startup(default_encoder, refreshed, [])
@@ -90,7 +90,7 @@ def test_a_bulk_function_set_to_chunk_loads_the_long_text_signatures_before_the_
 
     from bert2vec.function.encoder import Encoder
 
-    monkeypatch.setenv(bootstrap.LAZY_INIT_VAR, "1")
+    monkeypatch.setenv(LAZY_INIT_VAR, "1")
     from bert2vec.function import bulk_app
 
     encoder = Encoder.load(default_model_dir)

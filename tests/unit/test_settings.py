@@ -91,6 +91,25 @@ def test_start_up_variables() -> None:
         Settings.from_env({"TF_NUM_THREADS": "0"})
 
 
+def test_one_variable_read_alone_does_not_fail_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MODEL_DIR`` and ``TF_NUM_THREADS`` parse as in Settings, but the pip user's paths that need
+    only them (the default model lookup, ``Encoder.load``'s thread count) do not check the function's
+    other variables: a ``BATCH_SIZE`` meant for some other tool is not our error there."""
+    from pathlib import Path
+
+    from bert2vec.function.cpu import requested_threads
+    from bert2vec.function.encoder import default_model_dir
+    from bert2vec.model_lookup import find_default_model
+
+    monkeypatch.setenv("BATCH_SIZE", "large")
+    monkeypatch.setenv("MODEL_DIR", "/opt/model")
+    monkeypatch.setenv("TF_NUM_THREADS", "3")
+    assert find_default_model() == default_model_dir() == Path("/opt/model")
+    assert requested_threads() == 3
+    with pytest.raises(ConfigError, match="BATCH_SIZE must be a whole number, got 'large'"):
+        Settings.from_env()  # the function's own start-up still refuses it
+
+
 def test_no_module_of_the_serving_side_reads_its_own_configuration() -> None:
     """Every variable goes through Settings.from_env; what is left reads the runtime's or TensorFlow's
     own variables (AWS_LAMBDA_INITIALIZATION_TYPE, TF_CPP_MIN_LOG_LEVEL), not our configuration."""
