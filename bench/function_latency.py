@@ -67,8 +67,7 @@ def init_versus_import(command: list[str], env: dict[str, str], rounds: int) -> 
         imports.append(_imported_after_s("tensorflow, tensorflow_text", env))
         with lambda_session(command, cwd=REPO, env=env, ready_timeout=120) as (_, proc):
             inits.append(proc.init_s)
-            proc.wait_for_output('"message":"model ready"', timeout=5)
-            ready = next(json.loads(line) for line in proc.stdout_tail(400).splitlines() if '"model ready"' in line)
+            ready = proc.model_ready(timeout=5)
         loads.append(ready["load_s"])
         warms.append(ready["warmup_s"])
         tf_in.append(ready["import_tf_s"])
@@ -152,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     cold = init_versus_import(dockerfile_command(dockerfile), env, args.init_rounds)
     with lambda_session(dockerfile_command(dockerfile), cwd=REPO, env=env, ready_timeout=120) as (runtime, proc):
         init_s = proc.init_s
-        proc.wait_for_output('"message":"model ready"', timeout=5)
-        ready = next(json.loads(line) for line in proc.stdout_tail(400).splitlines() if '"model ready"' in line)
+        ready = proc.model_ready(timeout=5)
         first = runtime.invoke({"text": TEXT}).elapsed_s
         direct = [runtime.invoke({"text": TEXT}).elapsed_s * 1e3 for _ in range(args.n)]
         http = [runtime.invoke(event_v2).elapsed_s * 1e3 for _ in range(args.n)]

@@ -332,6 +332,13 @@ class LambdaProcess:
         tail = {"stdout": self._stdout, "stderr": self._stderr}[stream]
         return tail is not None and tail.wait_for(needle, timeout)
 
+    def model_ready(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The start-up's ``model ready`` log record (its timings, threads); raises ``TimeoutError``
+        with both streams' tails if the process has not logged it within ``timeout`` seconds."""
+        if not self.wait_for_output('"message":"model ready"', timeout):
+            raise TimeoutError(f"no 'model ready' log line within {timeout}s" + self._diag())
+        return next(json.loads(x) for x in self.stdout_tail(400).splitlines() if '"model ready"' in x)
+
     def output_tail(self, lines: int = 60) -> str:
         """Both streams: awslambdaric logs errors (``[ERROR] ...``) to *stdout*, Python tracebacks go to stderr."""
         rc = self.returncode

@@ -39,8 +39,7 @@ def lambda_function(default_model_dir: Path):
 def test_init_is_logged_with_timings(lambda_function) -> None:
     runtime, process = lambda_function
     assert process.init_s is not None and process.init_s < 60
-    assert process.wait_for_output('"message":"model ready"', timeout=5)
-    ready = next(json.loads(x) for x in process.stdout_tail(400).splitlines() if '"model ready"' in x)
+    ready = process.model_ready(timeout=5)
     assert ready["threads_applied"] is True  # pools sized from the quota before TF ran anything
 
 

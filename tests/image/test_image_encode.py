@@ -26,8 +26,7 @@ def encode_function(image: str, encode_memory_mb: int):
 
 def test_init_runs_as_lambda_runs_it(encode_function, encode_memory_mb: int) -> None:
     runtime, process = encode_function
-    assert process.wait_for_output('"message":"model ready"', timeout=10), process.output_tail()
-    ready = next(json.loads(x) for x in process.stdout_tail(400).splitlines() if '"model ready"' in x)
+    ready = process.model_ready(timeout=10)
     assert ready["threads_applied"] is True
     assert process.env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == str(encode_memory_mb)
     assert 0 < process.peak_memory_mb() <= encode_memory_mb
