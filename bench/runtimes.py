@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIMES = ("ours", "onnxruntime", "sentence-transformers", "tfhub-style")
-VENV_OF = {"ours": ".venv", "tfhub-style": ".venv", "onnxruntime": ".venv-ref", "sentence-transformers": ".venv-ref"}
+RUNTIMES = ("ours", "ours-bf16", "onnxruntime", "sentence-transformers", "tfhub-style")
+VENV_OF = {"ours": ".venv", "ours-bf16": ".venv", "tfhub-style": ".venv", "onnxruntime": ".venv-ref", "sentence-transformers": ".venv-ref"}
 #: What a fresh interpreter imports before it can use each runtime (for the import-time figure).
 IMPORTS = {
     "ours": "tensorflow, tensorflow_text",
+    "ours-bf16": "tensorflow, tensorflow_text",
     "tfhub-style": "tensorflow, tensorflow_text, tensorflow_hub",
     "onnxruntime": "onnxruntime, tokenizers, numpy",
     "sentence-transformers": "sentence_transformers",
@@ -161,6 +162,22 @@ class Ours(_TFRuntime):
         if counts.encoded != len(texts):
             raise RuntimeError(f"encode_items encoded {counts.encoded} of {len(texts)} texts")
         return np.stack([r.vector for r in sorted(out.rows, key=lambda r: r.line)])
+
+
+class OursBf16(Ours):
+    """The same path on the ``--precision bf16`` export of the same weights (opt-in precision).
+
+    A runtime of its own, not a side figure, so that its bulk rate is timed in the same rounds as
+    ONNX Runtime's float32 and the ratio between them is a same-section ratio; its "min cos vs
+    ours" column is its fidelity against the float32 export.
+    """
+
+    name = "ours-bf16"
+
+    def load(self) -> None:
+        from bert2vec.function.encoder import Encoder
+
+        self.encoder = Encoder.load(self.spec["saved_model_bf16"])
 
 
 class TfhubStyle(_TFRuntime):
@@ -390,6 +407,7 @@ class SentenceTransformers(Runtime):
 
 CLASSES: dict[str, type[Runtime]] = {
     "ours": Ours,
+    "ours-bf16": OursBf16,
     "tfhub-style": TfhubStyle,
     "onnxruntime": OnnxRuntime,
     "sentence-transformers": SentenceTransformers,
