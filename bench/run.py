@@ -508,7 +508,8 @@ def render(report: dict[str, Any]) -> str:
     for title, key in (("Image size (`bench/image_size.py`)", "image_size"),
                        ("The function image under Lambda's constraints (`bench/container.py`)", "container"),
                        ("Long documents (`bench/long_text.py`)", "long_text"),
-                       ("One text per call (`bench/single_text.py`)", "single_text")):  # fmt: skip
+                       ("One text per call (`bench/single_text.py`)", "single_text"),
+                       ("One text: oneDNN kernels and everything around them (`bench/kernel_share.py`)", "kernel_share")):  # fmt: skip
         if report.get(key):
             lines += ["", f"## {title}", "", report[key], ""]
     return "\n".join(lines)
@@ -614,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(f"bf16={bf16_dir}")  # opt-in precision; min cos vs the fp32 split graph
     report["single_text"] = side_report("bench.single_text", *variants, "--signature",
                                         "unsplit=split:serving_default", "--rounds", "3")  # fmt: skip
+    # Where one text's time goes: the split graph Encoder picks and the unsplit one, for scale.
+    report["kernel_share"] = "\n\n".join(
+        side_report("bench.kernel_share", model_dir, "--signature", sig) for sig in ("serving_parts_2", "serving_default")
+    )
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start
 
