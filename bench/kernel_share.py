@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bert2vec.function.encoder import PARTS_SIGNATURE
+
 CHILD = r"""
 import json, os, statistics, sys, time
 import tensorflow as tf, tensorflow_text  # noqa: F401
@@ -85,7 +87,8 @@ def measure(model_dir: Path, signature: str = "serving_parts_2", calls: int = 50
     result = json.loads(plain.split("@@RESULT ", 1)[1])
     # Kernels overlap only across a split graph's branches (serving_parts_<n>); the unsplit graph
     # runs each op on one thread (one intra-op thread per op), so its kernels add up on one core.
-    branches = int(signature.rsplit("_", 1)[1]) if signature.startswith("serving_parts_") else 1
+    parts = PARTS_SIGNATURE.fullmatch(signature)
+    branches = int(parts.group(1)) if parts else 1
     return {"model": str(model_dir), "signature": signature, "calls": calls, "branches": min(branches, result["threads"]),
             **result, **kernels}  # fmt: skip
 

@@ -104,12 +104,12 @@ def prepare_models(names: list[str], bf16: bool = False) -> list[ModelSpec]:
                 _run([python_of(".venv-ref"), "-m", "bench.prepare", "base-checkpoint", "--out", str(hf)], "base checkpoint")
         else:
             raise SystemExit(f"unknown model {name!r} (minilm, base)")
-        if not (m.saved_model / "saved_model.pb").is_file():
-            args = [bert_export, "--output", str(m.saved_model), "--force"]
-            _run(args if name == "minilm" else args[:1] + ["--model", str(m.hf_dir)] + args[1:], f"export {name}")
-        if bf16 and not (m.saved_model_bf16 / "saved_model.pb").is_file():
-            args = [bert_export, "--output", str(m.saved_model_bf16), "--force", "--precision", "bf16"]
-            _run(args if name == "minilm" else args[:1] + ["--model", str(m.hf_dir)] + args[1:], f"export {name} bf16")
+        source = [] if name == "minilm" else ["--model", str(m.hf_dir)]  # MiniLM is the exporter's default
+        wanted = [(m.saved_model, [])] + ([(m.saved_model_bf16, ["--precision", "bf16"])] if bf16 else [])
+        for out, precision in wanted:
+            if not (out / "saved_model.pb").is_file():
+                _run([bert_export, *source, "--output", str(out), "--force", *precision],
+                     f"export {name}{' bf16' if precision else ''}")  # fmt: skip
         if not m.onnx.is_file():
             _run([python_of(".venv-ref"), "-m", "bench.prepare", "onnx", "--hf-dir", str(m.hf_dir), "--out", str(m.onnx)], f"onnx {name}")
         raw = json.loads((m.hf_dir / "config.json").read_text())
@@ -610,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         ort.stdout.strip() if ort.returncode == 0 else f"failed: {ort.stderr[-800:]}")
     # The split graph (what Encoder picks for one batch on 2+ CPUs) against the same model's unsplit graph.
     variants = [f"split={model_dir}"]
-    bf16_dir = Path(model_dir).with_name(Path(model_dir).name + "-bf16")
+    bf16_dir = models[0].saved_model_bf16
     if (bf16_dir / "saved_model.pb").is_file():
         variants.append(f"bf16={bf16_dir}")  # opt-in precision; min cos vs the fp32 split graph
     report["single_text"] = side_report("bench.single_text", *variants, "--signature",

@@ -28,7 +28,6 @@ VENV_OF = {"ours": ".venv", "ours-bf16": ".venv", "tfhub-style": ".venv", "onnxr
 #: What a fresh interpreter imports before it can use each runtime (for the import-time figure).
 IMPORTS = {
     "ours": "tensorflow, tensorflow_text",
-    "ours-bf16": "tensorflow, tensorflow_text",
     "tfhub-style": "tensorflow, tensorflow_text, tensorflow_hub",
     "onnxruntime": "onnxruntime, tokenizers, numpy",
     "sentence-transformers": "sentence_transformers",
@@ -132,11 +131,13 @@ class Ours(_TFRuntime):
     """This project: the exported SavedModel through ``bert2vec.function.encoder.Encoder``."""
 
     name = "ours"
+    #: Which export of the spec this runtime loads.
+    model_key = "saved_model"
 
     def load(self) -> None:
         from bert2vec.function.encoder import Encoder
 
-        self.encoder = Encoder.load(self.spec["saved_model"])
+        self.encoder = Encoder.load(self.spec[self.model_key])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return self.encoder.encode(list(texts), batch_size=batch_size).embeddings
@@ -173,11 +174,7 @@ class OursBf16(Ours):
     """
 
     name = "ours-bf16"
-
-    def load(self) -> None:
-        from bert2vec.function.encoder import Encoder
-
-        self.encoder = Encoder.load(self.spec["saved_model_bf16"])
+    model_key = "saved_model_bf16"
 
 
 class TfhubStyle(_TFRuntime):
