@@ -181,7 +181,9 @@ def render(r: dict[str, Any]) -> str:
              f"encoder + mean pooling only, {r['rounds']} rounds", "",
              "| executor | p50 (median of rounds) [range] | max abs diff vs graph-unsplit |", "|---|---|---|"]  # fmt: skip
     for name, e in r["executors"].items():
-        lines.append(f"| {name} | {e['p50_ms']:.2f} ms [{e['range'][0]:.2f}–{e['range'][1]:.2f}] | {e['max_abs_diff']:.1e} |")
+        lines.append(
+            f"| {name} | {e['p50_ms']:.2f} ms [{e['range'][0]:.2f}–{e['range'][1]:.2f}] | {e['max_abs_diff']:.1e} |"
+        )
     return "\n".join(lines)
 
 
