@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.timing import quantile
 from tests.e2e.harness import dockerfile_command, dockerfile_env, lambda_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,11 +130,6 @@ def snapstart(env: dict[str, str], dockerfile: Path) -> list[tuple[str, str]]:
     ]
 
 
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "build" / "model"))
@@ -174,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         ("init of the latency session below", f"{init_s:.2f} s (bare import to exit, minus an empty interpreter: {tf_import:.2f} s)"),
         ("Powertools import (event_handler+logging+metrics)", f"{pt_import * 1e3:.0f} ms"),
         ("first invoke after init", f"{first * 1e3:.1f} ms"),
-        (f"direct invoke, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(direct):.1f} / {_pct(direct, 0.99):.1f} ms"),
-        (f"HTTP API v2 event, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(http):.1f} / {_pct(http, 0.99):.1f} ms"),
+        (f"direct invoke, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(direct):.1f} / {quantile(direct, 0.99):.1f} ms"),
+        (f"HTTP API v2 event, 1 text, p50 / p99 (n={args.n})", f"{statistics.median(http):.1f} / {quantile(http, 0.99):.1f} ms"),
         ("direct invoke, 32 texts, p50", f"{statistics.median(batch):.1f} ms"),
         ("peak RSS of the function process", f"{rss:.0f} MB"),
         *rows_snap,

@@ -34,6 +34,7 @@ import numpy as np
 from bench import machine
 from bench.corpus import describe, load_corpus
 from bench.runtimes import IMPORTS, RUNTIMES, TFHUB_SEQ_LENGTH, VENV_OF
+from bench.timing import quantile
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "bench"
@@ -266,11 +267,6 @@ def flops_per_text(cfg: dict[str, int], tokens: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
-
-
 def bench_model(model: ModelSpec, runtimes: list[str], texts: list[str], args: argparse.Namespace, rounds: int,
                 n_single: int) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(args.seed)
@@ -356,7 +352,7 @@ def bench_model(model: ModelSpec, runtimes: list[str], texts: list[str], args: a
             "foreign_cores_max": max(p["foreign_cores"] for p in passes[rt]),
             "idle_workers_cores_max": max(p["idle_workers_cores"] for p in passes[rt]),
             "single_p50_ms": statistics.median(singles[rt]) if singles[rt] else float("nan"),
-            "single_p99_ms": pct(singles[rt], 0.99) if singles[rt] else float("nan"),
+            "single_p99_ms": quantile(singles[rt], 0.99) if singles[rt] else float("nan"),
             "single_n": len(singles[rt]),
             "min_cos_vs_ours": float(cos.min()),
         }

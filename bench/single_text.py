@@ -28,11 +28,7 @@ import numpy as np
 
 from bench import machine
 from bench.corpus import load_corpus
-
-
-def _quantile(values: list[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+from bench.timing import quantile
 
 
 class _Variant:
@@ -99,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 v.many(bulk_texts, args.batch_size)
                 v.bulk.append(len(bulk_texts) / (time.perf_counter() - s))
             b1, p1, t1 = machine.busy_ticks(), machine.process_ticks(os.getpid()), time.perf_counter()
-            v.p50.append(1e3 * _quantile(lat, 0.5))
-            v.p90.append(1e3 * _quantile(lat, 0.9))
+            v.p50.append(1e3 * quantile(lat, 0.5))
+            v.p90.append(1e3 * quantile(lat, 0.9))
             v.foreign.append(max(0.0, (b1 - b0) - (p1 - p0)) / machine.TICKS / (t1 - t0))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{v.name} {v.p50[-1]:.2f} ms" for v in variants), flush=True)
 
