@@ -16,8 +16,8 @@ pools are fixed per process:
 ``xla``           ``jit_compile=True`` on the unsplit encoder, ids padded to 16-token buckets
                   (compiled for every bucket before timing), one intra-op thread per CPU
 ``tflite``        TensorFlow Lite's interpreter (XNNPACK, one thread per CPU), layer norm written as
-                  mean/variance (the ``FusedBatchNormV3`` form converts as inference-mode batch
-                  norm and gives wrong vectors), dynamic sequence length; texts in corpus order,
+                  mean/variance (the ``FusedBatchNormV3`` form converts without complaint
+                  but gives wrong vectors), dynamic sequence length; texts in corpus order,
                   so a call whose length differs from the previous one re-plans the interpreter;
                   ``tflite-sorted`` times the same texts sorted by length (few re-plans)
 
