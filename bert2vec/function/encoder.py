@@ -183,7 +183,7 @@ class Encoder:
         with self._long_text_lock:
             if self._long_text is None:
                 started = time.perf_counter()
-                self._long_text = load_long_text_savedmodel(self.model_dir)
+                self._long_text = load_long_text_savedmodel(self.model_dir, weights_from=getattr(self, "_loaded", None))
                 _log.info("loaded the long-text signatures in %.2f s", time.perf_counter() - started)
         return True
 
@@ -259,20 +259,58 @@ class Encoder:
         return EncodeResult(emb, counts, counts > self.max_seq_length)
 
 
-def load_long_text_savedmodel(model_dir: Path) -> Any:
-    """The export's ``long_text/`` SavedModel, its weights read from the main SavedModel.
+def load_long_text_savedmodel(model_dir: Path, weights_from: Any = None) -> Any:
+    """The export's ``long_text/`` SavedModel, its weights those of the main SavedModel.
 
     The export stores the weights once: ``long_text/`` has no ``variables/`` of its own, its
     modules hold them under the same checkpoint keys as the main SavedModel's. Any TensorFlow
-    user loads it the same way (two calls, documented in docs/export.md).
+    user loads it the same way (two calls, documented in docs/export.md), which reads the weights
+    from disk into a second copy. ``weights_from``, the main SavedModel already loaded, avoids
+    that copy: each long-text variable is assigned the main variable at its own checkpoint key,
+    and TensorFlow's assign then shares the buffer instead of copying it (copy-on-write; serving
+    never writes a weight; docs/performance.md has the memory and time this saves). The one
+    exception is the word-embedding table, which TensorFlow copies once because gathers switch
+    it to copy-on-read. Should any variable have no twin of the same shape and type there, every
+    weight is read from disk instead.
     """
     import tensorflow as tf
 
     model_dir = Path(model_dir)
     options = tf.saved_model.LoadOptions(experimental_skip_checkpoint=True)
     loaded = tf.saved_model.load(str(model_dir / contract.LONG_TEXT_DIR), options=options)
+    if weights_from is not None:
+        mine, theirs = variables_by_checkpoint_path(loaded), variables_by_checkpoint_path(weights_from)
+        twins = {path: theirs.get(path) for path in mine}
+        if all(t is not None and t.shape == mine[p].shape and t.dtype == mine[p].dtype for p, t in twins.items()):
+            for path, variable in mine.items():
+                variable.assign(twins[path])
+            return loaded
+        _log.info("long_text/: weights read from disk (the loaded model has no twin for some variable)")
     tf.train.Checkpoint(loaded).read(str(model_dir / "variables" / "variables")).assert_existing_objects_matched()
     return loaded
+
+
+def variables_by_checkpoint_path(root: Any) -> dict[str, Any]:
+    """Every variable reachable from ``root``, keyed by its path of object names — the path a
+    checkpoint of ``root`` keys it by (the first one breadth-first, as the checkpointer walks)."""
+    import collections
+
+    import tensorflow as tf
+
+    found: dict[str, Any] = {}
+    seen: set[int] = set()
+    queue: collections.deque[tuple[str, Any]] = collections.deque([("", root)])
+    while queue:
+        path, obj = queue.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, tf.Variable):
+            found[path] = obj
+            continue
+        for name, child in tf.train.TrackableView.children(obj).items():
+            queue.append((f"{path}/{name}" if path else name, child))
+    return found
 
 
 class _LazySignature:

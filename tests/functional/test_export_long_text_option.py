@@ -80,3 +80,70 @@ def test_the_flag_parses() -> None:
     parser = cli.build_parser()
     assert parser.parse_args(["--output", "x", "--no-long-text"]).long_text is False
     assert parser.parse_args(["--output", "x"]).long_text is True
+
+
+def _chunks(loaded, text: str):
+    import tensorflow as tf
+
+    out = loaded.signatures[contract.CHUNKS_SIGNATURE_NAME](text=tf.constant([text]), stride=tf.constant(2))
+    return out["chunk_embedding"].numpy()
+
+
+LONG = " ".join(f"word{i % 37} and more text" for i in range(120))
+
+
+def test_the_long_text_model_takes_the_loaded_weights_not_a_second_copy_from_disk(exports, tmp_path) -> None:
+    """``Encoder`` gives ``long_text/`` the main SavedModel's variables (shared buffers): with the
+    weights gone from disk after the main load, the long-text load still works, and its vectors are
+    exactly those of the documented disk-reading load."""
+    import shutil
+
+    import numpy as np
+
+    from bert2vec.function.encoder import Encoder, load_long_text_savedmodel
+
+    with_lt, _ = exports
+    copy = tmp_path / "model"
+    shutil.copytree(with_lt, copy)
+    enc = Encoder.load(copy, workers=1)
+    (copy / "variables").rename(tmp_path / "variables-gone")
+    assert enc.load_long_text() is True
+    shared = _chunks(enc._long_text, LONG)
+    assert shared.shape[0] > 2  # several windows
+    np.testing.assert_array_equal(shared, _chunks(load_long_text_savedmodel(with_lt), LONG))
+
+
+def test_without_a_twin_for_every_variable_the_weights_come_from_disk(exports) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    from bert2vec.function.encoder import load_long_text_savedmodel
+
+    with_lt, _ = exports
+    main = tf.saved_model.load(str(with_lt))
+    not_the_model = tf.Module()
+    not_the_model.encoder = tf.Module()
+    not_the_model.encoder.word_embeddings = tf.Variable(tf.zeros([3, 3]))  # a real path, the wrong shape
+    from_disk = load_long_text_savedmodel(with_lt, weights_from=not_the_model)
+    np.testing.assert_array_equal(
+        _chunks(from_disk, LONG), _chunks(load_long_text_savedmodel(with_lt, weights_from=main), LONG)
+    )
+
+
+def test_checkpoint_paths_of_the_long_text_model_all_exist_in_the_main_model(exports) -> None:
+    import tensorflow as tf
+
+    from bert2vec.function.encoder import variables_by_checkpoint_path
+
+    with_lt, _ = exports
+    main = variables_by_checkpoint_path(tf.saved_model.load(str(with_lt)))
+    long = variables_by_checkpoint_path(
+        tf.saved_model.load(str(with_lt / contract.LONG_TEXT_DIR), options=_skip_weights())
+    )
+    assert long and set(long) <= set(main)
+    # the same keys the checkpoint files use (what the disk-reading load matches by)
+    keys = {
+        k.removesuffix("/.ATTRIBUTES/VARIABLE_VALUE")
+        for k, _ in tf.train.list_variables(str(with_lt / "variables" / "variables"))
+    }
+    assert set(long) <= keys and set(main) <= keys
