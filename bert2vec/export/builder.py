@@ -86,6 +86,8 @@ class ServingModule(tf.Module):
             for p in getattr(encoder, "parts_counts", (1,))
             if p > 1
         }
+        #: Branch counts of the exported split graphs (``serving_parts_<n>``); empty with ``--no-split``.
+        self.split_parts = tuple(int(name.rsplit("_", 1)[1]) for name in self.split_serves)
         # Not part of the contract: exposes packing so tests and debugging can see the padded ids.
         self.pack = tf.function(self._pack, input_signature=spec)
 
@@ -144,6 +146,13 @@ def _preprocess_tokenizer(preprocess: str):
     return th.HubPreprocessTokenizer(th.load_savedmodel(path, "preprocess model"), where)
 
 
+def split_parts(opts: ExportOptions) -> tuple[int, ...]:
+    """The split-graph sizes to export besides the unsplit graph: the default, or none (``--no-split``)."""
+    from bert2vec.export.bert_graph import DEFAULT_PARTS
+
+    return DEFAULT_PARTS if opts.split else ()
+
+
 def _assemble_hf(prep: Prepared) -> _Assembled:
     from bert2vec.export.bert_graph import BertEncoderModule
     from bert2vec.export.hf_checkpoint import load_hf_bert
@@ -159,7 +168,7 @@ def _assemble_hf(prep: Prepared) -> _Assembled:
             )
     else:
         tokenizer = _tokenizer_from_vocab(hf.vocab_file, hf.lower_case, hf.special_tokens)
-    encoder = BertEncoderModule(hf.config, hf.weights, precision=prep.opts.precision)
+    encoder = BertEncoderModule(hf.config, hf.weights, precision=prep.opts.precision, parts=split_parts(prep.opts))
     has_pooler = hf.weights.pooler_kernel is not None
     pooling = hf.st_pooling or ("pooled" if has_pooler else "mean")
     default_len = min(hf.st_max_seq_length or hf.config.max_position, hf.config.max_position)
@@ -176,7 +185,9 @@ def _assemble_tfhub(prep: Prepared) -> _Assembled:
     plan = prep.plan
     where = plan.encoder
     path = th.resolve_handle(plan.encoder) if th.is_handle(plan.encoder) else Path(plan.encoder)
-    encoder = th.HubEncoder(th.load_savedmodel(path, "encoder"), where, precision=prep.opts.precision)
+    encoder = th.HubEncoder(
+        th.load_savedmodel(path, "encoder"), where, precision=prep.opts.precision, parts=split_parts(prep.opts)
+    )
     vocab_file, lower_case = encoder.vocab()
     if plan.preprocess:
         tokenizer = _preprocess_tokenizer(plan.preprocess)
@@ -398,6 +409,7 @@ def build(prep: Prepared) -> dict[str, Any]:
             "normalize": bool(opts.normalize),
             "precision": opts.precision,
             "long_text": bool(opts.long_text),
+            "split_parts": sorted(module.split_parts),
             "max_seq_length": int(max_seq),
             "max_position": int(assembled.max_position),
             "lower_case": assembled.lower_case,

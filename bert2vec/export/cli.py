@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the long-text signatures (long_text=chunk): a faster, smaller load for functions "
         "that only ever truncate or reject over-long texts",
     )
+    p.add_argument(
+        "--no-split",
+        dest="split",
+        action="store_false",
+        help="leave out the encoder split per core (serving_parts_2), which only a function with 2+ vCPUs "
+        "uses: a smaller, faster load for 1-vCPU functions (Lambda memory up to 1,769 MB)",
+    )
     p.add_argument("--force", action="store_true", help="replace DIR if it holds a previous export (and nothing else)")
     p.add_argument("--list", action="store_true", help="print the catalogue (name, handle, vector length) and exit")
     return p
@@ -116,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
         precision=args.precision,
         long_text=args.long_text,
+        split=args.split,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("always", ExportWarning)

@@ -44,6 +44,10 @@ class ExportOptions:
     #: The ``encode_long`` / ``encode_chunks`` signatures (``long_text: chunk``). False leaves them out:
     #: loading is then ~1 s faster and ~90 MB smaller for the embedded default (docs/performance.md).
     long_text: bool = True
+    #: The encoder split into branches per layer (``serving_parts_2``), which ``Encoder`` runs for a
+    #: single batch when it has 2+ CPUs. False leaves the split graph and its extra kernel copies out:
+    #: smaller and faster to load, for functions with one vCPU, which never use it.
+    split: bool = True
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def probe_difference(tuned: tf.Module, restored: tf.Module, word_ids: tf.Tensor,
     return diff / max(1.0, float(np.max(np.abs(ref_seq))))
 
 
-def rebuild_encoder(restored: tf.Module, where: str, precision: str = "fp32") -> tf.Module | None:
+def rebuild_encoder(
+    restored: tf.Module, where: str, precision: str = "fp32", parts: Sequence[int] | None = None
+) -> tf.Module | None:
     """The restored encoder rebuilt on the tuned graph, or ``None`` (with a warning) if it cannot be.
 
     The probe always compares the float32 rebuild; a ``bf16`` encoder is built from the same
@@ -133,7 +136,8 @@ def rebuild_encoder(restored: tf.Module, where: str, precision: str = "fp32") ->
         )
         return None
     config = replace(config, hidden_act=_activation_in_graph(restored))
-    tuned = BertEncoderModule(config, weights)
+    split = {} if parts is None else {"parts": parts}
+    tuned = BertEncoderModule(config, weights, **split)
     try:
         diff = probe_difference(tuned, restored, *_probe(config.vocab_size, config.max_position))
     except Exception as exc:  # noqa: BLE001 - any failure here means: keep the restored graph
@@ -146,7 +150,7 @@ def rebuild_encoder(restored: tf.Module, where: str, precision: str = "fp32") ->
             f"graph ({why}); exporting the restored graph as-is, {SLOW_PATH_COST}"
         )
         return None
-    return tuned if precision == "fp32" else BertEncoderModule(config, weights, precision=precision)
+    return tuned if precision == "fp32" else BertEncoderModule(config, weights, precision=precision, **split)
 
 
 class HubEncoder(tf.Module):
@@ -156,7 +160,15 @@ class HubEncoder(tf.Module):
     can rebuild it (then only that graph's variables are saved), else the restored graph is called.
     """
 
-    def __init__(self, restored: tf.Module, where: str, *, rebuild: bool = True, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        restored: tf.Module,
+        where: str,
+        *,
+        rebuild: bool = True,
+        precision: str = "fp32",
+        parts: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(name="hub_encoder")
         if not callable(restored):
             raise SourceFormatError(f"{where}: the SavedModel is not callable; expected a TF Hub BERT encoder")
@@ -167,7 +179,7 @@ class HubEncoder(tf.Module):
             Path(vocab.asset_path.numpy().decode()) if vocab is not None else None,
             bool(lower.numpy()) if lower is not None else None,
         )
-        self.tuned = rebuild_encoder(restored, where, precision) if rebuild else None
+        self.tuned = rebuild_encoder(restored, where, precision, parts) if rebuild else None
         if self.tuned is None and precision != "fp32":
             warn(f"{where}: --precision {precision} needs the tuned graph; the restored graph runs in float32")
         if self.tuned is None:

@@ -122,6 +122,13 @@ class Encoder:
         parts = pick_parts(available, workers)
         split_fn = loaded.signatures[f"serving_parts_{parts}"] if parts > 1 else None
         encoder = cls(model_dir, card, fn, workers, split_fn=split_fn, parts=parts)
+        if workers > 1 and card.get("split_parts") == []:
+            _log.warning(
+                "%s was exported with --no-split: with %d CPUs, a request of one batch runs on one of "
+                "them; export without --no-split for functions with 2+ vCPUs",
+                model_dir,
+                workers,
+            )
         if encoder.bf16_native is False:
             # Served as exported (the SavedModel holds bfloat16 kernels only): correct vectors,
             # but oneDNN emulates bfloat16 on this CPU, which is slower than a float32 export.

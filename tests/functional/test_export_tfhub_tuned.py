@@ -152,6 +152,17 @@ def test_rebuilt_export_with_the_encoders_own_vocab(garden) -> None:
     assert card["lower_case"] is True and card["vocab_size"] == 2965 and card["max_seq_length"] == 128
 
 
+def test_rebuilt_export_without_the_split_graph() -> None:
+    """``--no-split`` reaches the TF Hub path too: no split kernels, the same vectors."""
+    default, no_split = cached_export(GARDEN_DIR), cached_export(GARDEN_DIR, split=False)
+    assert any("/splits/" in n for n in _saved_variable_names(default))
+    assert not any("/splits/" in n for n in _saved_variable_names(no_split))
+    assert json.loads((no_split / "model_card.json").read_text())["split_parts"] == []
+    np.testing.assert_array_equal(
+        Encoder.load(no_split, workers=1).encode(TEXTS).embeddings, Encoder.load(default, workers=1).encode(TEXTS).embeddings
+    )
+
+
 # --- what is not rebuilt -------------------------------------------------------------------------
 
 
