@@ -81,13 +81,13 @@ class ServingModule(tf.Module):
         self.vector_length = int(vector_length)
         spec = [tf.TensorSpec([None], tf.string, name=contract.INPUT_KEY)]
         self.serve = tf.function(self._serve, input_signature=spec)
+        #: Branch counts of the split graphs (``serving_parts_<n>``): empty with ``--no-split``, or for an
+        #: encoder served as restored (a TF Hub graph that could not be rebuilt).
+        self.split_parts = tuple(p for p in getattr(encoder, "parts_counts", (1,)) if p > 1)
         self.split_serves = {
             PARTS_SIGNATURE.format(p): tf.function(functools.partial(self._serve, parts=p), input_signature=spec)
-            for p in getattr(encoder, "parts_counts", (1,))
-            if p > 1
+            for p in self.split_parts
         }
-        #: Branch counts of the exported split graphs (``serving_parts_<n>``); empty with ``--no-split``.
-        self.split_parts = tuple(int(name.rsplit("_", 1)[1]) for name in self.split_serves)
         # Not part of the contract: exposes packing so tests and debugging can see the padded ids.
         self.pack = tf.function(self._pack, input_signature=spec)
 

@@ -124,8 +124,8 @@ class Encoder:
         encoder = cls(model_dir, card, fn, workers, split_fn=split_fn, parts=parts)
         if workers > 1 and card.get("split_parts") == []:
             _log.warning(
-                "%s was exported with --no-split: with %d CPUs, a request of one batch runs on one of "
-                "them; export without --no-split for functions with 2+ vCPUs",
+                "%s has no split graph (exported with --no-split, or a TF Hub encoder served as restored): "
+                "with %d CPUs, a request of one batch runs on one of them",
                 model_dir,
                 workers,
             )
