@@ -505,7 +505,9 @@ def render(report: dict[str, Any]) -> str:
                        ("The function image under Lambda's constraints (`bench/container.py`)", "container"),
                        ("Long documents (`bench/long_text.py`)", "long_text"),
                        ("One text per call (`bench/single_text.py`)", "single_text"),
-                       ("One text: oneDNN kernels and everything around them (`bench/kernel_share.py`)", "kernel_share")):  # fmt: skip
+                       ("One text: oneDNN kernels and everything around them (`bench/kernel_share.py`)", "kernel_share"),
+                       ("One text through every executor in the `tensorflow` package (`bench/other_executors.py`)",
+                        "other_executors")):  # fmt: skip
         if report.get(key):
             lines += ["", f"## {title}", "", report[key], ""]
     return "\n".join(lines)
@@ -615,6 +617,14 @@ def main(argv: list[str] | None = None) -> int:
     report["kernel_share"] = "\n\n".join(
         side_report("bench.kernel_share", model_dir, "--signature", sig) for sig in ("serving_parts_2", "serving_default")
     )
+    # Whether another executor TensorFlow ships (XLA, TensorFlow Lite) would serve one text faster.
+    report["other_executors"] = side_report("bench.other_executors", model_dir)
+    ort = next((res["runtimes"].get("onnxruntime") for res in report["models"] if res["model"] == "minilm"), None)
+    if ort and report["other_executors"] and not report["other_executors"].startswith("("):
+        report["other_executors"] += (
+            f"\n\nONNX Runtime in the main table above, one text per call *with* its tokenizer: "
+            f"p50 {ort['single_p50_ms']:.1f} ms (another draw of corpus texts)."
+        )
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start
 
