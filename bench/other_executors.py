@@ -56,12 +56,12 @@ def _encoder(parts: tuple[int, ...] = (2,)) -> Any:
 
 
 def _pooled(encoder: Any, ids: Any, mask: Any, parts: int = 1) -> Any:
-    import tensorflow as tf
+    """Mean pooling and L2 norm through the export's own ``Pooling`` (MiniLM's), not a copy of it."""
+    from bert2vec.export.pooling import Pooling
 
-    h = encoder(ids, mask, **({"parts": parts} if parts > 1 else {}))[0]
-    m = tf.cast(mask, tf.float32)[..., tf.newaxis]
-    v = tf.reduce_sum(h * m, 1) / tf.reduce_sum(m, 1)
-    return tf.math.l2_normalize(v, axis=-1)
+    sequence_output, pooled_output = encoder(ids, mask, **({"parts": parts} if parts > 1 else {}))
+    pooling = Pooling("mean", normalize=True)
+    return pooling.finish(pooling.pool(sequence_output, pooled_output, mask))
 
 
 def _tflite_interpreter(encoder: Any, threads: int) -> Any:

@@ -619,11 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Whether another executor TensorFlow ships (XLA, TensorFlow Lite) would serve one text faster.
     report["other_executors"] = side_report("bench.other_executors", model_dir)
-    ort = next((res["runtimes"].get("onnxruntime") for res in report["models"] if res["model"] == "minilm"), None)
-    if ort and report["other_executors"] and not report["other_executors"].startswith("("):
+    ort_single = next((res["runtimes"].get("onnxruntime") for res in report["models"] if res["model"] == "minilm"), None)
+    if ort_single and report["other_executors"] and not report["other_executors"].startswith("("):  # "(… failed"
         report["other_executors"] += (
             f"\n\nONNX Runtime in the main table above, one text per call *with* its tokenizer: "
-            f"p50 {ort['single_p50_ms']:.1f} ms (another draw of corpus texts)."
+            f"p50 {ort_single['single_p50_ms']:.1f} ms (another draw of corpus texts)."
         )
     report["load_end"] = machine.loadavg()
     report["wall_s"] = time.perf_counter() - t_start
