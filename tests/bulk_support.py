@@ -162,8 +162,9 @@ def index_contents(aws: dict[str, Any]) -> dict[str, dict[str, Any]]:
         kwargs["nextToken"] = page["nextToken"]
 
 
-def vector_key(key: str, line: int, etag: str) -> str:
-    return f"{BUCKET}/{key}#{line}@{etag}"
+def vector_key(key: str, line: int, etag: str, epoch: int = 0) -> str:
+    """The documented key scheme; a run in a ledger epoch (objects brought by S3 events) adds ``~<epoch>``."""
+    return f"{BUCKET}/{key}#{line}@{etag}" + (f"~{epoch}" if epoch else "")
 
 
 def assert_exactly_once(aws: dict[str, Any], key: str, texts: list[str], fmt: str) -> dict[str, Any]:
@@ -183,7 +184,8 @@ def assert_exactly_once(aws: dict[str, Any], key: str, texts: list[str], fmt: st
             np.testing.assert_array_equal(vec, hash_vector(texts[line - 1]))
         return m
     index = {k: v for k, v in index_contents(aws).items() if v["metadata"]["source_key"] == key}
-    assert set(index) == {vector_key(key, i, etag) for i in range(1, len(texts) + 1)}
+    epoch = int(m["input"].get("epoch") or 0)
+    assert set(index) == {vector_key(key, i, etag, epoch) for i in range(1, len(texts) + 1)}
     for v in index.values():
         line = v["metadata"]["line"]
         assert v["metadata"]["etag"] == etag and v["metadata"]["text"] == texts[line - 1]

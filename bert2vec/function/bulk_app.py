@@ -1,8 +1,10 @@
 """Lambda entry points of the S3 bulk path (same image as the encode function, other CMDs).
 
 - ``s3_handler``: S3 ``ObjectCreated`` notifications and EventBridge "Object Created" events →
-  encode small objects inline, fan big ones out over the shard queue; and S3 Batch Operations
-  invocations (backfilling objects already in S3), answered per task.
+  encode small objects inline, fan big ones out over the shard queue; ``ObjectRemoved`` /
+  ``LifecycleExpiration`` notifications and "Object Deleted" events → the object's vectors, parts
+  and errors removed, its manifest a ``deleted`` record (in S3's per-key order: each event's
+  ``sequencer``); and S3 Batch Operations invocations (backfilling objects already in S3), answered per task.
 - ``sqs_handler``: the shard queue's worker, with partial batch responses
   (``ReportBatchItemFailures``) through Powertools' batch utility.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -29,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bert2vec.function.bootstrap import Startup
 from bert2vec.function.bulk.config import BulkConfig
 from bert2vec.function.bulk.outcome import Kind, Outcome
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem, s3_client, sqs_client
+from bert2vec.function.bulk.s3_engine import Deletion, Engine, WorkItem, s3_client, sqs_client
 from bert2vec.function.bulk.vectors import s3vectors_client
 from bert2vec.function.encoder import Encoder
 from bert2vec.function.settings import Settings
@@ -88,19 +91,53 @@ def _remaining(context: Any):
     return lambda: int((deadline - time.monotonic()) * 1000)
 
 
-def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, decoded key) for every object an S3 or EventBridge event names.
+@dataclass(frozen=True)
+class ObjectEvent:
+    """One object change an S3 notification or an EventBridge event reports."""
 
-    S3 notifications URL-encode keys (spaces as ``+``); EventBridge "Object Created" events do not.
-    """
-    if event.get("detail-type") == "Object Created" and event.get("source") == "aws.s3":
+    bucket: str
+    key: str  # decoded
+    deleted: bool
+    sequencer: str | None  # orders the events of this key (S3 sends it with every event)
+    reason: str  # PutObject, DeleteObject, Lifecycle Expiration, ... (S3's word for it)
+    at: str | None = None  # the event's time
+
+
+# S3 notification names that mean the object is gone (a delete marker in a versioned bucket too:
+# the current version is then no object at all).
+_REMOVED = ("ObjectRemoved:", "LifecycleExpiration:")
+
+
+def events_in(event: dict[str, Any]) -> list[ObjectEvent]:
+    """Every object change an S3 notification or EventBridge event names, keys decoded.
+
+    S3 notifications URL-encode keys (spaces as ``+``); EventBridge events do not."""
+    if event.get("source") == "aws.s3" and event.get("detail-type") in ("Object Created", "Object Deleted"):
         detail = event["detail"]
-        return [(detail["bucket"]["name"], detail["object"]["key"])]
+        deleted = event["detail-type"] == "Object Deleted"
+        reason = str(detail.get("reason") or ("DeleteObject" if deleted else "PutObject"))
+        if deleted and detail.get("deletion-type"):
+            reason += f" ({detail['deletion-type']})"
+        obj = detail["object"]
+        return [ObjectEvent(detail["bucket"]["name"], obj["key"], deleted, obj.get("sequencer"), reason,
+                            event.get("time"))]  # fmt: skip
     out = []
     for record in event.get("Records", []):
-        if record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated"):
-            out.append((record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])))
+        name = str(record.get("eventName", ""))
+        if record.get("eventSource") != "aws:s3":
+            continue
+        deleted = name.startswith(_REMOVED)
+        if not (deleted or name.startswith("ObjectCreated")):
+            continue  # restores, replication, tagging, transitions: the object's bytes did not change
+        obj = record["s3"]["object"]
+        out.append(ObjectEvent(record["s3"]["bucket"]["name"], unquote_plus(obj["key"]), deleted, obj.get("sequencer"),
+                               name, record.get("eventTime")))  # fmt: skip
     return out
+
+
+def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, decoded key) for every object an S3 or EventBridge event says was created."""
+    return [(e.bucket, e.key) for e in events_in(event) if not e.deleted]
 
 
 def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = None) -> dict[str, Any]:
@@ -152,9 +189,13 @@ def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return batch_operations(event, context)
     eng = engine()
     results = []
-    for bucket, key in objects_in(event):
-        logger.append_keys(bucket=bucket, key=key)
-        outcome = eng.handle_object(bucket, key, _remaining(context))
+    for change in events_in(event):
+        logger.append_keys(bucket=change.bucket, key=change.key)
+        if change.deleted:
+            deletion = Deletion(change.bucket, change.key, change.sequencer, change.reason, change.at)
+            outcome = eng.handle_deleted(deletion, _remaining(context))
+        else:
+            outcome = eng.handle_object(change.bucket, change.key, _remaining(context), sequencer=change.sequencer)
         _record(outcome)
         results.append(outcome.summary())
     return {"objects": results}
@@ -166,6 +207,11 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def _process_shard(record: SQSRecord, context: Any) -> dict[str, Any]:
     eng = engine()
+    body = record.json_body
+    if isinstance(body, dict) and "purge" in body:  # a deletion's clean-up, continued
+        outcome = eng.handle_deleted(Deletion.from_message(body), _remaining(context))
+        _record(outcome)
+        return outcome.summary()
     item = WorkItem.from_message(record.body)
     try:
         outcome = eng.run(item, _remaining(context))

@@ -136,9 +136,11 @@ def test_every_expectation_names_its_handler() -> None:
     assert len(ENCODE_EVENTS) >= 16
     assert BULK_EVENTS == [
         "eventbridge_object_created.json",
+        "eventbridge_object_deleted.json",
         "s3_batch_operations.json",
         "s3_object_created.json",
         "s3_object_created_output_prefix.json",
+        "s3_object_removed.json",
         "sqs_shard.json",
     ]
 

@@ -13,7 +13,7 @@ from bert2vec.function.bulk.readers import ReaderOptions
 from bert2vec.function.bulk.writers import FORMATS
 from bert2vec.function.settings import ConfigError, Settings
 
-__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_name"]  # ConfigError: its former home
+__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_epoch", "run_name"]  # ConfigError: its former home
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
@@ -112,14 +112,14 @@ class OutputLayout:
     run: str
 
     @classmethod
-    def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str) -> OutputLayout:
+    def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str, epoch: int = 0) -> OutputLayout:
         rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
         base = f"{cfg.output_prefix}{rel}"
         if len(base.encode("utf-8", "surrogatepass")) > MAX_BASE_BYTES:  # S3 keys end at 1,024 bytes
             digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
             head = base.encode("utf-8", "surrogatepass")[: MAX_BASE_BYTES - 18].decode("utf-8", "ignore")
             base = f"{head}~{digest}"
-        return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag)}/")
+        return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag, epoch)}/")
 
     @property
     def manifest_key(self) -> str:
@@ -160,8 +160,16 @@ class OutputLayout:
         return f"{self.base}/"
 
 
-def run_name(etag: str) -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
+def run_name(etag: str, epoch: int = 0) -> str:
+    """The run directory of one version in one ledger epoch (epoch 0: the layout before the ledger)."""
+    name = re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
+    return name if not epoch else f"{name}~{epoch}"
+
+
+def run_epoch(name: str) -> int:
+    """The epoch a run directory's name carries (0 for the layout before the ledger)."""
+    _, sep, epoch = name.rpartition("~")
+    return int(epoch) if sep and epoch.isdigit() else 0
 
 
 def _same_names(view: type, s: Settings, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
 from bert2vec.function.bulk.aws_errors import is_denied, is_not_found
 from bert2vec.function.bulk.config import BulkConfig, OutputLayout, run_name
+from bert2vec.function.bulk.ledger import Ledger
 from bert2vec.function.bulk.pipeline import Counts
 from bert2vec.function.bulk.state import Commit, WorkItem
 from bert2vec.function.bulk.store import Conflict, S3Store
@@ -35,6 +37,21 @@ from bert2vec.function.encoder import Encoder
 
 log = logging.getLogger("bert2vec.bulk")
 PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
+CLEANUP_MARGIN_MS = 20_000  # a clean-up stops this long before the deadline and is handed on
+
+
+class CleanupUnfinished(Exception):
+    """A clean-up of the index ran out of time; what is left is picked up by the next invocation
+    (each key record is deleted once its keys are, so a resumed clean-up never starts over)."""
+
+
+class ModelChanged(Exception):
+    """Slices of one run were encoded by different models or into different formats (a deploy
+    landed mid-file): the run must start again in a new epoch, never be published mixed."""
+
+
+def _forever() -> int:
+    return 1 << 62
 
 
 class Finalizer:
@@ -43,6 +60,11 @@ class Finalizer:
         self.encoder = encoder
         self.cfg = cfg
         self.worker = worker  # for the layout and the vector target of an item
+        self.ledger = Ledger(store, cfg.output_bucket or "", cfg.output_prefix)
+
+    def ledger_for(self, bucket: str) -> Ledger:
+        """The ledger lives in the output bucket (the input bucket when no other is set)."""
+        return self.ledger if self.cfg.output_bucket else Ledger(self.store, bucket, self.cfg.output_prefix)
 
     # ---- commits ---------------------------------------------------------------------------
     def commits(self, layout: OutputLayout) -> dict[int, Commit]:
@@ -68,23 +90,31 @@ class Finalizer:
                 continue
 
     # ---- the manifest ----------------------------------------------------------------------
-    def finalize(self, item: WorkItem) -> dict[str, Any] | None:
-        """Write the manifest if every slice up to the final one is committed; else None."""
+    def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever) -> dict[str, Any] | None:
+        """Write the manifest if every slice up to the final one is committed; else None.
+
+        A run that is no longer current (the object was replaced or deleted, or its epoch moved on)
+        never publishes and takes its vectors back, whether or not all its slices are committed: a
+        late writer's slices may be all that is left of it."""
         layout = self.worker.layout(item)
         commits = self.commits(layout)
-        finals = [k for k, c in commits.items() if c.final]
-        if not finals:
-            return None
-        last = min(finals)
-        if any(k not in commits for k in range(last + 1)):
-            return None
         vectors = self.cfg.output_format == "s3vectors"
+        finals = [k for k, c in commits.items() if c.final]
+        last = min(finals) if finals else None
+        if last is None or any(k not in commits for k in range(last + 1)):
+            if not self.still_current(item):
+                if vectors:
+                    self.retract(item, remaining_ms)
+            return None
         older = self._other_versions(item, layout) if vectors else {}
         if not self.still_current(item):
             if vectors:
-                self.retract(item)
+                self.retract(item, remaining_ms)
             return None
         ordered = [commits[k] for k in range(last + 1)]
+        models = {c.model for c in ordered if c.model}
+        if len(models) > 1 or (item.model and models - {item.model}):
+            raise ModelChanged(f"slices of one run were encoded by models {sorted(models)}")
         counts = Counts()
         for c in ordered:
             if not c.failed:
@@ -99,11 +129,11 @@ class Finalizer:
             except ClientError as exc:  # a newer version's completion removed this version's state
                 if is_not_found(exc) and not self.still_current(item):
                     if vectors:
-                        self.retract(item)
+                        self.retract(item, remaining_ms)
                     return None
                 raise
             parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
-            stale = self._clean_index(item, layout, older, parts) if vectors else None
+            stale = self._clean_index(item, layout, older, parts, remaining_ms) if vectors else None
             status = manifests.status_of(counts, len(failed), len(ordered))
             if read_errors and status == "complete":
                 status = "incomplete" if counts.lines_read else "failed"
@@ -112,7 +142,8 @@ class Finalizer:
                 status=status,
                 input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
                        "format": {"kind": item.kind, "gzip": item.gzip},
-                       **({"version_id": item.version_id} if item.version_id else {})},
+                       **({"version_id": item.version_id} if item.version_id else {}),
+                       **({"epoch": item.epoch} if item.epoch else {})},
                 model_card=self.encoder.card,
                 output={
                     "bucket": layout.bucket,
@@ -131,9 +162,9 @@ class Finalizer:
                 },
                 error="; ".join(errors)[:4000] if errors else None,
             )  # fmt: skip
-            if not self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file):
+            if not self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file, epoch=item.epoch):
                 if vectors:
-                    self.retract(item)
+                    self.retract(item, remaining_ms)
                 return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         self._drop_uncommitted(layout, ordered)
@@ -141,7 +172,7 @@ class Finalizer:
 
     def publish(
         self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
-        errors_file: Any | None = None, *, keep_finished: bool = False,
+        errors_file: Any | None = None, *, keep_finished: bool = False, epoch: int | None = None,
     ) -> bool:  # fmt: skip
         """Write the manifest (and the errors file) only while the input is still at ``etag``.
 
@@ -150,7 +181,8 @@ class Finalizer:
         after our check) makes our write lose, so a stale check can never overwrite a newer
         version's result. A result already equal to ours counts as written (a redelivery).
         ``keep_finished``: never replace a finished manifest of this same version (a retry marker
-        must not hide a result another attempt completed). False when this version lost."""
+        must not hide a result another attempt completed). ``epoch``: also the ledger's epoch must
+        still be this one (None: no such check — a deletion's own record). False when this version lost."""
         body = manifests.dumps(manifest)
         for _ in range(PUBLISH_TRIES):
             there = self.store.read(layout.bucket, layout.manifest_key)
@@ -161,6 +193,10 @@ class Finalizer:
                 return False
             errors_etag = self.store.head_etag(layout.bucket, layout.errors_key) if errors_file is not None else None
             if etag and not self._is_at(bucket, key, etag):
+                return False
+            if epoch is not None and self.ledger_for(bucket).epoch(bucket, key) != epoch:
+                log.warning("s3://%s/%s: epoch %d is over (the object was deleted or uploaded again since): not "
+                            "publishing", bucket, key, epoch)  # fmt: skip
                 return False
             try:
                 if errors_file is not None:
@@ -175,7 +211,9 @@ class Finalizer:
         raise RuntimeError(f"s3://{layout.bucket}/{layout.manifest_key} kept changing under {PUBLISH_TRIES} tries")
 
     def still_current(self, item: WorkItem) -> bool:
-        return self._is_at(item.bucket, item.key, item.etag)
+        """The object is still at the ETag the run encodes, and the run's epoch is still the ledger's."""
+        return self._is_at(item.bucket, item.key, item.etag) and \
+            self.ledger_for(item.bucket).epoch(item.bucket, item.key) == item.epoch  # fmt: skip
 
     def _is_at(self, bucket: str, key: str, etag: str) -> bool:
         from botocore.exceptions import ClientError
@@ -184,7 +222,10 @@ class Finalizer:
             current = self.store.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
         except ClientError as exc:
             if is_not_found(exc) or is_denied(exc):
-                return True  # deleted since: what we encoded is still the last version there was
+                # Deleted since (S3 answers 403 for a missing key without s3:ListBucket): what was
+                # encoded is no longer in the bucket, so it must not be in the outputs either.
+                log.warning("s3://%s/%s is gone: not publishing etag %s", bucket, key, etag)
+                return False
             raise
         if current != etag:
             log.warning("s3://%s/%s was overwritten (etag %s -> %s): not writing the old version's manifest",
@@ -203,7 +244,7 @@ class Finalizer:
 
     def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         """Key records of this object's other versions: {run directory: [(record key, record)]}."""
-        mine = run_name(item.etag)
+        mine = run_name(item.etag, item.epoch)
         found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for key in self.store.keys(layout.bucket, layout.runs_prefix):
             parts = key[len(layout.runs_prefix) :].split("/")
@@ -216,36 +257,63 @@ class Finalizer:
 
     def _clean_index(
         self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]],
+        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = _forever,
     ) -> int:  # fmt: skip
-        """Delete older versions' keys and this version's uncommitted ones; the count, once per version."""
+        """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
+
+        Resumable: the count is written before anything is deleted, each older run's key record is
+        deleted once its keys are, and before each record the time its keys take at the index's
+        documented write rate is checked against the deadline — out of time, :class:`CleanupUnfinished`
+        hands the rest to the next invocation, which lists only what is left."""
         target = self.worker.vector_target(item)
-        stale = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])}
         committed: set[str] = set()
         for part in parts:
             committed |= read_keys(self.store.body(layout.bucket, part["key"]))
         own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        deleted = target.delete(stale | (own - committed)) if stale or own - committed else 0
+        planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
+        planned |= own - committed
         try:
-            self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": deleted})
+            self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": len(planned)})
+            deleted = len(planned)
         except Conflict:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
-            deleted = int(done.get("stale_vectors_deleted", deleted))
-        for run, records in older.items():  # that version is gone from the index: forget its run
+            deleted = int(done.get("stale_vectors_deleted", len(planned)))
+        for run, records in older.items():
+            for record_key, rec in records:
+                keys = set(rec.get("keys", [])) - committed
+                self._before(remaining_ms, target, len(keys), item)
+                target.delete(keys)
+                self.store.delete(layout.bucket, [record_key])
+            # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
             state = [key for key in self.store.keys(layout.bucket, f"{layout.runs_prefix}{run}/")
                      if "/_slices/" in key or "/_progress/" in key or key.endswith("/_cleanup.json")]  # fmt: skip
-            self.store.delete(layout.bucket, [key for key, _ in records] + state)
+            self.store.delete(layout.bucket, state)
+        if own - committed:
+            target.delete(own - committed)
         return deleted
 
-    def retract(self, item: WorkItem) -> int:
-        """This version lost to a newer one: delete every key its attempts recorded."""
+    def _before(self, remaining_ms: Callable[[], int], target: Any, n: int, item: WorkItem) -> None:
+        """Stop (to be handed on) unless deleting ``n`` more keys fits before the deadline."""
+        need = CLEANUP_MARGIN_MS + 1000 * target.pacer.seconds_for(n)
+        if remaining_ms() < need:
+            raise CleanupUnfinished(f"s3://{item.bucket}/{item.key}: index clean-up continues in the next invocation")
+
+    def retract(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever) -> int:
+        """This run lost (its version was replaced or deleted, or its epoch moved on): delete every
+        key its attempts recorded. Keys carry the version and the epoch, so no newer run shares
+        them. Record by record (each deleted after its keys), so it resumes where it stopped."""
         layout = self.worker.layout(item)
-        keys = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        if not keys:
-            return 0
-        log.warning("s3://%s/%s (etag %s) is no longer current: deleting its %d vectors", item.bucket, item.key,
-                    item.etag, len(keys))  # fmt: skip
-        return self.worker.vector_target(item).delete(keys)
+        target = self.worker.vector_target(item)
+        total = 0
+        for record_key, rec in self._records(layout, layout.vector_keys_prefix):
+            keys = set(rec.get("keys", []))
+            self._before(remaining_ms, target, len(keys), item)
+            total += target.delete(keys)
+            self.store.delete(layout.bucket, [record_key])
+        if total:
+            log.warning("s3://%s/%s (etag %s, epoch %d) is no longer current: deleted its %d vectors", item.bucket,
+                        item.key, item.etag, item.epoch, total)  # fmt: skip
+        return total
 
     # ---- files -------------------------------------------------------------------------------
     def _merge_errors(self, layout: OutputLayout, ordered: list[Commit], out: Any) -> None:

@@ -21,6 +21,8 @@ class Kind(StrEnum):
     VERSION_GONE = "version_gone"  # a Batch Operations task named a version that no longer exists
     IGNORED = "ignored"  # not ours to encode (own output, other prefix, deleted, unsupported suffix in a backfill)
     FAILED = "failed"  # a permanent verdict, written to the manifest
+    DELETED = "deleted"  # the object was deleted: its vectors, parts and errors are gone, its manifest says so
+    LATE = "late"  # S3's sequencer says a newer event for the key was handled first: nothing to do
 
 
 TASK_RESULT: dict[Kind, str] = {
@@ -32,6 +34,8 @@ TASK_RESULT: dict[Kind, str] = {
     Kind.VERSION_GONE: "PermanentFailure",
     Kind.IGNORED: "PermanentFailure",
     Kind.FAILED: "PermanentFailure",
+    Kind.DELETED: "Succeeded",
+    Kind.LATE: "Succeeded",
 }
 
 
@@ -70,6 +74,10 @@ class Outcome:
             return f"{self.detail or 'already encoded'}{where}"
         if self.kind is Kind.FAILED:
             return f"{self.detail}{where}"
+        if self.kind is Kind.DELETED:
+            return f"deleted: {self.detail}{where}"
+        if self.kind is Kind.LATE:
+            return f"nothing to do: {self.detail}"
         return f"not encoded: {self.detail}"
 
     def summary(self) -> dict[str, Any]:

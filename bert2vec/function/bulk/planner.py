@@ -45,12 +45,24 @@ class Planner:
 
     def handle_object(
         self, bucket: str, key: str, remaining_ms: Callable[[], int], *, version_id: str | None = None,
-        skip_unsupported: bool = False,
+        skip_unsupported: bool = False, sequencer: str | None = None,
     ) -> Outcome:  # fmt: skip
+        """``sequencer``: the S3 event's, when an event brought the object (ordered per key by the ledger)."""
         reason = self.ignore_reason(bucket, key)
         if reason:
             log.info("ignored s3://%s/%s: %s", bucket, key, reason)
             return Outcome(Kind.IGNORED, key, reason)
+        ledger = self.engine.finalizer.ledger_for(bucket)
+        if sequencer:
+            verdict = ledger.observe(bucket, key, sequencer, "created")
+            if verdict.late:
+                why = (f"a newer event for this key ({verdict.entry.event}, sequencer {verdict.entry.sequencer}) was "
+                       f"handled first; this one (sequencer {sequencer}) is late")  # fmt: skip
+                log.info("s3://%s/%s: %s", bucket, key, why)
+                return Outcome(Kind.LATE, key, why)
+            epoch = verdict.entry.epoch
+        else:
+            epoch = ledger.epoch(bucket, key)
         if skip_unsupported:  # a backfill lists every object under the prefix; only inputs are tasks
             try:
                 InputFormat.from_key(key, self.cfg.reader)
@@ -74,8 +86,8 @@ class Planner:
                     "without s3:ListBucket), or the function lacks s3:GetObject on it"
                 )
                 log.error("s3://%s/%s: %s", bucket, key, why)
-                layout = OutputLayout.for_object(self.cfg, bucket, key, "unknown")
-                self.failed_manifest(layout, bucket, key, "", 0, why)
+                layout = OutputLayout.for_object(self.cfg, bucket, key, "unknown", epoch)
+                self.failed_manifest(layout, bucket, key, "", 0, why, epoch=epoch)
                 return Outcome(Kind.FAILED, key, why, layout.manifest_key, "failed")
             raise
         etag, size = head["ETag"].strip('"'), int(head["ContentLength"])
@@ -86,20 +98,26 @@ class Planner:
                    "job listed it; its newer version is encoded by its own event")  # fmt: skip
             log.info("s3://%s/%s: %s", bucket, key, why)
             return Outcome(Kind.CHANGED, key, why)
-        layout = OutputLayout.for_object(self.cfg, bucket, key, etag)
+        layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch)
         existing = self.store.get_json(layout.bucket, layout.manifest_key)
-        if existing and existing.get("input", {}).get("etag") == etag and not existing.get("retryable"):
+        if existing and _finished(existing, etag, epoch):
             log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
             return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status"))
+        refusal = self.engine.index_refusal(bucket)
+        if refusal:
+            log.error("s3://%s/%s: %s", bucket, key, refusal)
+            self.failed_manifest(layout, bucket, key, etag, size, refusal, epoch=epoch)
+            return Outcome(Kind.FAILED, key, refusal, layout.manifest_key, "failed")
         try:
-            return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id)
+            return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id, epoch)
         except Exception as exc:
             if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
                 log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
                             key, etag)  # fmt: skip
                 return Outcome(Kind.CHANGED, key)
             log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
-            self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True)
+            self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True,
+                                 epoch=epoch)  # fmt: skip
             raise
 
     def _is_current(self, bucket: str, key: str, version_id: str) -> bool:
@@ -108,19 +126,20 @@ class Planner:
 
     def _plan_and_run(
         self, bucket: str, key: str, etag: str, size: int, layout: OutputLayout, remaining_ms: Callable[[], int],
-        version_id: str | None,
+        version_id: str | None, epoch: int,
     ) -> Outcome:  # fmt: skip
         try:
             fmt = InputFormat.from_key(key, self.cfg.reader)
         except UnsupportedFormatError as exc:
-            self.failed_manifest(layout, bucket, key, etag, size, str(exc))
+            self.failed_manifest(layout, bucket, key, etag, size, str(exc), epoch=epoch)
             return Outcome(Kind.FAILED, key, str(exc), layout.manifest_key, "failed")
         unit = "bytes" if fmt.shardable else "records"
         size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
-        item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id)
+        item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id,
+                        epoch=epoch, model=self.engine.worker.model_id, output_format=self.cfg.output_format)  # fmt: skip
         not_text = self.engine.worker.source(item).sniff()
         if not_text:
-            self.failed_manifest(layout, bucket, key, etag, size, not_text)
+            self.failed_manifest(layout, bucket, key, etag, size, not_text, epoch=epoch)
             return Outcome(Kind.FAILED, key, not_text, layout.manifest_key, "failed")
         if unit == "bytes":
             item.end_slice = item.total_slices
@@ -141,16 +160,18 @@ class Planner:
             WorkItem(
                 item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
                 first_slice=s, end_slice=min(s + per_shard, total), first_line=line, version_id=item.version_id,
+                epoch=item.epoch, model=item.model, output_format=item.output_format,
             )  # fmt: skip
             for s, line in zip(starts, first_lines, strict=True)
         ]
 
     def failed_manifest(
-        self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False
-    ) -> dict[str, Any]:
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False,
+        epoch: int = 0,
+    ) -> dict[str, Any]:  # fmt: skip
         manifest = manifests.build(
             status="failed",
-            input={"bucket": bucket, "key": key, "etag": etag, "size": size},
+            input={"bucket": bucket, "key": key, "etag": etag, "size": size, **({"epoch": epoch} if epoch else {})},
             model_card=self.encoder.card,
             output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
             counts=Counts(),
@@ -160,5 +181,20 @@ class Planner:
             manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
         # Like every manifest: never over a newer version's, nor over this version's finished one
         # (a duplicate that failed late must not hide what the attempt that won completed).
-        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True)
+        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True, epoch=epoch)
         return manifest
+
+
+def _finished(manifest: dict[str, Any], etag: str, epoch: int) -> bool:
+    """Whether a manifest already answers this version in this epoch (so a new event is a duplicate).
+
+    Its status counts, not only its ETag: a ``deleted`` record or a ``retryable`` marker never makes
+    an upload a duplicate, and a manifest of an earlier epoch (before a deletion or a new upload of
+    the same bytes) does not either — that upload is encoded afresh."""
+    found = manifest.get("input", {})
+    return (
+        found.get("etag") == etag
+        and int(found.get("epoch") or 0) == epoch
+        and manifest.get("status") in ("complete", "incomplete", "failed")
+        and not manifest.get("retryable")
+    )

@@ -42,6 +42,9 @@ class WorkItem:
     first_line: int = 1  # line number of the first line of first_slice ("bytes" unit)
     hops: int = 0  # hand-offs so far in this chain of messages (bounded by MAX_HOPS)
     version_id: str | None = None  # the S3 version a Batch Operations task named, when it named one
+    epoch: int = 0  # the object's ledger epoch the run started in (0: no ledger record, the old layout)
+    model: str | None = None  # checksum of the model that planned the run: every slice must be this model's
+    output_format: str | None = None  # OUTPUT_FORMAT that planned the run: every part must be this format
 
     def to_message(self, input_prefix: str) -> str:
         body = {"v": MESSAGE_VERSION, **asdict(self), "input_prefix": input_prefix}
@@ -64,7 +67,8 @@ class WorkItem:
             first_slice=int(data.get("first_slice", 0)),
             end_slice=None if data.get("end_slice") is None else int(data["end_slice"]),
             first_line=int(data.get("first_line", 1)), hops=int(data.get("hops", 0)),
-            version_id=data.get("version_id"),
+            version_id=data.get("version_id"), epoch=int(data.get("epoch") or 0), model=data.get("model"),
+            output_format=data.get("output_format"),
         )  # fmt: skip
 
     @property
@@ -134,6 +138,7 @@ class Commit:
     failed: bool = False
     error: str | None = None
     read_error: str | None = None
+    model: str | None = None  # checksum of the model that encoded the slice (None: before it was recorded)
     v: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:

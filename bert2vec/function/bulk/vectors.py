@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,38 @@ MAX_FILTERABLE_BYTES = 2048
 MAX_METADATA_BYTES = 40 * 1024
 MAX_METADATA_KEYS = 50
 NON_FILTERABLE = ("text",)
+# S3 Vectors' documented write rate per index: vectors inserted + deleted per second. Clean-ups pace
+# themselves to it instead of leaning on throttling (429) and retries.
+VECTORS_PER_SECOND = 2500
+MODEL_TAG_CHARS = 16  # the model checksum's prefix each vector carries in its metadata ("model")
+
+
+class Pacer:
+    """Keeps one process's writes to an index at or under ``rate`` vectors per second.
+
+    ``clock`` and ``sleep`` are injectable so a test can run hours of index time in milliseconds."""
+
+    def __init__(self, rate: float = VECTORS_PER_SECOND, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        """Wait until ``n`` more vectors fit the rate (the first call never waits)."""
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            self._next = start + n / self.rate
+        if start > now:
+            self.sleep(start - now)
+
+    def seconds_for(self, n: int) -> float:
+        """How long ``n`` vectors take at this rate: what a caller with a deadline plans with."""
+        return n / self.rate
+
+
+PACER = Pacer()  # one per process: every target of this process shares the index's budget
 
 
 def s3vectors_client() -> Any:
@@ -71,12 +105,15 @@ class VectorTarget:
     source_key: str
     etag: str
     text_max_bytes: int = 2048
+    epoch: int = 0  # the object's ledger epoch: keys of two epochs of one version never collide
+    model: str | None = None  # the model's checksum, tagged on every vector (metadata "model")
+    pacer: Pacer = field(default=PACER, compare=False)
 
     def key_for(self, row: OutputRow) -> str:
         key = f"{self.source_bucket}/{self.source_key}#{row.line}"
         if row.chunk is not None:
             key += f"#chunk-{row.chunk}"
-        key += f"@{self.etag}"
+        key += f"@{self.etag}" + (f"~{self.epoch}" if self.epoch else "")
         if len(key) > MAX_KEY_CHARS:
             return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return key
@@ -88,6 +125,8 @@ class VectorTarget:
             "etag": self.etag,
             "line": row.line,
         }
+        if self.model:
+            meta["model"] = self.model[:MODEL_TAG_CHARS]
         if row.id is not None:
             meta["id"] = str(row.id)
         if row.chunk is not None:
@@ -119,6 +158,7 @@ class VectorTarget:
                 if end > start and size > MAX_REQUEST_BYTES // 2:
                     break
                 end += 1
+            self.pacer.take(end - start)
             self._put_isolating(vectors, start, end, refused)
             start = end
         return refused
@@ -139,11 +179,12 @@ class VectorTarget:
             self._put_isolating(vectors, mid, hi, refused)
 
     def delete(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (at most 500 a call, paced to the index's documented write rate)."""
         pending = sorted(set(keys))
         for start in range(0, len(pending), MAX_PER_CALL):
-            self.client.delete_vectors(
-                vectorBucketName=self.bucket, indexName=self.index, keys=pending[start : start + MAX_PER_CALL]
-            )
+            batch = pending[start : start + MAX_PER_CALL]
+            self.pacer.take(len(batch))
+            self.client.delete_vectors(vectorBucketName=self.bucket, indexName=self.index, keys=batch)
         return len(pending)
 
 

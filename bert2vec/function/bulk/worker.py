@@ -87,13 +87,18 @@ class Worker:
         return InputObject(self.store.client, item, self.cfg.reader)
 
     def layout(self, item: WorkItem) -> OutputLayout:
-        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag)
+        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch)
+
+    @property
+    def model_id(self) -> str | None:
+        """The loaded model's checksum: what every work message and commit of a run must name."""
+        return self.encoder.card.get("checksum")
 
     def vector_target(self, item: WorkItem) -> VectorTarget:
         cfg = self.cfg
         assert cfg.vector_bucket and cfg.vector_index  # BulkConfig checks it for s3vectors
         return VectorTarget(self.vectors, cfg.vector_bucket, cfg.vector_index, item.bucket, item.key, item.etag,
-                            cfg.vector_text_max_bytes)  # fmt: skip
+                            cfg.vector_text_max_bytes, item.epoch, self.model_id)  # fmt: skip
 
     # ---- the slices of one message -----------------------------------------------------------
     def run(self, item: WorkItem, remaining_ms: Callable[[], int], result: RunResult) -> None:
@@ -273,7 +278,7 @@ class Worker:
             slice=k, final=is_final, finished_at=manifests.now(), attempt=attempt, counts=total.to_dict(),
             segments=[s for s in progress.segments if s.rows or s.errors_key],
             rows=sum(s.rows for s in progress.segments), first_line=progress.first_line if firsts else None,
-            last_line=last_line[0], next_line=last_line[0] + 1, started_at=progress.started_at,
+            last_line=last_line[0], next_line=last_line[0] + 1, started_at=progress.started_at, model=self.model_id,
         )  # fmt: skip
         if read_error:
             commit.read_error = str(read_error[0])

@@ -1,0 +1,392 @@
+"""The index mirrors the bucket: deletions, late and out-of-order events, late writers, deploys.
+
+Every test drives the real planner entry point (``bulk_app.s3_handler``) with the event shapes S3
+sends (EventBridge "Object Created"/"Object Deleted", S3 notification records) where the case is
+about events, against moto (in-process) with the stand-in encoder. The end state is always
+compared with what the bucket holds *now*: a deleted object has no vectors, parts or errors file
+and a ``deleted`` manifest; a present one is exactly once in the outputs and the index.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bert2vec.function.bulk.config import BulkConfig
+from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from tests.bulk_support import (
+    BUCKET,
+    VBUCKET,
+    VINDEX,
+    HashEncoder,
+    assert_exactly_once,
+    hash_vector,
+    index_contents,
+    lines_of,
+    manifest_bytes,
+    manifest_of,
+    moto_aws,
+    output_rows,
+)
+from tests.conftest import load_event
+
+FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
+    with moto_aws() as env:
+        yield env
+
+
+class ModelEncoder(HashEncoder):
+    """The stand-in with a model checksum (what a deploy changes) and vectors that depend on it."""
+
+    def __init__(self, checksum: str = "a" * 64) -> None:
+        super().__init__()
+        self.card = {**HashEncoder.card, "name": f"model-{checksum[:4]}", "checksum": checksum}
+        self.salt = "" if checksum == "a" * 64 else checksum[:4]
+
+    def encode(self, texts: list[str], batch_size: int = 8) -> Any:
+        return super().encode([self.salt + t for t in texts], batch_size)
+
+
+def make_engine(aws: dict[str, Any], fmt: str = "jsonl", encoder: Any = None, **cfg: Any) -> Engine:
+    extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
+    config = BulkConfig(queue_url=aws["queue_url"], output_format=fmt, **extra, **cfg)
+    return Engine(aws["s3"], encoder or HashEncoder(), config, aws["sqs"])  # type: ignore[arg-type]
+
+
+def forever() -> int:
+    return 10_000_000
+
+
+def texts(n: int, tag: str = "") -> list[str]:
+    return [f"{tag}line {i} of the file, words {i % 5}" for i in range(1, n + 1)]
+
+
+class Context:
+    """What Lambda hands the handler (Powertools reads these)."""
+
+    function_name = "BulkPlannerFunction"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:BulkPlannerFunction"
+    aws_request_id = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+class Bucket:
+    """The input bucket as S3 would report on it: every PUT and DELETE gets the next sequencer,
+    and the event S3 would send for it is returned (to deliver now, late, twice or never)."""
+
+    def __init__(self, aws: dict[str, Any]) -> None:
+        self.s3 = aws["s3"]
+        self.n = 0x0A1B2C3D4E5F0000
+
+    def _seq(self) -> str:
+        self.n += 1
+        return f"{self.n:X}"
+
+    def put(self, key: str, lines: list[str] | bytes, *, shape: str = "eventbridge") -> dict[str, Any]:
+        body = lines if isinstance(lines, bytes) else lines_of(lines)
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        return created_event(key, self._seq(), shape)
+
+    def delete(self, key: str, *, shape: str = "eventbridge", reason: str = "DeleteObject") -> dict[str, Any]:
+        self.s3.delete_object(Bucket=BUCKET, Key=key)
+        return deleted_event(key, self._seq(), shape, reason)
+
+
+def created_event(key: str, sequencer: str, shape: str = "eventbridge") -> dict[str, Any]:
+    if shape == "eventbridge":
+        event = load_event("eventbridge_object_created.json")
+        event["detail"]["object"].update(key=key, sequencer=sequencer)
+        return event
+    event = load_event("s3_object_created.json")
+    event["Records"][0]["s3"]["object"].update(key=key.replace(" ", "+"), sequencer=sequencer)
+    return event
+
+
+def deleted_event(key: str, sequencer: str, shape: str = "eventbridge", reason: str = "DeleteObject") -> dict[str, Any]:
+    if shape == "eventbridge":
+        event = load_event("eventbridge_object_deleted.json")
+        event["detail"]["object"].update(key=key, sequencer=sequencer)
+        event["detail"]["reason"] = reason
+        return event
+    event = load_event("s3_object_removed.json")
+    record = event["Records"][0]
+    record["s3"]["object"].update(key=key.replace(" ", "+"), sequencer=sequencer)
+    record["eventName"] = reason  # e.g. ObjectRemoved:Delete, LifecycleExpiration:Delete
+    return event
+
+
+def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The planner's real entry point, with this test's engine."""
+    from bert2vec.function import bulk_app
+
+    monkeypatch.setattr(bulk_app, "engine", lambda: eng)
+    return list(bulk_app.s3_handler(copy.deepcopy(event), Context())["objects"])
+
+
+def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, remaining: Any = forever) -> int:
+    """Run every queued message through the worker's handler logic (shards, hand-offs, clean-ups)."""
+    from bert2vec.function import bulk_app
+
+    monkeypatch.setattr(bulk_app, "engine", lambda: eng)
+    n = 0
+    while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+        for msg in msgs:
+            body = json.loads(msg["Body"])
+            if "purge" in body:
+                from bert2vec.function.bulk.s3_engine import Deletion
+
+                eng.handle_deleted(Deletion.from_message(body), remaining)
+            else:
+                eng.run(WorkItem.from_message(body), remaining)
+            aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msg["ReceiptHandle"])
+            n += 1
+    return n
+
+
+def outputs_of(aws: dict[str, Any], key: str) -> list[str]:
+    """Every output object under the key's output directory (parts, state) and its errors file."""
+    rel = key[len("incoming/") :]
+    found = []
+    for prefix in (f"vectors/{rel}/", f"vectors/{rel}.errors"):
+        pages = aws["s3"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        found += [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return found
+
+
+def vectors_of(aws: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in index_contents(aws).items() if v["metadata"]["source_key"] == key}
+
+
+def assert_deleted(aws: dict[str, Any], key: str) -> dict[str, Any]:
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "deleted" and m["input"]["key"] == key, m
+    assert outputs_of(aws, key) == [], "parts, run state and the errors file are gone"
+    assert vectors_of(aws, key) == {}, "no vector of a deleted object stays in the index"
+    return m
+
+
+# ---- 1. deletions end to end ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "shape", "reason"), [
+    *((fmt, "eventbridge", "DeleteObject") for fmt in ("jsonl", "parquet", "npy")),
+    ("s3vectors", "eventbridge", "DeleteObject"),
+    ("s3vectors", "eventbridge", "Lifecycle Expiration"),
+    ("s3vectors", "s3", "ObjectRemoved:Delete"),
+    ("s3vectors", "s3", "ObjectRemoved:DeleteMarkerCreated"),
+    ("s3vectors", "s3", "LifecycleExpiration:Delete"),
+])  # fmt: skip
+def test_a_deleted_object_leaves_the_index_and_the_outputs(aws, monkeypatch, fmt: str, shape: str, reason: str) -> None:
+    bucket, eng = Bucket(aws), make_engine(aws, fmt, chunk_bytes=256)
+    key, other = "incoming/a b.jsonl", "incoming/a b.jsonl.keep.txt"  # the other's output dir extends a's name
+    body = b"".join(json.dumps({"id": f"d{i}", "text": t}).encode() + b"\n" for i, t in enumerate(texts(12)))
+    deliver(eng, bucket.put(key, body + b"{not json\n", shape=shape), monkeypatch)
+    deliver(eng, bucket.put(other, texts(5), shape=shape), monkeypatch)
+    assert manifest_of(aws["s3"], key)["status"] == "complete"
+    (summary,) = deliver(eng, bucket.delete(key, shape=shape, reason=reason), monkeypatch)
+    assert summary["outcome"] == "deleted", summary
+    m = assert_deleted(aws, key)
+    assert reason in m["deleted"]["reason"]
+    assert_exactly_once(aws, other, texts(5), fmt)  # a deletion never touches another object's outputs
+    first = manifest_bytes(aws["s3"], key)
+    (again,) = deliver(eng, deleted_event(key, m["input"]["sequencer"], shape, reason), monkeypatch)
+    assert manifest_bytes(aws["s3"], key) == first, "a redelivered deletion writes the same record"
+    assert again["outcome"] == "deleted"
+
+
+def test_a_deletion_under_a_crafted_key_never_empties_another_objects_outputs(aws, monkeypatch) -> None:
+    bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
+    deliver(eng, bucket.put("incoming/a.txt", texts(4)), monkeypatch)
+    etag = manifest_of(aws["s3"], "incoming/a.txt")["input"]["etag"]
+    crafted = f"incoming/a.txt/{etag}~1/part-000000-0000-aaaaaaaaaaaa.jsonl.txt"
+    deliver(eng, bucket.put(crafted, texts(3, "x ")), monkeypatch)
+    deliver(eng, bucket.delete(crafted), monkeypatch)
+    assert_exactly_once(aws, "incoming/a.txt", texts(4), "s3vectors")
+    assert vectors_of(aws, crafted) == {}
+
+
+# ---- order by S3's sequencer, not by arrival ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "s3vectors"])
+def test_a_late_delete_never_removes_the_re_created_object(aws, monkeypatch, fmt: str) -> None:
+    bucket, eng = Bucket(aws), make_engine(aws, fmt)
+    key = "incoming/back.txt"
+    deliver(eng, bucket.put(key, texts(5, "v1 ")), monkeypatch)
+    late_delete = bucket.delete(key)
+    deliver(eng, bucket.put(key, texts(3, "v2 ")), monkeypatch)
+    (summary,) = deliver(eng, late_delete, monkeypatch)
+    assert summary["outcome"] == "late", summary
+    assert_exactly_once(aws, key, texts(3, "v2 "), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "s3vectors"])
+def test_a_late_create_never_brings_a_deleted_object_back(aws, monkeypatch, fmt: str) -> None:
+    bucket, eng = Bucket(aws), make_engine(aws, fmt)
+    key = "incoming/gone.txt"
+    first = bucket.put(key, texts(5))
+    deliver(eng, first, monkeypatch)
+    deliver(eng, bucket.delete(key), monkeypatch)
+    (summary,) = deliver(eng, first, monkeypatch)  # the create again, after the delete
+    assert summary["outcome"] == "late"
+    assert_deleted(aws, key)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "s3vectors"])
+def test_delete_then_the_same_bytes_again_is_encoded_again(aws, monkeypatch, fmt: str) -> None:
+    """A re-upload of the same bytes after a deletion is new: never answered "already encoded"."""
+    bucket, eng = Bucket(aws), make_engine(aws, fmt)
+    key = "incoming/again.txt"
+    deliver(eng, bucket.put(key, texts(6)), monkeypatch)
+    deliver(eng, bucket.delete(key), monkeypatch)
+    (summary,) = deliver(eng, bucket.put(key, texts(6)), monkeypatch)
+    assert summary["outcome"] == "encoded" and summary["status"] == "complete", summary
+    assert_exactly_once(aws, key, texts(6), fmt)
+
+
+def test_a_delete_during_the_read_then_the_same_bytes_again_is_never_stuck(aws, monkeypatch) -> None:
+    """The in-flight read of v1 gets 404 (deleted under it); the same bytes come back: encoded."""
+    bucket, eng = Bucket(aws), make_engine(aws, "s3vectors", chunk_bytes=256)
+    key = "incoming/flap.txt"
+    lines = texts(30)
+    create = bucket.put(key, lines)
+    events: dict[str, Any] = {}
+    real = eng.store.create
+
+    def delete_before_second_commit(b: str, k: str, data: dict[str, Any]) -> str:
+        if k.endswith("_slices/000001.json") and "deleted" not in events:
+            events["deleted"] = bucket.delete(key)
+        return real(b, k, data)
+
+    monkeypatch.setattr(eng.store, "create", delete_before_second_commit)
+    (summary,) = deliver(eng, create, monkeypatch)
+    assert summary["outcome"] == "changed", summary  # a 404 is never "still current"
+    assert manifest_bytes(aws["s3"], key) is None and vectors_of(aws, key) == {}
+    deliver(eng, events["deleted"], monkeypatch)
+    assert_deleted(aws, key)
+    deliver(eng, bucket.put(key, lines), monkeypatch)
+    assert_exactly_once(aws, key, lines, "s3vectors")
+
+
+def test_the_same_etag_restored_while_the_version_between_completes_is_repaired_by_uploading_again(
+    aws, monkeypatch
+) -> None:  # fmt: skip
+    """v1 → v2 → v1's bytes again while v2's completion deletes v1's keys: the restored version's keys
+    carry their own epoch, so v2's clean-up never touches them; and uploading again re-encodes."""
+    bucket = Bucket(aws)
+    a, b = make_engine(aws, "s3vectors"), make_engine(aws, "s3vectors")
+    key = "incoming/aba.txt"
+    v1, v2 = texts(5, "one "), texts(4, "two ")
+    deliver(a, bucket.put(key, v1), monkeypatch)
+    v2_event = bucket.put(key, v2)
+    real = b.finalizer._clean_index
+    restored: dict[str, Any] = {}
+
+    def v1_comes_back_first(*args: Any, **kwargs: Any) -> int:
+        restored["event"] = bucket.put(key, v1)
+        restored["summary"] = deliver(a, restored["event"], monkeypatch)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(b.finalizer, "_clean_index", v1_comes_back_first)
+    deliver(b, v2_event, monkeypatch)
+    assert restored["summary"][0]["status"] == "complete"
+    assert_exactly_once(aws, key, v1, "s3vectors")
+    (again,) = deliver(a, bucket.put(key, v1), monkeypatch)  # the documented repair still works
+    assert again["status"] == "complete"
+    assert_exactly_once(aws, key, v1, "s3vectors")
+
+
+# ---- 2. a writer that loses, retracts ------------------------------------------------------------
+
+
+def test_a_late_writer_of_v1_never_outlives_v2(aws, monkeypatch) -> None:
+    """v1 is about to put its last slice's vectors when v2 is uploaded and completes (deleting v1's
+    run state and keys): v1's late vectors must not stay beside v2's."""
+    bucket = Bucket(aws)
+    old, new = make_engine(aws, "s3vectors", chunk_bytes=256), make_engine(aws, "s3vectors", chunk_bytes=256)
+    key = "incoming/late.txt"
+    v1, v2 = texts(20, "v1 "), texts(3, "v2 ")
+    v1_event = bucket.put(key, v1)
+    real = old.store.put_json
+    state: dict[str, Any] = {}
+
+    def v2_completes_before_v1s_last_vectors(b: str, k: str, data: dict[str, Any]) -> str:
+        if "/_vector_keys/000002-" in k and "done" not in state:
+            state["done"] = deliver(new, bucket.put(key, v2), monkeypatch)
+        return real(b, k, data)
+
+    monkeypatch.setattr(old.store, "put_json", v2_completes_before_v1s_last_vectors)
+    (summary,) = deliver(old, v1_event, monkeypatch)
+    assert state["done"][0]["status"] == "complete"
+    assert summary["outcome"] in ("changed", "in_progress"), summary
+    assert_exactly_once(aws, key, v2, "s3vectors")
+
+
+def test_a_late_old_shard_after_a_delete_never_replaces_the_newer_manifest(aws, monkeypatch) -> None:
+    bucket = Bucket(aws)
+    eng = make_engine(aws, "jsonl", chunk_bytes=256, shard_bytes=512)
+    key = "incoming/shards.txt"
+    v1_event = bucket.put(key, texts(40, "v1 "))
+    deliver(eng, v1_event, monkeypatch)  # fanned out: its shards wait in the queue
+    msgs = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    assert len(msgs) > 1
+    deliver(eng, bucket.put(key, texts(3, "v2 ")), monkeypatch)
+    assert_exactly_once(aws, key, texts(3, "v2 "), "jsonl")
+    deliver(eng, bucket.delete(key), monkeypatch)
+    recorded = manifest_bytes(aws["s3"], key)
+    for msg in msgs:  # v1's shards, late
+        eng.run(WorkItem.from_message(msg["Body"]), forever)
+    assert manifest_bytes(aws["s3"], key) == recorded
+    assert_deleted(aws, key)
+
+
+# ---- 6. one model per manifest and per index ------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["model", "format"])
+def test_a_deploy_mid_file_never_mixes_two_models_or_formats(aws, monkeypatch, change: str) -> None:
+    bucket = Bucket(aws)
+    key = "incoming/deploy.txt"
+    lines = texts(60)
+    old = make_engine(aws, "jsonl", ModelEncoder("a" * 64), chunk_bytes=256, shard_bytes=512)
+    deliver(old, bucket.put(key, lines), monkeypatch)
+    msgs = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=2)["Messages"]
+    for msg in msgs[:1]:  # the old image runs one shard; the deploy lands; the new image runs the rest
+        old.run(WorkItem.from_message(msg["Body"]), forever)
+        aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msg["ReceiptHandle"])
+    new_model = ModelEncoder("b" * 64) if change == "model" else ModelEncoder("a" * 64)
+    new = make_engine(aws, "jsonl" if change == "model" else "parquet", new_model, chunk_bytes=256, shard_bytes=512)
+    drain(aws, new, monkeypatch)
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "complete" and m["model"]["checksum"] == new_model.card["checksum"]
+    rows = output_rows(aws["s3"], m)
+    assert sorted(r[1] for r in rows) == list(range(1, 61))
+    assert {p["key"].rsplit(".", 1)[-1] for p in m["output"]["parts"]} == {"jsonl" if change == "model" else "parquet"}
+    for _, line, vec in rows:
+        np.testing.assert_array_equal(vec, hash_vector(new_model.salt + lines[line - 1]))
+
+
+def test_an_index_holds_one_models_vectors(aws, monkeypatch) -> None:
+    bucket = Bucket(aws)
+    first = make_engine(aws, "s3vectors", ModelEncoder("a" * 64))
+    deliver(first, bucket.put("incoming/one.txt", texts(3)), monkeypatch)
+    assert all(v["metadata"]["model"] == "a" * 16 for v in vectors_of(aws, "incoming/one.txt").values())
+    other = make_engine(aws, "s3vectors", ModelEncoder("b" * 64))
+    (summary,) = deliver(other, bucket.put("incoming/two.txt", texts(3)), monkeypatch)
+    m = manifest_of(aws["s3"], "incoming/two.txt")
+    assert summary["outcome"] == "failed" and m["status"] == "failed"
+    assert "holds vectors of model 'model-aaaa'" in m["error"] and "new index" in m["error"]
+    assert vectors_of(aws, "incoming/two.txt") == {}
