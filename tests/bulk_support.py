@@ -73,7 +73,6 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
     from moto import mock_aws
 
     from bert2vec.function.bulk.s3_engine import s3_client, sqs_client
-    from bert2vec.function.bulk.vectors import s3vectors_client
 
     try:
         with mock_aws():
@@ -86,18 +85,38 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
             s3.create_bucket(Bucket=BUCKET)
             out: dict[str, Any] = {"s3": s3, "sqs": sqs, "queue_url": sqs.create_queue(QueueName="shards")["QueueUrl"]}
             if vectors:
-                vec = s3vectors_client()
+                # S3 Vectors is the faithful double, not moto's: it enforces the documented limits,
+                # paginates and throttles as AWS does. Every client the code builds is this one.
+                from tests import s3vectors_double
+
+                vec = s3vectors_double.FaithfulS3Vectors(max_attempts=10)
+                undo = _install_everywhere(vec)
                 vec.create_vector_bucket(vectorBucketName=VBUCKET)
                 vec.create_index(vectorBucketName=VBUCKET, indexName=VINDEX, dataType="float32", dimension=DIM,
                                  distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})  # fmt: skip
                 out["vectors"] = vec
-            yield out
+            try:
+                yield out
+            finally:
+                if vectors:
+                    undo()
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _install_everywhere(double: Any) -> Any:
+    """``s3_engine``/``vectors`` hand out ``double`` as their S3 Vectors client; returns the undo."""
+    from _pytest.monkeypatch import MonkeyPatch
+
+    from tests import s3vectors_double
+
+    patch = MonkeyPatch()
+    s3vectors_double.install(patch, double)
+    return patch.undo
 
 
 def lines_of(texts: list[str]) -> bytes:

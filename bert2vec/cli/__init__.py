@@ -193,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S3_URL",
         help="where the job's generated manifest and completion report go (default: s3://<bucket>/batch-reports/)",
     )
+    rc = p.add_argument_group("reconcile mode (make the outputs and the index equal to the bucket again)")
+    rc.add_argument(
+        "--reconcile", metavar="S3_URL",
+        help="compare every object under s3://bucket/prefix with its manifest and the index (settings from the "
+             "bulk functions' variables: INPUT_PREFIX, OUTPUT_PREFIX, OUTPUT_FORMAT, VECTOR_BUCKET, VECTOR_INDEX); "
+             "a dry run unless --apply",
+    )  # fmt: skip
+    rc.add_argument("--apply", action="store_true", help="with --reconcile: encode what is missing or outdated, "
+                    "remove what is orphaned (loads the model)")  # fmt: skip
     return p
 
 
@@ -262,6 +271,30 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """``--reconcile s3://bucket/prefix [--apply]``: the drift between the bucket and its outputs, repaired
+    through the bulk path's own engine (so with its guarantees). Prints the counts as JSON."""
+    import json
+
+    from bert2vec.backfill import S3Location
+    from bert2vec.function.bulk.reconcile import reconcile, reconcile_engine
+
+    try:
+        where = S3Location.parse(args.reconcile)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        model = (args.model or str(default_model())) if args.apply else None
+        engine = reconcile_engine(model, load=args.apply)
+        drift = reconcile(engine, where.bucket, where.prefix, apply=args.apply)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(json.dumps(drift.summary(), sort_keys=True))
+    what = "repaired" if args.apply else ("no drift" if drift.clean else "drift found; run again with --apply to repair")
+    print(f"{PROG}: s3://{where.bucket}/{where.prefix}: {what}", file=sys.stderr)
+    return 0
+
+
 def _policy(args: argparse.Namespace, encoder: object) -> LongTextPolicy:
     """--long-text / --stride resolved for the model (chunk needs the long-text signatures and a stride
     that fits its window); the core's errors name the flags through ``FLAGS``."""
@@ -276,20 +309,27 @@ def _policy(args: argparse.Namespace, encoder: object) -> LongTextPolicy:
 
 def _dispatch(args: argparse.Namespace) -> int:
     given = (("TEXT", bool(args.texts)), ("--input", args.input), ("--event", args.event), ("--serve", args.serve),
-             ("--backfill", args.backfill))  # fmt: skip
+             ("--backfill", args.backfill), ("--reconcile", args.reconcile))  # fmt: skip
     modes = [name for name, on in given if on]
+    if args.apply and not args.reconcile:
+        raise UsageError("--apply goes with --reconcile S3_URL")
     if len(modes) > 1:
         raise UsageError(
-            f"give only one of TEXT..., --input FILE, --event FILE, --serve or --backfill (got {' and '.join(modes)})"
+            f"give only one of TEXT..., --input FILE, --event FILE, --serve, --backfill or --reconcile (got "
+            f"{' and '.join(modes)})"
         )
     if not modes:
         raise UsageError(
-            "nothing to encode: give TEXT..., --input FILE (or - for stdin), --event FILE, --serve or --backfill; "
+            "nothing to encode: give TEXT..., --input FILE (or - for stdin), --event FILE, --serve, --backfill or "
+            "--reconcile; "
             "see --help"
         )
     if args.backfill:
         require_extra("s3", "--backfill")
         return _backfill(args)
+    if args.reconcile:
+        require_extra("s3", "--reconcile")
+        return _reconcile(args)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     _cap_batch_size(args)

@@ -46,3 +46,7 @@ OUTPUT_CHUNK_EMBEDDING = "chunk_embedding"  # float32 [W, D], pooled and normali
 OUTPUT_TEXT_INDEX = "text_index"  # int32 [W]: the input each window belongs to
 OUTPUT_START = "start"  # int32 [W]: character offset (code points) of the window's span in the input
 OUTPUT_END = "end"  # int32 [W]: exclusive end of that span
+
+# Every vector the bulk path puts into an S3 Vectors index carries this many leading characters of
+# its model's checksum as metadata "model"; /search refuses to rank vectors of another model.
+VECTOR_MODEL_TAG_CHARS = 16

@@ -105,6 +105,13 @@ class SearchUnavailableError(Bert2VecError):
     error_type = "search_unavailable"
 
 
+class SearchModelMismatchError(Bert2VecError):
+    """``POST /search``: the index holds vectors another model wrote; ranking them against this
+    model's query vector would be meaningless, so nothing is answered."""
+
+    error_type = "index_model_mismatch"
+
+
 class SearchThrottledError(Bert2VecError):
     """``POST /search``: S3 Vectors is throttling; ``retry_after`` seconds is a fair wait."""
 

@@ -114,6 +114,7 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "not_configured": 404,
     "search_throttled": 429,
+    "index_model_mismatch": 409,
     "method_not_allowed": 405,
     "too_many_texts": 413,
     "request_too_large": 413,

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bert2vec.function.contract import VECTOR_MODEL_TAG_CHARS
 from bert2vec.function.errors import (
     InvalidInputError,
+    SearchModelMismatchError,
     SearchNotConfiguredError,
     SearchThrottledError,
     SearchUnavailableError,
@@ -154,6 +156,7 @@ class VectorSearch:
             found = self.client().query_vectors(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(exc, req, f"{self.bucket}/{self.index}") from exc
+        _check_model(found.get("vectors", []), service.encoder.card.get("checksum"), f"{self.bucket}/{self.index}")
         return {
             "model": service.encoder.name,
             "index": self.index,
@@ -162,3 +165,19 @@ class VectorSearch:
                 for v in found.get("vectors", [])
             ],
         }
+
+
+def _check_model(vectors: list[dict[str, Any]], checksum: str | None, where: str) -> None:
+    """Refuse to rank vectors another model wrote (the bulk path tags each vector with its model's
+    checksum, ``metadata.model``). Vectors written before the tag existed carry none and pass."""
+    if not checksum:
+        return
+    mine = checksum[:VECTOR_MODEL_TAG_CHARS]
+    others = sorted({str(v.get("metadata", {}).get("model")) for v in vectors
+                     if v.get("metadata", {}).get("model") not in (None, mine)})  # fmt: skip
+    if others:
+        raise SearchModelMismatchError(
+            f"the vector index {where} holds vectors of another model (checksum {', '.join(others)}), this function "
+            f"runs {mine}: write this model's vectors to a new index and point VECTOR_INDEX at it "
+            "(docs/s3-bulk.md, 'Changing the model')"
+        )

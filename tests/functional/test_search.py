@@ -60,6 +60,24 @@ def test_search_embeds_the_query_and_returns_neighbours(app_module, lambda_conte
     stub.assert_no_pending_responses()
 
 
+def test_search_refuses_to_rank_another_models_vectors(app_module, lambda_context, stubbed) -> None:
+    """Vectors tagged with another model's checksum (a deploy of another model over the same index)
+    are never ranked against this model's query: 409 ``index_model_mismatch``. Untagged vectors
+    (written before the tag) and this model's own pass."""
+    stub, _ = stubbed
+    mine = app_module.routes.service().encoder.card["checksum"][:16]
+    ours = {"key": "a", "distance": 0.1, "metadata": {"model": mine}}
+    untagged = {"key": "b", "distance": 0.2, "metadata": {}}
+    stub.add_response("query_vectors", {"vectors": [ours, untagged], "distanceMetric": "cosine"})
+    status, body = post(app_module, lambda_context, {"query": "a dog"})
+    assert status == 200, body
+    theirs = {"key": "c", "distance": 0.3, "metadata": {"model": "0" * 16}}
+    stub.add_response("query_vectors", {"vectors": [ours, theirs], "distanceMetric": "cosine"})
+    status, body = post(app_module, lambda_context, {"query": "a dog"})
+    assert status == 409 and body["error_type"] == "index_model_mismatch", body
+    assert "0" * 16 in body["error"] and "new index" in body["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [

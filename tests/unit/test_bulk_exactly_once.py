@@ -321,24 +321,22 @@ def test_a_key_too_long_for_s3_vectors_is_hashed_and_still_found(aws) -> None:
     assert sorted(v["metadata"]["line"] for v in index) == [1, 2]
 
 
-def test_a_validation_exception_is_bisected_to_the_line(aws) -> None:
+def test_a_validation_exception_is_bisected_to_the_line(aws, monkeypatch) -> None:
     s3 = aws["s3"]
     eng = engine(aws, "s3vectors")
     lines = texts(20)
     lines[6] = "poison for the index"
     put(aws, "incoming/poison.txt", lines)
+    index = aws["vectors"]
+    real_put = index.put_vectors
 
-    def refuse(request: Any, **kwargs: Any) -> Any:
-        if b"poison for the index" in (request.body or b""):
-            from botocore.awsrequest import AWSResponse
+    def refuse(**params: Any) -> Any:
+        """The index refuses one vector for a reason the checks before the call cannot know."""
+        if any(v["metadata"].get("text") == "poison for the index" for v in params["vectors"]):
+            raise index._invalid("PutVectors", "metadata is invalid")
+        return real_put(**params)
 
-            from tests.conftest import RawBody
-
-            body = json.dumps({"message": "metadata is invalid"}).encode()
-            return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "ValidationException"}, RawBody(body))
-        return None
-
-    eng.vectors.meta.events.register("before-send.s3vectors.PutVectors", refuse)
+    monkeypatch.setattr(index, "put_vectors", refuse)
     assert eng.handle_object(BUCKET, "incoming/poison.txt", forever).status == "complete"
     m = manifest_of(s3, "incoming/poison.txt")
     assert m["counts"]["encoded"] == 19 and m["counts"]["rejected"] == 1
@@ -384,7 +382,8 @@ def test_throttling_on_every_aws_call_is_retried(aws, monkeypatch) -> None:
     effect — an answer lost after the work was done, harder than plain throttling: a message sent
     twice, a conditional write refused on its retry, a received message hidden until its
     visibility timeout, set to 0 here.) botocore's own backoff (up to a second per throttled call)
-    is set to nothing: that the calls are retried is the point, not how long botocore waits."""
+    is set to nothing: that the calls are retried is the point, not how long botocore waits. The
+    S3 Vectors double answers each of its write and list operations' next call with throttling.)"""
     from botocore.retries.standard import ExponentialBackoff
 
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
@@ -396,13 +395,15 @@ def test_throttling_on_every_aws_call_is_retried(aws, monkeypatch) -> None:
     hits: dict[str, dict[str, int]] = {"s3": {}, "sqs": {}, "s3vectors": {}}
     _throttle_each_operation_once(aws["s3"], "s3", hits["s3"])
     _throttle_each_operation_once(aws["sqs"], "sqs", hits["sqs"])
-    _throttle_each_operation_once(eng.vectors, "s3vectors", hits["s3vectors"])
+    for op in ("PutVectors", "DeleteVectors", "ListVectors"):
+        aws["vectors"].fail_next(op, "TooManyRequestsException")
     assert eng.handle_object(BUCKET, key, forever).kind == "fanned_out"
     drain(aws, eng)
     assert_exactly_once(aws, key, lines, "s3vectors")
     assert {"GetObject", "PutObject", "HeadObject", "ListObjectsV2"} <= set(hits["s3"])
     assert {"SendMessageBatch", "ReceiveMessage"} <= set(hits["sqs"])
-    assert {"PutVectors"} <= set(hits["s3vectors"])
+    stats = aws["vectors"].stats
+    assert stats.errors["TooManyRequestsException"] >= 1 and stats.retries == stats.injected_faults >= 1
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequestsException"), (503, "ServiceUnavailableException")])

@@ -9,6 +9,7 @@ and a ``deleted`` manifest; a present one is exactly once in the outputs and the
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 from collections.abc import Iterator
@@ -79,8 +80,11 @@ class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:BulkPlannerFunction"
     aws_request_id = "test"
 
+    def __init__(self, remaining: Any = None) -> None:
+        self.remaining = remaining or (lambda: 900_000)
+
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return int(self.remaining())
 
 
 class Bucket:
@@ -128,16 +132,17 @@ def deleted_event(key: str, sequencer: str, shape: str = "eventbridge", reason: 
     return event
 
 
-def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch, remaining: Any = None) -> list[dict[str, Any]]:
     """The planner's real entry point, with this test's engine."""
     from bert2vec.function import bulk_app
 
     monkeypatch.setattr(bulk_app, "engine", lambda: eng)
-    return list(bulk_app.s3_handler(copy.deepcopy(event), Context())["objects"])
+    return list(bulk_app.s3_handler(copy.deepcopy(event), Context(remaining))["objects"])
 
 
-def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, remaining: Any = forever) -> int:
-    """Run every queued message through the worker's handler logic (shards, hand-offs, clean-ups)."""
+def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, budget: Any = lambda: forever) -> int:
+    """Run every queued message through the worker's handler logic (shards, hand-offs, clean-ups);
+    ``budget()`` gives each message (one invocation) its clock."""
     from bert2vec.function import bulk_app
 
     monkeypatch.setattr(bulk_app, "engine", lambda: eng)
@@ -148,9 +153,9 @@ def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, rem
             if "purge" in body:
                 from bert2vec.function.bulk.s3_engine import Deletion
 
-                eng.handle_deleted(Deletion.from_message(body), remaining)
+                eng.handle_deleted(Deletion.from_message(body), budget())
             else:
-                eng.run(WorkItem.from_message(body), remaining)
+                eng.run(WorkItem.from_message(body), budget())
             aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msg["ReceiptHandle"])
             n += 1
     return n
@@ -390,3 +395,165 @@ def test_an_index_holds_one_models_vectors(aws, monkeypatch) -> None:
     assert summary["outcome"] == "failed" and m["status"] == "failed"
     assert "holds vectors of model 'model-aaaa'" in m["error"] and "new index" in m["error"]
     assert vectors_of(aws, "incoming/two.txt") == {}
+
+
+# ---- 5. clean-up that fits: paced, deadline-aware, resumable ------------------------------------
+
+
+class Killed(BaseException):
+    """Lambda ended the invocation at its timeout (nothing in the code can catch that)."""
+
+
+class LambdaTime:
+    """One clock for the index's rate limits, the pacer and each invocation's deadline (fake: hours
+    of index time run in milliseconds). Sleeping past the deadline is Lambda killing the invocation."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.deadline = float("inf")
+        self.invocations = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now > self.deadline:
+            raise Killed(f"timed out {self.now - self.deadline:.1f} s past the deadline")
+
+    def budget(self, seconds: float) -> Any:
+        """A new invocation with ``seconds`` to run: its ``remaining_ms``."""
+        self.invocations += 1
+        self.deadline = self.now + seconds
+        return lambda: int((self.deadline - self.now) * 1000)
+
+
+@pytest.fixture
+def lambda_time(aws, monkeypatch) -> LambdaTime:
+    from bert2vec.function.bulk import finalizer, vectors
+
+    t = LambdaTime()
+    index = aws["vectors"]  # the documented 2,500 vectors/s per index, on this clock
+    monkeypatch.setattr(index, "clock", t.clock)
+    monkeypatch.setattr(index, "_sleep", t.sleep)
+    for name, value in (("clock", t.clock), ("sleep", t.sleep), ("_window", collections.deque())):
+        monkeypatch.setattr(vectors.PACER, name, value)
+    # Scaled down with the file (10,000 vectors, not millions): invocations of 3 s, a 0.5 s margin.
+    monkeypatch.setattr(finalizer, "CLEANUP_MARGIN_MS", 500)
+    return t
+
+
+@pytest.mark.parametrize("deadline_check", [True, False])
+def test_a_big_files_old_vectors_are_retracted_across_invocations(aws, monkeypatch, lambda_time, deadline_check: bool) -> None:
+    """v2 replaces a v1 whose vectors take longer to delete, at the index's documented write rate,
+    than one invocation has: the clean-up is paced (never throttled), stops before the deadline and
+    is handed on, and each hand-off goes on where the last stopped. Without the deadline check the
+    invocation is killed mid-clean-up — on every receive, since each starts as long as the last."""
+    t = lambda_time
+    bucket = Bucket(aws)
+    eng = make_engine(aws, "s3vectors", chunk_bytes=1 << 20, window=512, time_margin_ms=100)
+    key = "incoming/big.txt"
+    v1, v2 = texts(10_000, "v1 "), texts(3, "v2 ")
+    deliver(eng, bucket.put(key, v1), monkeypatch)  # 4 s of index time to put, no deadline in the way
+    assert len(vectors_of(aws, key)) == 10_000
+    if not deadline_check:
+        monkeypatch.setattr(eng.finalizer, "_before", lambda *args: None)
+        with pytest.raises(Killed):
+            deliver(eng, bucket.put(key, v2), monkeypatch, t.budget(3))
+        return
+    (summary,) = deliver(eng, bucket.put(key, v2), monkeypatch, t.budget(3))
+    assert summary["outcome"] == "in_progress", summary  # 4 s of deletes do not fit 3 s less the margin
+    hops = drain(aws, eng, monkeypatch, lambda: t.budget(3))
+    assert 2 <= hops <= 4
+    assert aws["vectors"].stats.throttled == 0, "paced to the index's rate, never leaning on throttling"
+    m = assert_exactly_once(aws, key, v2, "s3vectors")
+    assert m["output"]["stale_vectors_deleted"] == 10_000
+
+
+# ---- repair drift: reconcile ------------------------------------------------------------------------
+
+
+def test_reconcile_finds_and_repairs_every_kind_of_drift(aws, monkeypatch) -> None:
+    """Events lost or coalesced: an upload never announced, an overwrite never announced, a deletion
+    never announced, vectors of an object nobody knows. A dry run counts and changes nothing;
+    ``apply`` leaves the index and the outputs equal to the bucket; a second run finds nothing."""
+    from bert2vec.function.bulk.reconcile import reconcile
+
+    bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
+    s3 = aws["s3"]
+    deliver(eng, bucket.put("incoming/ok.txt", texts(3, "ok ")), monkeypatch)
+    deliver(eng, bucket.put("incoming/changed.txt", texts(4, "v1 ")), monkeypatch)
+    deliver(eng, bucket.put("incoming/gone.txt", texts(2, "gone ")), monkeypatch)
+    s3.put_object(Bucket=BUCKET, Key="incoming/new.txt", Body=lines_of(texts(5, "new ")))  # no event
+    s3.put_object(Bucket=BUCKET, Key="incoming/changed.txt", Body=lines_of(texts(2, "v2 ")))  # no event
+    s3.delete_object(Bucket=BUCKET, Key="incoming/gone.txt")  # no event
+    aws["vectors"].put_vectors(vectorBucketName=VBUCKET, indexName=VINDEX, vectors=[{
+        "key": "stray", "data": {"float32": hash_vector("x").tolist()},
+        "metadata": {"source_bucket": BUCKET, "source_key": "incoming/ghost.txt", "etag": "0", "line": 1}}])  # fmt: skip
+    before = index_contents(aws)
+    drift = reconcile(eng, BUCKET, "incoming/")
+    assert drift.summary() == {"objects": 3, "up_to_date": 1, "missing": 1, "outdated": 1, "orphaned": 1,
+                               "stray_vectors": 1, "applied": False}  # fmt: skip
+    assert index_contents(aws) == before, "a dry run changes nothing"
+    drift = reconcile(eng, BUCKET, "incoming/", apply=True)
+    assert drift.outcomes == {"deleted": 1, "encoded": 2}
+    for key, lines in (("incoming/ok.txt", texts(3, "ok ")), ("incoming/changed.txt", texts(2, "v2 ")),
+                       ("incoming/new.txt", texts(5, "new "))):  # fmt: skip
+        assert_exactly_once(aws, key, lines, "s3vectors")
+    assert_deleted(aws, "incoming/gone.txt")
+    assert "stray" not in index_contents(aws)
+    assert reconcile(eng, BUCKET, "incoming/").clean
+
+
+# ---- changing the model: a new index, a backfill, the switch ---------------------------------------
+
+
+def test_changing_the_model_writes_a_new_index_by_backfill(aws, monkeypatch) -> None:
+    """The documented upgrade path: model B gets a new index, a backfill fills it, model A's index
+    is untouched until the switch; each index holds one model's vectors."""
+    from bert2vec.function.bulk_app import batch_operations
+
+    bucket = Bucket(aws)
+    a = make_engine(aws, "s3vectors", ModelEncoder("a" * 64))
+    keys = ["incoming/one.txt", "incoming/two.txt"]
+    for key in keys:
+        deliver(a, bucket.put(key, texts(3, key)), monkeypatch)
+    old_index = index_contents(aws)
+    aws["vectors"].create_index(vectorBucketName=VBUCKET, indexName="lines-b", dataType="float32", dimension=8,
+                                distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})  # fmt: skip
+    b_model = ModelEncoder("b" * 64)
+    b_cfg = BulkConfig(queue_url=aws["queue_url"], output_format="s3vectors", vector_bucket=VBUCKET,
+                       vector_index="lines-b", output_prefix="vectors-b/")  # fmt: skip
+    b = Engine(aws["s3"], b_model, b_cfg, aws["sqs"])  # type: ignore[arg-type]
+    for key in keys:
+        event = load_event("s3_batch_operations.json")
+        event["tasks"][0]["s3Key"] = key
+        (result,) = batch_operations(event, None, b)["results"]
+        assert result["resultCode"] == "Succeeded", result
+    assert index_contents(aws) == old_index, "model A's index is untouched until the switch"
+    new_index = aws["vectors"].contents(VBUCKET, "lines-b")
+    assert len(new_index) == 6 and {v["metadata"]["model"] for v in new_index.values()} == {"b" * 16}
+    for v in new_index.values():
+        meta = v["metadata"]
+        text = texts(3, meta["source_key"])[meta["line"] - 1]
+        np.testing.assert_allclose(v["data"], hash_vector(b_model.salt + text), atol=1e-7)
+
+
+def test_bert_encode_reconcile_is_a_dry_run_unless_applied(aws, monkeypatch, capsys) -> None:
+    """The command a user runs: counts as JSON on stdout, a line on stderr, nothing changed, no model
+    loaded; ``--apply`` alone is a usage error."""
+    from bert2vec.cli import main
+
+    bucket, eng = Bucket(aws), make_engine(aws, "jsonl")
+    deliver(eng, bucket.put("incoming/a.txt", texts(2)), monkeypatch)
+    aws["s3"].put_object(Bucket=BUCKET, Key="incoming/b.txt", Body=lines_of(texts(1)))  # no event
+    monkeypatch.setenv("OUTPUT_FORMAT", "jsonl")
+    capsys.readouterr()  # the handler's own log lines
+    assert main(["--reconcile", f"s3://{BUCKET}/incoming/"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"objects": 2, "up_to_date": 1, "missing": 1, "outdated": 0, "orphaned": 0,
+                               "stray_vectors": 0, "applied": False}  # fmt: skip
+    assert "drift found; run again with --apply" in err
+    assert manifest_bytes(aws["s3"], "incoming/b.txt") is None
+    assert main(["--apply"]) == 2
+    assert "--apply goes with --reconcile" in capsys.readouterr().err

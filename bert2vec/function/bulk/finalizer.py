@@ -278,11 +278,13 @@ class Finalizer:
         except Conflict:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
+        done = 0
         for run, records in older.items():
             for record_key, rec in records:
                 keys = set(rec.get("keys", [])) - committed
-                self._before(remaining_ms, target, len(keys), item)
-                target.delete(keys)
+                if done:  # every invocation makes progress, however short its budget
+                    self._before(remaining_ms, target, len(keys), item)
+                done += target.delete(keys)
                 self.store.delete(layout.bucket, [record_key])
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
             state = [key for key in self.store.keys(layout.bucket, f"{layout.runs_prefix}{run}/")
@@ -307,7 +309,8 @@ class Finalizer:
         total = 0
         for record_key, rec in self._records(layout, layout.vector_keys_prefix):
             keys = set(rec.get("keys", []))
-            self._before(remaining_ms, target, len(keys), item)
+            if total:  # every invocation makes progress
+                self._before(remaining_ms, target, len(keys), item)
             total += target.delete(keys)
             self.store.delete(layout.bucket, [record_key])
         if total:

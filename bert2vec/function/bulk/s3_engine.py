@@ -243,8 +243,9 @@ class Engine:
                 if target is None:
                     target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False,
                                                                 "bytes", 1))  # fmt: skip
-                self.finalizer._before(remaining_ms, target, len(rec.get("keys", [])),
-                                       WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1))  # fmt: skip
+                if vectors_removed:  # every invocation makes progress
+                    self.finalizer._before(remaining_ms, target, len(rec.get("keys", [])),
+                                           WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1))  # fmt: skip
                 vectors_removed += target.delete(rec.get("keys", []))
                 self.store.delete(layout.bucket, [k])
             rest_of_run = [k for k in keys if "/_vector_keys/" not in k]

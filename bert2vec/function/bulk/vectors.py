@@ -26,6 +26,7 @@ committed are also its ``.keys.jsonl`` part.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import threading
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bert2vec.function.bulk.writers import OutputRow, PartWriter
+from bert2vec.function.contract import VECTOR_MODEL_TAG_CHARS
 
 FORMAT = "s3vectors"
 SUFFIX = ".keys.jsonl"
@@ -51,32 +53,51 @@ NON_FILTERABLE = ("text",)
 # S3 Vectors' documented write rate per index: vectors inserted + deleted per second. Clean-ups pace
 # themselves to it instead of leaning on throttling (429) and retries.
 VECTORS_PER_SECOND = 2500
-MODEL_TAG_CHARS = 16  # the model checksum's prefix each vector carries in its metadata ("model")
+MODEL_TAG_CHARS = VECTOR_MODEL_TAG_CHARS  # the model checksum's prefix each vector carries ("model")
 
 
 class Pacer:
-    """Keeps one process's writes to an index at or under ``rate`` vectors per second.
+    """Keeps one process's writes to an index within ``rate`` vectors in any one-second window —
+    the documented limit's own terms — instead of leaning on throttling (429) and retries.
 
-    ``clock`` and ``sleep`` are injectable so a test can run hours of index time in milliseconds."""
+    ``clock`` and ``sleep`` are injectable so a test can run hours of index time in milliseconds.
+    Several processes writing one index at once each keep to the rate; together they can still be
+    throttled, and the client's retries (standard mode, with backoff) absorb that."""
+
+    WINDOW_S = 1.0
+    SLACK_S = 1e-6  # a write exactly a window old has left it; float rounding must not say otherwise
 
     def __init__(self, rate: float = VECTORS_PER_SECOND, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
         self.rate, self.clock, self.sleep = rate, clock, sleep
-        self._next = 0.0
+        self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._lock = threading.Lock()
 
+    def _wait(self, n: int, now: float) -> float:
+        """Seconds until ``n`` more vectors fit the window (0: now)."""
+        while self._window and self._window[0][0] <= now - self.WINDOW_S:
+            self._window.popleft()
+        excess = sum(k for _, k in self._window) + min(n, self.rate) - self.rate
+        if excess <= 0:
+            return 0.0
+        for at, k in self._window:
+            excess -= k
+            if excess <= 0:
+                return at + self.WINDOW_S + self.SLACK_S - now
+        return 0.0  # unreachable: the whole window leaving makes room for up to ``rate``
+
     def take(self, n: int) -> None:
-        """Wait until ``n`` more vectors fit the rate (the first call never waits)."""
+        """Wait until ``n`` more vectors fit the rate, then count them as written now."""
         with self._lock:
-            now = self.clock()
-            start = max(now, self._next)
-            self._next = start + n / self.rate
-        if start > now:
-            self.sleep(start - now)
+            while (wait := self._wait(n, self.clock())) > 0:
+                self.sleep(wait)
+            self._window.append((self.clock(), n))
 
     def seconds_for(self, n: int) -> float:
-        """How long ``n`` vectors take at this rate: what a caller with a deadline plans with."""
-        return n / self.rate
+        """About how long writing ``n`` more vectors takes from now, the writes already in the window
+        included: what a caller with a deadline plans with."""
+        with self._lock:
+            return self._wait(n, self.clock()) + max(0, n - self.rate) / self.rate + n / self.rate
 
 
 PACER = Pacer()  # one per process: every target of this process shares the index's budget
