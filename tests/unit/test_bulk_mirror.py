@@ -557,3 +557,42 @@ def test_bert_encode_reconcile_is_a_dry_run_unless_applied(aws, monkeypatch, cap
     assert manifest_bytes(aws["s3"], "incoming/b.txt") is None
     assert main(["--apply"]) == 2
     assert "--apply goes with --reconcile" in capsys.readouterr().err
+
+
+# ---- 8. the errors file and the manifest are one unit ----------------------------------------------
+
+
+def test_a_finalizer_dying_between_errors_file_and_manifest_leaves_each_manifest_its_own_errors(aws, monkeypatch) -> None:
+    bucket = Bucket(aws)
+    old, new = make_engine(aws, "jsonl"), make_engine(aws, "jsonl")
+    key = "incoming/errs.jsonl"
+
+    def body(tag: str, bad: int) -> bytes:
+        rows = [json.dumps({"text": t}) for t in texts(5, tag)]
+        rows[bad - 1] = "{not json"
+        return ("\n".join(rows) + "\n").encode()
+
+    deliver(old, bucket.put(key, body("v1 ", 2)), monkeypatch)
+    m1 = manifest_of(aws["s3"], key)
+
+    def errors_of(m: dict[str, Any]) -> list[int]:
+        raw = aws["s3"].get_object(Bucket=BUCKET, Key=m["output"]["errors_key"])["Body"].read()
+        return [json.loads(x)["line"] for x in raw.splitlines()]
+
+    assert errors_of(m1) == [2]
+    real = new.store.create_or_replace
+
+    def die_before_the_manifest(b: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if k.endswith(".manifest.json"):
+            raise Killed("the finalizer was killed after writing the errors file")
+        return real(b, k, *args, **kwargs)
+
+    monkeypatch.setattr(new.store, "create_or_replace", die_before_the_manifest)
+    with pytest.raises(Killed):
+        deliver(new, bucket.put(key, body("v2 ", 4)), monkeypatch)
+    assert manifest_of(aws["s3"], key) == m1 and errors_of(m1) == [2], "v1's manifest still names v1's rejections"
+    monkeypatch.setattr(new.store, "create_or_replace", real)
+    drain(aws, new, monkeypatch)
+    deliver(new, created_event(key, f"{bucket.n:X}"), monkeypatch)  # the event's redelivery completes it
+    m2 = manifest_of(aws["s3"], key)
+    assert m2["input"]["etag"] != m1["input"]["etag"] and errors_of(m2) == [4]

@@ -99,8 +99,9 @@ class BulkConfig:
 class OutputLayout:
     """Where one input object's outputs go.
 
-    ``<out>/<rel>.manifest.json`` and ``<out>/<rel>.errors.jsonl`` are the user-facing results;
-    everything else lives in the version's run directory ``<out>/<rel>/<etag>/``: parts
+    ``<out>/<rel>.manifest.json`` is the user-facing result; everything else lives in the version's
+    run directory ``<out>/<rel>/<etag>[~<epoch>]/``: the errors file the manifest names
+    (``errors.jsonl``), parts
     ``part-<slice>-<segment>-<attempt>.<ext>`` (attempt-unique: no other attempt can overwrite
     them), per-slice commits in ``_slices/``, unfinished slices' progress in ``_progress/``, and for
     ``s3vectors`` the record of every vector key an attempt put in ``_vector_keys/``. ``rel`` is the
@@ -127,6 +128,13 @@ class OutputLayout:
 
     @property
     def errors_key(self) -> str:
+        """The run's rejected lines: inside the run directory, so a manifest and its errors file are
+        one unit (the manifest names it; another run never writes it)."""
+        return f"{self.run}errors.jsonl"
+
+    @property
+    def legacy_errors_key(self) -> str:
+        """Where releases before the run-scoped errors file wrote it (removed when a newer manifest lands)."""
         return f"{self.base}.errors.jsonl"
 
     def part_key(self, slice_: int, segment: int, attempt: str, suffix: str) -> str:

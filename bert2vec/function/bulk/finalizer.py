@@ -191,7 +191,6 @@ class Finalizer:
             if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
                     and not there.data.get("retryable"):  # fmt: skip
                 return False
-            errors_etag = self.store.head_etag(layout.bucket, layout.errors_key) if errors_file is not None else None
             if etag and not self._is_at(bucket, key, etag):
                 return False
             if epoch is not None and self.ledger_for(bucket).epoch(bucket, key) != epoch:
@@ -200,11 +199,15 @@ class Finalizer:
                 return False
             try:
                 if errors_file is not None:
+                    # The run's own errors file, named by the manifest and written before it: every
+                    # finalizer of the run writes the same bytes there, and no other run's manifest
+                    # names it, so a finalizer that dies here leaves every manifest consistent.
                     errors_file.seek(0)
-                    self.store.create_or_replace(layout.bucket, layout.errors_key, errors_file, errors_etag,
-                                                 "application/x-ndjson")  # fmt: skip
+                    self.store.put_file(layout.bucket, layout.errors_key, errors_file, "application/x-ndjson")
                 self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
                                              None if there is None else there.etag, "application/json")  # fmt: skip
+                if errors_file is not None:
+                    self.store.delete(layout.bucket, [layout.legacy_errors_key])  # the fixed key of older releases
                 return True
             except Conflict:
                 continue  # someone wrote in between: look again (we lose if the input moved on)

@@ -42,7 +42,7 @@ INDEX_MARKS = "_indexes/"  # under OUTPUT_PREFIX: which model each S3 Vectors in
 OWN_RUN_FILES = re.compile(
     r"(part-\d{6}-\d{4}-[0-9a-f]{12}(\.keys\.jsonl|\.jsonl|\.parquet|\.npy|\.ids\.jsonl)"
     r"|_slices/\d{6}\.json|_slices/\d{6}-\d{4}-[0-9a-f]{12}\.errors\.jsonl|_progress/\d{6}\.json"
-    r"|_vector_keys/\d{6}-\d{4}-[0-9a-f]{12}-\d{5}\.json|_cleanup\.json)"
+    r"|_vector_keys/\d{6}-\d{4}-[0-9a-f]{12}-\d{5}\.json|_cleanup\.json|errors\.jsonl)"
 )
 
 
@@ -214,7 +214,7 @@ class Engine:
         if not self.finalizer.publish(layout, bucket, key, "", record, epoch=deletion.epoch):
             return Outcome(Kind.LATE, key, "the object was uploaded again while its deletion ran")
         if self.finalizer.ledger_for(bucket).epoch(bucket, key) == deletion.epoch:
-            self.store.delete(layout.bucket, [layout.errors_key])
+            self.store.delete(layout.bucket, [layout.legacy_errors_key])
         log.info("s3://%s/%s deleted (%s): %d vectors and %d output objects removed", bucket, key, deletion.reason,
                  removed[0], removed[1])  # fmt: skip
         return Outcome(Kind.DELETED, key, f"{removed[0]} vectors and {removed[1]} output objects removed",

@@ -74,6 +74,10 @@ class S3Store:
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         return self._put(bucket, key, body, content_type, **condition)
 
+    def put_file(self, bucket: str, key: str, body: Any, content_type: str) -> str:
+        """Unconditional write of a file-like body (for objects every writer writes identically)."""
+        return self._put(bucket, key, body, content_type)
+
     def head_etag(self, bucket: str, key: str) -> str | None:
         """The object's ETag, or None when it does not exist."""
         from botocore.exceptions import ClientError
