@@ -596,3 +596,34 @@ def test_a_finalizer_dying_between_errors_file_and_manifest_leaves_each_manifest
     deliver(new, created_event(key, f"{bucket.n:X}"), monkeypatch)  # the event's redelivery completes it
     m2 = manifest_of(aws["s3"], key)
     assert m2["input"]["etag"] != m1["input"]["etag"] and errors_of(m2) == [4]
+
+
+# ---- 7. bounded disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_tiny_lines_never_make_a_part_bigger_than_the_disk_bound(aws, monkeypatch, fmt: str) -> None:
+    """Output rows are far bigger than input lines (3-letter lines): a slice is cut into segments by
+    the bytes its part takes on local disk, each uploaded and removed before the next, so /tmp holds
+    at most the bound plus one encode window — and every line is still exactly once."""
+    from bert2vec.function.bulk import worker
+
+    monkeypatch.setattr(worker, "PART_MAX_BYTES", 4096)
+    bucket, eng = Bucket(aws), make_engine(aws, fmt, window=16)
+    key = "incoming/tiny.txt"
+    lines = [f"w{i:02d}" for i in range(300)]
+    seen: list[int] = []
+    real_upload = eng.store.upload
+
+    def measured_upload(path: str, b: str, k: str) -> None:
+        import os
+
+        seen.append(os.path.getsize(path))
+        real_upload(path, b, k)
+
+    monkeypatch.setattr(eng.store, "upload", measured_upload)
+    deliver(eng, bucket.put(key, lines), monkeypatch)
+    m = assert_exactly_once(aws, key, lines, fmt)
+    assert len(m["output"]["parts"]) > 1, "one slice, cut into several parts"
+    window_bytes = 16 * 400  # a window of rows, generously (an 8-float jsonl row is ~150 bytes)
+    assert max(seen) <= 4096 + window_bytes, seen

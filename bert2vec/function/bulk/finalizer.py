@@ -20,7 +20,7 @@ writer of an old version cleans up after itself.
 from __future__ import annotations
 
 import logging
-import tempfile
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +37,8 @@ from bert2vec.function.encoder import Encoder
 
 log = logging.getLogger("bert2vec.bulk")
 PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
+COMMIT_READERS = 16  # commits read at once by the finalizer that finds every slice committed
+COMMIT_NAME = re.compile(r"/_slices/\d{6}\.json$")
 CLEANUP_MARGIN_MS = 20_000  # a clean-up stops this long before the deadline and is handed on
 
 
@@ -67,11 +69,18 @@ class Finalizer:
         return self.ledger if self.cfg.output_bucket else Ledger(self.store, bucket, self.cfg.output_prefix)
 
     # ---- commits ---------------------------------------------------------------------------
-    def commits(self, layout: OutputLayout) -> dict[int, Commit]:
+    def commit_keys(self, layout: OutputLayout) -> list[str]:
+        """The commits present (one listing: a page per 1,000 slices, no reads)."""
+        return [k for k in self.store.keys(layout.bucket, layout.commits_prefix) if COMMIT_NAME.search(k)]
+
+    def commits(self, layout: OutputLayout, keys: list[str] | None = None) -> dict[int, Commit]:
+        """Every commit, read in parallel (a 50 GiB object has ~51,000 of them)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = self.commit_keys(layout) if keys is None else keys
         found: dict[int, Commit] = {}
-        for key in self.store.keys(layout.bucket, layout.commits_prefix):
-            if key.endswith(".json"):
-                data = self.store.get_json(layout.bucket, key)
+        with ThreadPoolExecutor(max_workers=COMMIT_READERS) as pool:
+            for data in pool.map(lambda k: self.store.get_json(layout.bucket, k), keys):
                 if data is not None:
                     commit = Commit.from_dict(data)
                     found[commit.slice] = commit
@@ -90,15 +99,25 @@ class Finalizer:
                 continue
 
     # ---- the manifest ----------------------------------------------------------------------
-    def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever) -> dict[str, Any] | None:
+    def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever, *, full: bool = False
+                 ) -> dict[str, Any] | None:  # fmt: skip
         """Write the manifest if every slice up to the final one is committed; else None.
 
         A run that is no longer current (the object was replaced or deleted, or its epoch moved on)
         never publishes and takes its vectors back, whether or not all its slices are committed: a
-        late writer's slices may be all that is left of it."""
+        late writer's slices may be all that is left of it. ``full``: read the commits even when fewer than
+        the object's slices are listed (the caller committed a final slice, which may end it early)."""
         layout = self.worker.layout(item)
-        commits = self.commits(layout)
         vectors = self.cfg.output_format == "s3vectors"
+        keys = self.commit_keys(layout)
+        total = item.total_slices
+        if total is not None and len(keys) < total and not full:
+            # Not every slice is committed yet (the common case for all shards but the last): one
+            # listing says so, so each shard's finish costs pages, not a read of every commit.
+            if not self.still_current(item) and vectors:
+                self.retract(item, remaining_ms)
+            return None
+        commits = self.commits(layout, keys)
         finals = [k for k, c in commits.items() if c.final]
         last = min(finals) if finals else None
         if last is None or any(k not in commits for k in range(last + 1)):
@@ -123,49 +142,50 @@ class Finalizer:
         read_errors = [c.read_error for c in ordered if c.read_error]
         from botocore.exceptions import ClientError
 
-        with tempfile.TemporaryFile() as errors_file:
-            try:
-                self._merge_errors(layout, ordered, errors_file)
-            except ClientError as exc:  # a newer version's completion removed this version's state
-                if is_not_found(exc) and not self.still_current(item):
-                    if vectors:
-                        self.retract(item, remaining_ms)
-                    return None
+        errors_file = MergedErrors(self.store, layout.bucket,
+                                   [seg.errors_key for c in ordered for seg in c.segments if seg.errors_key])  # fmt: skip
+        parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
+        stale = self._clean_index(item, layout, older, parts, remaining_ms) if vectors else None
+        status = manifests.status_of(counts, len(failed), len(ordered))
+        if read_errors and status == "complete":
+            status = "incomplete" if counts.lines_read else "failed"
+        errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
+        manifest = manifests.build(
+            status=status,
+            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
+                   "format": {"kind": item.kind, "gzip": item.gzip},
+                   **({"version_id": item.version_id} if item.version_id else {}),
+                   **({"epoch": item.epoch} if item.epoch else {})},
+            model_card=self.encoder.card,
+            output={
+                "bucket": layout.bucket,
+                "format": self.cfg.output_format,
+                "parts": parts,
+                "errors_key": layout.errors_key,
+                **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
+                                             "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
+            },
+            counts=counts,
+            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
+            timings={
+                "started_at": min((c.started_at or c.finished_at) for c in ordered),
+                "finished_at": max(c.finished_at for c in ordered),
+                "encode_seconds": round(counts.encode_seconds, 3),
+            },
+            error="; ".join(errors)[:4000] if errors else None,
+        )  # fmt: skip
+        try:
+            published = self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file,
+                                     epoch=item.epoch)  # fmt: skip
+        except ClientError as exc:  # a newer version's completion removed this version's state
+            if is_not_found(exc) and not self.still_current(item):
+                published = False
+            else:
                 raise
-            parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
-            stale = self._clean_index(item, layout, older, parts, remaining_ms) if vectors else None
-            status = manifests.status_of(counts, len(failed), len(ordered))
-            if read_errors and status == "complete":
-                status = "incomplete" if counts.lines_read else "failed"
-            errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
-            manifest = manifests.build(
-                status=status,
-                input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                       "format": {"kind": item.kind, "gzip": item.gzip},
-                       **({"version_id": item.version_id} if item.version_id else {}),
-                       **({"epoch": item.epoch} if item.epoch else {})},
-                model_card=self.encoder.card,
-                output={
-                    "bucket": layout.bucket,
-                    "format": self.cfg.output_format,
-                    "parts": parts,
-                    "errors_key": layout.errors_key,
-                    **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
-                                                 "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
-                },
-                counts=counts,
-                chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
-                timings={
-                    "started_at": min((c.started_at or c.finished_at) for c in ordered),
-                    "finished_at": max(c.finished_at for c in ordered),
-                    "encode_seconds": round(counts.encode_seconds, 3),
-                },
-                error="; ".join(errors)[:4000] if errors else None,
-            )  # fmt: skip
-            if not self.publish(layout, item.bucket, item.key, item.etag, manifest, errors_file, epoch=item.epoch):
-                if vectors:
-                    self.retract(item, remaining_ms)
-                return None
+        if not published:
+            if vectors:
+                self.retract(item, remaining_ms)
+            return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         self._drop_uncommitted(layout, ordered)
         return manifest
@@ -202,8 +222,7 @@ class Finalizer:
                     # The run's own errors file, named by the manifest and written before it: every
                     # finalizer of the run writes the same bytes there, and no other run's manifest
                     # names it, so a finalizer that dies here leaves every manifest consistent.
-                    errors_file.seek(0)
-                    self.store.put_file(layout.bucket, layout.errors_key, errors_file, "application/x-ndjson")
+                    errors_file.upload(layout.errors_key)
                 self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
                                              None if there is None else there.etag, "application/json")  # fmt: skip
                 if errors_file is not None:
@@ -322,14 +341,6 @@ class Finalizer:
         return total
 
     # ---- files -------------------------------------------------------------------------------
-    def _merge_errors(self, layout: OutputLayout, ordered: list[Commit], out: Any) -> None:
-        """``<key>.errors.jsonl``'s content into ``out``: every rejected line in line order (empty when none)."""
-        for c in ordered:
-            for seg in c.segments:
-                if seg.errors_key:
-                    body = self.store.client.get_object(Bucket=layout.bucket, Key=seg.errors_key)["Body"]
-                    for chunk in iter(lambda b=body: b.read(1 << 20), b""):
-                        out.write(chunk)
 
     def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
         """Parts and error files of attempts that lost: nothing lists them, so they go."""
@@ -349,3 +360,37 @@ def _part_entry(commit: Commit, segment: Any) -> dict[str, Any]:
     if len(segment.parts) > 1:
         entry["ids_key"] = segment.parts[1]
     return entry
+
+
+class MergedErrors:
+    """The run's errors file: every segment's rejected lines in line order, streamed from the
+    segments' files into one object (multipart above 8 MiB) — never staged on local disk, so a run
+    with millions of rejected lines needs no more /tmp than one with none."""
+
+    def __init__(self, store: S3Store, bucket: str, keys: list[str]) -> None:
+        self.store, self.bucket, self.keys = store, bucket, keys
+
+    def upload(self, key: str) -> None:
+        self.store.put_stream(self.bucket, key, _Concat(self.store, self.bucket, self.keys), "application/x-ndjson")
+
+
+class _Concat:
+    """A read-only stream over several S3 objects, one after another (what an upload reads from)."""
+
+    def __init__(self, store: S3Store, bucket: str, keys: list[str]) -> None:
+        self._bodies = (store.client.get_object(Bucket=bucket, Key=k)["Body"] for k in keys)
+        self._body: Any = None
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            if self._body is None:
+                self._body = next(self._bodies, None)
+                if self._body is None:
+                    break
+            chunk = self._body.read(1 << 20 if n < 0 else n - len(out))
+            if not chunk:
+                self._body = None
+                continue
+            out += chunk
+        return bytes(out)

@@ -319,8 +319,10 @@ class Engine:
                 raise
             k = result.current_slice if result.current_slice is not None else item.first_slice
             self.finalizer.mark_failed(item, [k], f"cannot read the object: {error_code(exc)}: {exc}", final=True)
+            result.reached_final = True
         except InputFormatError as exc:  # whole-file problem (e.g. CSV without the text column)
             self.finalizer.mark_failed(item, [item.first_slice], str(exc), final=True)
+            result.reached_final = True
         except Exception:
             self._stuck[(item.key, item.etag, item.first_slice)] = result.current_slice or item.first_slice
             raise
@@ -338,13 +340,13 @@ class Engine:
                        "were not encoded")  # fmt: skip
                 log.error("s3://%s/%s: %s", item.bucket, item.key, why)
                 self.finalizer.mark_failed(result.handoff, self._remaining_slices(result.handoff), why)
-                manifest = self.finalizer.finalize(item, remaining_ms)
+                manifest = self.finalizer.finalize(item, remaining_ms, full=result.reached_final)
             else:
                 self.send([result.handoff])
                 return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done,
                                slices_skipped=result.slices_skipped, handed_off_from=result.handoff.first_slice)  # fmt: skip
         else:
-            manifest = self.finalizer.finalize(item, remaining_ms)
+            manifest = self.finalizer.finalize(item, remaining_ms, full=result.reached_final)
         layout = self.layout(item)
         if manifest is None:
             if not self.finalizer.still_current(item):  # reads naming a version never see the overwrite
@@ -374,7 +376,7 @@ class Engine:
             log.warning("s3://%s/%s: slice %d failed for good; slices %d.. queued again", item.bucket, item.key,
                         stuck, stuck + 1)  # fmt: skip
             return None
-        return self.finalizer.finalize(item)
+        return self.finalizer.finalize(item, full=True)
 
     def _continuation_after(self, item: WorkItem, k: int) -> WorkItem | None:
         """A message for the slices of ``item`` after ``k``, or None if ``k`` was its last."""

@@ -74,9 +74,14 @@ class S3Store:
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         return self._put(bucket, key, body, content_type, **condition)
 
-    def put_file(self, bucket: str, key: str, body: Any, content_type: str) -> str:
-        """Unconditional write of a file-like body (for objects every writer writes identically)."""
-        return self._put(bucket, key, body, content_type)
+    def put_stream(self, bucket: str, key: str, stream: Any, content_type: str) -> None:
+        """Unconditional write of a stream of unknown length (for objects every writer writes
+        identically): multipart in 8 MiB parts, one at a time, so memory and disk stay bounded."""
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=1,
+                                use_threads=False)  # fmt: skip
+        self.client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
 
     def head_etag(self, bucket: str, key: str) -> str | None:
         """The object's ETag, or None when it does not exist."""

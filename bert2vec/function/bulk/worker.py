@@ -48,6 +48,10 @@ CONTENT_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.Ba
 # OVERLONG=chunk: seconds per character assumed before a run has measured its own rate (generous:
 # ~2.5x what 200,000 and 1,000,000-character lines took on a busy 2-core machine: 0.19-0.22 ms).
 CHUNK_SECONDS_PER_CHAR = 0.0005
+# A segment's part is cut when it reaches this many bytes on local disk (then uploaded and removed,
+# and the slice goes on in a new segment): /tmp holds at most this plus one encode window, whatever
+# the lines look like (3-letter lines make ~4.7 KB jsonl rows each). SnapStart allows 512 MB of /tmp.
+PART_MAX_BYTES = 128 << 20
 
 
 class ReadFailed(Exception):
@@ -66,6 +70,7 @@ class RunResult:
     handoff: WorkItem | None = None
     lost: bool = False  # another attempt owns the slice this one reached (a duplicate)
     current_slice: int | None = None  # the slice being encoded when something went wrong
+    reached_final: bool = False  # this run committed (or found committed) the object's final slice
 
 
 def new_attempt() -> str:
@@ -115,6 +120,7 @@ class Worker:
             if committed is not None:
                 result.slices_skipped += 1
                 if committed.get("final"):
+                    result.reached_final = True
                     return
                 if committed.get("next_line"):
                     line = committed["next_line"]
@@ -160,6 +166,7 @@ class Worker:
             line = commit.next_line or line
             result.slices_done += 1
             if commit.final:
+                result.reached_final = True
                 return
             if remaining_ms() < max(self.cfg.time_margin_ms, 1.5 * slowest_ms):
                 result.handoff = replace(item, first_slice=k + 1, first_line=line, hops=item.hops + 1)
@@ -207,7 +214,8 @@ class Worker:
         self, item: WorkItem, layout: OutputLayout, attempt: str, progress: Progress,
         remaining_ms: Callable[[], int], margin: float, done_before: bool,
     ) -> Commit | None:  # fmt: skip
-        """Encode slice ``progress.slice`` from its resume point as one more segment.
+        """Encode slice ``progress.slice`` from its resume point as one or more segments (a new one
+        whenever a part reaches ``PART_MAX_BYTES``, so local disk stays bounded).
 
         Returns the slice's commit when it is finished, or None when the deadline stopped it
         (``progress`` is then updated in place, ready to save). A read failure ends the slice as the
@@ -220,6 +228,8 @@ class Worker:
         pending_chars = [0]  # chunk mode: characters pulled in but not yet encoded
         seconds_per_char = [CHUNK_SECONDS_PER_CHAR]
         stopped = [False]
+        part_full: list[Callable[[], bool]] = [lambda: False]  # set by the segment being written
+        cut = [False]
         read_error: list[ReadFailed] = []
         source = self.source(item).items(k, progress.resume, progress.next_line, position)
         chunk_mode = self.cfg.long_text == "chunk"
@@ -237,6 +247,9 @@ class Worker:
 
         def items() -> Iterator[Item]:
             while True:
+                if part_full[0]():  # checked before pulling: nothing read is dropped
+                    cut[0] = True
+                    return
                 before = position[0]
                 try:
                     it = next(source)
@@ -262,10 +275,14 @@ class Worker:
             pending_chars[0] = 0
 
         chars = [0]
-        segment = self._segment(item, layout, attempt, k, len(progress.segments), items(), on_window)
-        progress.segments.append(segment)
-        progress.next_line = last_line[0] + 1
-        progress.resume = position[0]
+        while True:
+            cut[0] = False
+            segment = self._segment(item, layout, attempt, k, len(progress.segments), items(), on_window, part_full)
+            progress.segments.append(segment)
+            progress.next_line = last_line[0] + 1
+            progress.resume = position[0]
+            if not (cut[0] and not stopped[0] and not read_error):
+                break
         if stopped[0] and not read_error:
             return None
         total = Counts()
@@ -292,7 +309,7 @@ class Worker:
 
     def _segment(
         self, item: WorkItem, layout: OutputLayout, attempt: str, k: int, s: int, items: Iterable[Item],
-        on_window: Callable[[Counts], None],
+        on_window: Callable[[Counts], None], part_full: list[Callable[[], bool]] | None = None,
     ) -> Segment:  # fmt: skip
         """Encode ``items`` into one part (+ errors file) under attempt-unique keys and upload them."""
         lines: list[int] = []
@@ -317,7 +334,11 @@ class Worker:
             with self._part_writer(item, part_path, record_keys) as writer, ErrorWriter(
                 Path(tmp) / "errors.jsonl"
             ) as errors:
+                if part_full is not None:
+                    part_full[0] = lambda: writer.bytes_on_disk() + errors.bytes_on_disk() >= PART_MAX_BYTES
                 counts = encode_items(tracked(), self.encoder, writer, errors, self.opts, on_window=on_window)
+                if part_full is not None:
+                    part_full[0] = lambda: False
                 files = writer.close()
                 error_files = errors.close()
             parts = []

@@ -130,6 +130,17 @@ class _StagedFiles:
         """The final file names (they exist only after a successful ``close()``)."""
         return list(self._targets)
 
+    def bytes_on_disk(self) -> int:
+        """What the files take on local disk so far (the bound on a worker's /tmp is checked with it)."""
+        total = 0
+        for temp in self._temps:
+            try:
+                total += os.path.getsize(temp)
+            except OSError:
+                pass
+        return total + sum(h.tell() - os.path.getsize(h.name) for h in self._handles if not h.closed
+                           and os.path.exists(h.name))  # fmt: skip
+
     def _open_temp(self, index: int) -> IO[bytes]:
         handle = open(self._temps[index], "wb")  # closed by _finish / _release
         self._handles.append(handle)
@@ -288,6 +299,10 @@ class ParquetPartWriter(PartWriter):
         self._buffered += len(rows)
         if self._buffered >= self._group_rows:
             self._flush()
+
+    def bytes_on_disk(self) -> int:
+        """The row groups written, plus the rows buffered for the next one (they land in this file)."""
+        return super().bytes_on_disk() + self._buffered * (4 * self.dim + 32)
 
     def _flush(self) -> None:
         if not self._buffered:
