@@ -627,3 +627,29 @@ def test_tiny_lines_never_make_a_part_bigger_than_the_disk_bound(aws, monkeypatc
     assert len(m["output"]["parts"]) > 1, "one slice, cut into several parts"
     window_bytes = 16 * 400  # a window of rows, generously (an 8-float jsonl row is ~150 bytes)
     assert max(seen) <= 4096 + window_bytes, seen
+
+
+# ---- 9. linear cost ---------------------------------------------------------------------------------
+
+
+def test_finalize_reads_grow_linearly_with_the_slices(aws, monkeypatch) -> None:
+    """Every shard's finish used to read every commit present (reads x4 when slices doubled); one
+    listing now tells a shard that slices are still missing, and only the last finisher reads them."""
+    def commit_reads(n_lines: int, key: str) -> int:
+        bucket, eng = Bucket(aws), make_engine(aws, "jsonl", chunk_bytes=256, shard_bytes=512)
+        reads = {"n": 0}
+        real = eng.store.read
+
+        def counted(b: str, k: str) -> Any:
+            if "/_slices/" in k:
+                reads["n"] += 1
+            return real(b, k)
+
+        monkeypatch.setattr(eng.store, "read", counted)
+        deliver(eng, bucket.put(key, texts(n_lines)), monkeypatch)
+        drain(aws, eng, monkeypatch)
+        assert_exactly_once(aws, key, texts(n_lines), "jsonl")
+        return reads["n"]
+
+    small, large = commit_reads(80, "incoming/small.txt"), commit_reads(160, "incoming/large.txt")
+    assert large <= 2.3 * small, (small, large)
