@@ -13,7 +13,7 @@ from bert2vec.function.bulk.readers import ReaderOptions
 from bert2vec.function.bulk.writers import FORMATS
 from bert2vec.function.settings import ConfigError, Settings
 
-__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_name"]  # ConfigError: its former home
+__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "prefixes_overlap", "run_name"]  # ConfigError: its former home
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
@@ -70,6 +70,11 @@ class BulkConfig:
             raise ConfigError(
                 f"VECTOR_TEXT_MAX_BYTES={self.vector_text_max_bytes}: must be 0..{MAX_VECTOR_TEXT_BYTES} (S3 Vectors "
                 "allows 40 KB of metadata per vector)"
+            )
+        if self.output_bucket is None and prefixes_overlap(self.input_prefix, self.output_prefix):
+            raise ConfigError(
+                f"OUTPUT_PREFIX={self.output_prefix!r} and INPUT_PREFIX={self.input_prefix!r} overlap in one bucket "
+                "(OUTPUT_BUCKET empty): neither may lie inside the other, or inputs are skipped as outputs"
             )
         if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
@@ -158,6 +163,11 @@ class OutputLayout:
     @property
     def runs_prefix(self) -> str:
         return f"{self.base}/"
+
+
+def prefixes_overlap(a: str, b: str) -> bool:
+    """One key prefix inside the other (equal included; an empty prefix is the whole bucket)."""
+    return a.startswith(b) or b.startswith(a)
 
 
 def run_name(etag: str) -> str:
