@@ -133,8 +133,40 @@ def test_rest_api_preflights_never_invoke_the_function() -> None:
         op = paths[p]["options"]
         integration = op["x-amazon-apigateway-integration"]
         assert integration["type"] == "mock" and "security" not in op and "uri" not in integration, p
+        assert integration["responses"]["default"]["statusCode"] == "200" and "200" in op["responses"], p
         template = integration["responses"]["default"]["responseTemplates"]["application/json"]["Fn::Sub"]
         assert "${CorsOrigins}" in template and "responseOverride.header.Access-Control-Allow-Origin" in template
+
+
+def _preflight(origins: str, origin: str | None) -> dict[str, str]:
+    """The headers the REST API's mock preflight answers with, its Velocity template run as API
+    Gateway runs it (``$input.params()`` holds the request headers; ``responseOverride`` sets them)."""
+    import airspeed
+
+    paths = RES["RestApi"]["Properties"]["DefinitionBody"]["paths"]
+    integration = paths["/encode"]["options"]["x-amazon-apigateway-integration"]
+    template = integration["responses"]["default"]["responseTemplates"]["application/json"]["Fn::Sub"]
+
+    class Input:
+        @staticmethod
+        def params() -> dict[str, Any]:
+            return {"path": {}, "querystring": {}, "header": {} if origin is None else {"Origin": origin}}
+
+    context: dict[str, Any] = {"responseOverride": {"header": {}}}
+    airspeed.Template(template.replace("${CorsOrigins}", origins)).merge({"input": Input(), "context": context})
+    return context["responseOverride"]["header"]
+
+
+def test_preflights_allow_only_the_listed_origins() -> None:
+    listed = "https://a.example,https://b.example"
+    allowed = _preflight(listed, "https://b.example")
+    assert allowed["Access-Control-Allow-Origin"] == "https://b.example" and allowed["Vary"] == "Origin"
+    assert allowed["Access-Control-Allow-Methods"] == "OPTIONS,POST" and allowed["Access-Control-Max-Age"] == "300"
+    assert {"Authorization", "Content-Type", "X-Api-Key"} <= set(allowed["Access-Control-Allow-Headers"].split(","))
+    for origin in ("https://evil.example", "https://a.example.evil", "x,https://b.example", "", None):
+        assert _preflight(listed, origin) == {}, origin
+    assert _preflight("", "https://a.example") == {}  # CorsOrigins empty: CORS off, browsers refuse
+    assert _preflight("*", "https://any.example")["Access-Control-Allow-Origin"] == "*"
 
 
 def test_transformed_rest_api_answers_preflights_without_the_function() -> None:
