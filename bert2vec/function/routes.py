@@ -65,7 +65,8 @@ class Route:
 
     ``handler`` names the :class:`Routes` method that answers; ``body``: it takes a JSON body
     (passed to that method); ``preflight``: a browser sends a CORS preflight first (a JSON POST is
-    no "simple" request), so the REST API routes ``OPTIONS`` on this path to the function too.
+    no "simple" request), so the REST API answers ``OPTIONS`` on this path itself (a mock
+    integration in template.yaml: an unauthenticated preflight never invokes the function).
     """
 
     method: str

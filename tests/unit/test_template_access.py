@@ -179,6 +179,11 @@ def test_transformed_rest_api_answers_preflights_without_the_function() -> None:
     for r in out.values():
         if r["Type"] == "AWS::Lambda::Permission" and "SourceArn" in r["Properties"]:
             assert "OPTIONS" not in str(r["Properties"]["SourceArn"]), r
+    # SAM merges the Globals' variables under the function's own: only EnableSearch gives it the index.
+    env = out["EncodeFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["VECTOR_INDEX"]["Fn::If"][0] == "UseSearch" and env["VECTOR_BUCKET"]["Fn::If"][0] == "UseSearch"
+    planner = out["BulkPlannerFunction"]["Properties"]["Environment"]["Variables"]
+    assert planner["VECTOR_INDEX"]["Fn::If"][0] == "UseVectors"
 
 
 # ---------------------------------------------------------------------------------------------
