@@ -31,6 +31,14 @@ HTTP_REJECTIONS: list[tuple[str, Any]] = [
     ("/encode", {"texts": ["a"], "normalize": MARKER}),
     ("/encode", {"texts": ["a"], "truncate": MARKER}),
     ("/encode", '{"texts": ["' + MARKER + '" ' + MARKER + "]}"),  # malformed JSON
+    ("/encode", {"texts": MARKER}),  # a string where a list belongs
+    ("/encode", {"text": [MARKER]}),
+    ("/encode", {"texts": [MARKER, 7]}),
+    ("/encode", {"texts": [MARKER, " "]}),  # empty text
+    ("/encode", {"texts": [MARKER * 7_000] * 2}),  # over the request budget
+    ("/encode", {"texts": [MARKER] * 3000}),  # too many texts
+    ("/encode", {"texts": [MARKER + " word" * 400], "long_text": "reject"}),  # too long for the model
+    ("/v1/embeddings", {"input": [[NUMBER, 1]]}),  # token arrays
     ("/v1/embeddings", {"input": "a", "encoding_format": MARKER}),
     ("/v1/embeddings", {"input": "a", "dimensions": MARKER}),
     ("/v1/embeddings", {"input": "a", "dimensions": NUMBER}),
