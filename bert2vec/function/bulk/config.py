@@ -13,7 +13,7 @@ from bert2vec.function.bulk.readers import ReaderOptions
 from bert2vec.function.bulk.writers import FORMATS
 from bert2vec.function.settings import ConfigError, Settings
 
-__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "prefixes_overlap", "run_name"]  # ConfigError: its former home
+__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_name"]  # ConfigError: its former home
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
