@@ -165,11 +165,6 @@ class OutputLayout:
         return f"{self.base}/"
 
 
-def prefixes_overlap(a: str, b: str) -> bool:
-    """One key prefix inside the other (equal included; an empty prefix is the whole bucket)."""
-    return a.startswith(b) or b.startswith(a)
-
-
 def run_name(etag: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", etag) or "noetag"
 
@@ -177,3 +172,8 @@ def run_name(etag: str) -> str:
 def _same_names(view: type, s: Settings, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``view``'s fields that ``Settings`` has too, with the settings' values."""
     return {f.name: getattr(s, f.name) for f in fields(view) if f.name not in exclude and hasattr(s, f.name)}
+
+
+def prefixes_overlap(a: str, b: str) -> bool:
+    """One key prefix inside the other (equal included; an empty prefix is the whole bucket)."""
+    return a.startswith(b) or b.startswith(a)
