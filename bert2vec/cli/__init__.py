@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "function receives (routes /encode, /v1/embeddings, /embed, /, /info, /tokenize, /health, /model)",
     )
     srv.add_argument("--port", type=int, default=8080, metavar="N", help="port (default %(default)s; 0 = any free)")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default %(default)s); requests must name it or a loopback "
+                          "address in Host (0.0.0.0 or :: accepts any) and send JSON bodies")  # fmt: skip
 
     bf = p.add_argument_group("backfill mode (encode what is already in S3, with S3 Batch Operations)")
     bf.add_argument(

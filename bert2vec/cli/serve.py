@@ -9,6 +9,13 @@ they would against the deployed API. Like Lambda, the handler runs one request a
 HTTP itself is waitress's (the ``serve`` extra): a pure-Python, threaded, well-kept WSGI server
 that does chunked bodies, Content-Length validation, bounded body reading, idle timeouts and a
 real listen backlog — what ``http.server`` leaves to the application.
+
+Only its owner can reach it: it listens on 127.0.0.1 and answers only requests whose ``Host`` names
+a loopback address (``localhost``, ``127.x.x.x``, ``[::1]``) or the address ``--host`` names — a web
+page that rebinds its own name to 127.0.0.1 sends its own name and gets a 403 — and only JSON bodies
+(``Content-Type: application/json``), so no page can post to it without a CORS preflight (a
+``text/plain`` or form body is a 415). With ``VECTOR_BUCKET`` set, ``/search`` runs on the
+developer's AWS credentials: that is what these checks keep from other origins.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -32,6 +40,8 @@ from urllib.parse import parse_qsl, urlsplit
 from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, check_model_dir, load_cli_handler
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # what Lambda refuses before the handler runs
+JSON_TYPE = "application/json"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # --host that listens on every interface
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -108,6 +118,46 @@ def proxy_response(out: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return int(out["statusCode"]), headers, data
 
 
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port or IPv6 brackets, lower-cased."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def is_loopback(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(header: str | None, bind: str) -> bool:
+    """Whether a request's ``Host`` may be answered by a server listening on ``bind`` (``--host``):
+    loopback names always; the ``--host`` address too; any name when ``--host`` is every interface
+    (0.0.0.0 or ::, the owner's explicit choice). No ``Host`` (HTTP/1.0) is not a browser's request."""
+    if header is None or bind.strip("[]") in WILDCARD_HOSTS:
+        return True
+    name = host_name(header)
+    return is_loopback(name) or name == host_name(bind)
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json``, with or without parameters (``; charset=utf-8``)."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == JSON_TYPE
+
+
+def refusal(path: str, status: int, error_type: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """An error in the shape the route at ``path`` answers in (OpenAI's under ``/v1/``, else native)."""
+    from bert2vec.function.routes import error_body_for, shape_for
+
+    body = error_body_for(shape_for(path), status, None, message=message, error_type=error_type)
+    return status, [("Content-Type", JSON_TYPE)], json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
 # Server settings. Lambda runs one request per execution environment; the server takes many
 # connections at once (threads, a real backlog), reads bodies for them, and hands the handler one
 # request at a time.
@@ -164,10 +214,20 @@ class LocalServer:
         if self.draining.is_set():
             return self._reply(start_response, 503, [("Content-Type", "application/json"), ("Connection", "close")],
                                b'{"message":"Service Unavailable: the local server is stopping"}')  # fmt: skip
+        path = environ.get("PATH_INFO", "/")
+        if not host_allowed(environ.get("HTTP_HOST"), self.host):
+            return self._reply(start_response, *refusal(
+                path, 403, "forbidden_host", f"this local server answers only requests to localhost or {self.host} "
+                "(--host names another address)",
+            ))  # fmt: skip
         with self._state:
             self._in_flight += 1
         try:
             body = environ["wsgi.input"].read() if environ.get("CONTENT_LENGTH") else b""
+            if body and not is_json(environ.get("CONTENT_TYPE")):
+                return self._reply(start_response, *refusal(
+                    path, 415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json",
+                ))  # fmt: skip
             headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
             headers += [(k.replace("_", "-"), environ[k]) for k in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(k)]
             host_header = environ.get("HTTP_HOST") or f"{self.host}:{self.server_address[1]}"

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class Route:
 
     ``handler`` names the :class:`Routes` method that answers; ``body``: it takes a JSON body
     (passed to that method); ``preflight``: a browser sends a CORS preflight first (a JSON POST is
-    no "simple" request), so the REST API routes ``OPTIONS`` on this path to the function too.
+    no "simple" request), so the REST API answers ``OPTIONS`` on this path itself (a mock
+    integration in template.yaml: an unauthenticated preflight never invokes the function).
     """
 
     method: str
@@ -104,6 +106,9 @@ def shape_for(path: str, table: tuple[Route, ...] = ROUTES) -> ErrorShape:
             return route.error_shape
     return ErrorShape.OPENAI if path.startswith(openai_api.PATH_PREFIX) else ErrorShape.NATIVE
 
+
+# What a logged ``param`` may look like: the name of a field the wire formats define, never a value.
+FIELD_NAME = re.compile(r"[a-z][a-z_]{0,39}")
 
 # The one place an error type becomes an HTTP status. Every ``Bert2VecError`` subclass must have a
 # row (a fast test checks); anything unexpected is a 500 with the request id, never a traceback.
@@ -295,11 +300,18 @@ class Routes:
         return openai_api.models(svc.encoder.name, svc.encoder.card)
 
     def reject(self, exc: Bert2VecError, shape: ErrorShape = ErrorShape.NATIVE) -> tuple[int, dict[str, Any]]:
-        """Log a rejected request once and give its status and body (HTTP routes and direct invokes)."""
+        """Log a rejected request once and give its status and body (HTTP routes and direct invokes).
+
+        The log line carries the status, the error type and the field at fault, never the message:
+        messages quote the caller's own values (an option's value, an unknown field's name, a
+        filter's operand) for the caller, and logs are read by others.
+        """
         status = status_for(exc, shape)
         body = error_body_for(shape, status, exc)
-        message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
-        self.logger.info("request rejected", extra={"status": status, "error_type": exc.error_type, "error": message})
+        extra: dict[str, Any] = {"status": status, "error_type": exc.error_type}
+        if exc.param and FIELD_NAME.fullmatch(exc.param):
+            extra["param"] = exc.param
+        self.logger.info("request rejected", extra=extra)
         return status, body
 
     def health(self) -> tuple[int, dict[str, Any]]:

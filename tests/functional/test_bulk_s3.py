@@ -154,7 +154,8 @@ def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder
     m = _failed_manifest(aws, default_encoder, "incoming/cols.csv", b"id,body\n1,hello\n")
     assert m["output"]["parts"] == []
     (failed,) = m["chunks"]["failed"]
-    assert "text" in failed["error"] and "body" in failed["error"]  # names the column wanted and found
+    assert "'text'" in failed["error"] and "2 columns" in failed["error"]  # names the column wanted, counts the found
+    assert "body" not in failed["error"]  # never a cell: without a header row that would be a record
 
 
 def test_single_10mb_line_is_truncated_and_flagged(aws, default_encoder) -> None:

@@ -125,11 +125,11 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 def test_a_chunked_body_is_one_request_with_the_whole_body(served) -> None:
     srv, handler = served
     with connect(srv) as sock:
-        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n")  # fmt: skip
         status, _, body = read_response(sock)
         assert status == 200 and json.loads(body)["body"] == '{"a": 1}'
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")  # the same connection, the next request
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")  # the same connection, the next request
         status, _, body = read_response(sock)
         assert status == 200 and json.loads(body)["path"] == "/health"
     assert [e["rawPath"] for e in handler.events] == ["/encode", "/health"]
@@ -139,7 +139,7 @@ def test_a_chunked_body_is_one_request_with_the_whole_body(served) -> None:
 def test_an_invalid_content_length_is_400_and_never_reaches_the_handler(served, length: bytes) -> None:
     srv, handler = served
     with connect(srv) as sock:
-        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: h\r\nContent-Length: " + length + b"\r\n\r\n{}")
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + length + b"\r\n\r\n{}")
         status, headers, _ = read_response(sock)
     assert status == 400 and headers.get("connection") == "close" and handler.events == []
 
@@ -148,7 +148,7 @@ def test_an_invalid_content_length_is_400_and_never_reaches_the_handler(served, 
 def test_a_body_over_6mb_is_413_before_it_is_read(served, declared: int) -> None:
     srv, handler = served
     with connect(srv) as sock:
-        sock.sendall(f"POST /encode HTTP/1.1\r\nHost: h\r\nContent-Length: {declared}\r\n\r\n".encode() + b"x" * 1024)
+        sock.sendall(f"POST /encode HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\n\r\n".encode() + b"x" * 1024)
         status, _, _ = read_response(sock)  # answered with 1 KB sent of the declared length
     assert status == 413 and handler.events == []
 
@@ -157,7 +157,7 @@ def test_a_chunked_body_over_6mb_is_413(served) -> None:
     srv, handler = served
     chunk = b"x" * (1024 * 1024)
     with connect(srv, timeout=30) as sock:
-        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
         try:
             for _ in range(8):
                 sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
@@ -180,7 +180,7 @@ def test_a_burst_of_connections_is_queued_and_served(served) -> None:
     socks = [connect(srv, timeout=30) for _ in range(300)]  # far over the old backlog of 5
     try:
         for sock in socks:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert all(read_response(sock)[0] == 200 for sock in socks)
     finally:
         for sock in socks:
@@ -192,7 +192,7 @@ def test_stopping_finishes_the_request_in_flight_and_refuses_new_ones(served) ->
     srv, handler = served
     handler.gate = threading.Event()
     with connect(srv, timeout=30) as sock:
-        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}")
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
         assert handler.entered.wait(10)
         srv.stop()  # Ctrl-C in `bert-encode --serve`
         deadline = time.monotonic() + 10
@@ -215,7 +215,7 @@ def test_a_latin1_body_reaches_the_handler_as_bytes_not_as_base64_text(served) -
     srv, _ = served
     data = '{"text": "café"}'.encode("latin-1")
     with connect(srv) as sock:
-        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: "
+        sock.sendall(b"POST /encode HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
                      + str(len(data)).encode() + b"\r\n\r\n" + data)  # fmt: skip
         status, _, body = read_response(sock)
     assert status == 200 and json.loads(body)["b64"] is True and json.loads(body)["body"] == data.decode("latin-1")

@@ -231,14 +231,16 @@ def test_csv_blank_lines_before_header_are_not_rows() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "found"),
+    ("data", "found", "cells"),
     [
-        (b"hello world\nsecond\n", "'hello world'"),  # no header at all: the first row is taken as one
-        (b"id,body\n1,x\n", "'id', 'body'"),
-        (b"\xefid,text\n", None),
+        (b"hello world\nsecond\n", "among its 1 columns", ["hello world"]),  # no header: the first row is taken as one
+        (b"id,body\n1,x\n", "among its 2 columns", ["body"]),
+        (b"\xefid,text\n", None, []),
     ],
 )
-def test_csv_header_problems_are_whole_file_errors(data: bytes, found: str | None) -> None:
+def test_csv_header_problems_are_whole_file_errors(data: bytes, found: str | None, cells: list[str]) -> None:
+    """The missing column is named and the others counted, never quoted: a file without a header
+    row would have its first record copied into the manifest."""
     with pytest.raises(InputFormatError) as info:
         items("a.csv", data)
     assert isinstance(info.value, ValueError)
@@ -246,6 +248,7 @@ def test_csv_header_problems_are_whole_file_errors(data: bytes, found: str | Non
         assert "invalid UTF-8" in str(info.value)
     else:
         assert "'text'" in str(info.value) and found in str(info.value)
+        assert not any(cell in str(info.value) for cell in cells)
 
 
 def test_csv_long_line_is_rejected_and_file_continues() -> None:

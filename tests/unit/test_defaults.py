@@ -22,7 +22,7 @@ SETTINGS: dict[str, tuple[str | None, Any]] = {
     "MAX_REQUEST_CHARS": ("MaxRequestChars", defaults.MAX_REQUEST_CHARS),
     "MAX_REQUEST_TOKENS": ("MaxRequestTokens", defaults.MAX_REQUEST_TOKENS),
     "MAX_HOPS": (None, defaults.MAX_HOPS),
-    "VECTOR_TEXT_MAX_BYTES": (None, defaults.VECTOR_TEXT_MAX_BYTES),
+    "VECTOR_TEXT_MAX_BYTES": ("VectorTextMaxBytes", defaults.VECTOR_TEXT_MAX_BYTES),
     "INPUT_PREFIX": ("InputPrefix", defaults.INPUT_PREFIX),
     "OUTPUT_PREFIX": ("OutputPrefix", defaults.OUTPUT_PREFIX),
     "OUTPUT_FORMAT": ("OutputFormat", defaults.OUTPUT_FORMAT),

@@ -71,6 +71,11 @@ class BulkConfig:
                 f"VECTOR_TEXT_MAX_BYTES={self.vector_text_max_bytes}: must be 0..{MAX_VECTOR_TEXT_BYTES} (S3 Vectors "
                 "allows 40 KB of metadata per vector)"
             )
+        if self.output_bucket is None and prefixes_overlap(self.input_prefix, self.output_prefix):
+            raise ConfigError(
+                f"OUTPUT_PREFIX={self.output_prefix!r} and INPUT_PREFIX={self.input_prefix!r} overlap in one bucket "
+                "(OUTPUT_BUCKET empty): neither may lie inside the other, or inputs are skipped as outputs"
+            )
         if self.output_format == "s3vectors" and not (self.vector_bucket and self.vector_index):
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
@@ -183,3 +188,8 @@ def run_epoch(name: str) -> int:
 def _same_names(view: type, s: Settings, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``view``'s fields that ``Settings`` has too, with the settings' values."""
     return {f.name: getattr(s, f.name) for f in fields(view) if f.name not in exclude and hasattr(s, f.name)}
+
+
+def prefixes_overlap(a: str, b: str) -> bool:
+    """One key prefix inside the other (equal included; an empty prefix is the whole bucket)."""
+    return a.startswith(b) or b.startswith(a)

@@ -322,10 +322,11 @@ class InputFormat:
                     raise InputFormatError(f"cannot read the CSV header on line {start}: {error or bad}")
                 header = [cell.strip() for cell in row]
                 if opts.csv_text_column not in header:
-                    found = ", ".join(repr(c) for c in header)
+                    # Name the missing column, never the cells: a file without a header row would
+                    # have its first record (names, addresses) copied into the manifest and logs.
                     raise InputFormatError(
-                        f"CSV header (line {start}) has no column {opts.csv_text_column!r}; columns found: {found}. "
-                        "A header row naming the text column is required."
+                        f"CSV header (line {start}) has no column {opts.csv_text_column!r} among its {len(header)} "
+                        "columns. A header row naming the text column is required."
                     )
                 text_col = header.index(opts.csv_text_column)
                 id_col = header.index(opts.csv_id_column) if opts.csv_id_column in header else -1
