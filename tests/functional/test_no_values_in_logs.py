@@ -159,5 +159,6 @@ def test_bulk_rejections_store_and_log_no_values(aws, default_encoder, records, 
         assert not _leaks(texts), _leaks(texts)
     manifest = next(t for t in stored if t.startswith("vectors/people.csv.manifest.json"))
     assert "no column 'text'" in manifest and "3 columns" in manifest  # names the column, counts the rest
-    errors = next(t for t in stored if t.startswith("vectors/rows.jsonl.errors.jsonl"))
+    errors_key = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/rows.jsonl.manifest.json")["Body"].read())["output"]["errors_key"]
+    errors = next(t for t in stored if t.startswith(f"{errors_key}: "))
     assert errors.count('"reason"') == 6
