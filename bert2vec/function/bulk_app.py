@@ -174,6 +174,19 @@ def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = N
     }
 
 
+def scheduled_reconcile(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``{"bert2vec": "reconcile", "bucket": ..., "prefix"?: ...}``: repair drift between the bucket and
+    its outputs (``bert-encode --reconcile --apply`` inside the stack). Repairs stop before the
+    deadline; the next scheduled run goes on where the drift still is."""
+    from bert2vec.function.bulk.reconcile import reconcile
+
+    eng = engine()
+    drift = reconcile(eng, event["bucket"], event.get("prefix") or eng.cfg.input_prefix, apply=True,
+                      remaining_ms=_remaining(context))  # fmt: skip
+    logger.info("reconcile", extra={"drift": drift.summary()})
+    return {"reconcile": drift.summary()}
+
+
 def _record(outcome: Outcome) -> None:
     """The one place an outcome becomes a log line and metrics."""
     logger.info("object handled", extra={"summary": outcome.summary()})
@@ -187,6 +200,8 @@ def _record(outcome: Outcome) -> None:
 def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "invocationSchemaVersion" in event:
         return batch_operations(event, context)
+    if event.get("bert2vec") == "reconcile":  # the template's optional schedule (ReconcileSchedule)
+        return scheduled_reconcile(event, context)
     eng = engine()
     results = []
     for change in events_in(event):

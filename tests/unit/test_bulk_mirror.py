@@ -653,3 +653,31 @@ def test_finalize_reads_grow_linearly_with_the_slices(aws, monkeypatch) -> None:
 
     small, large = commit_reads(80, "incoming/small.txt"), commit_reads(160, "incoming/large.txt")
     assert large <= 2.3 * small, (small, large)
+
+
+def test_the_scheduled_reconcile_and_a_deletions_continuation_go_through_the_real_handlers(aws, monkeypatch, lambda_time) -> None:
+    """The template's schedule sends ``{"bert2vec": "reconcile", "bucket"}`` to the planner; a
+    deletion whose clean-up outlives its invocation continues as a ``purge`` message through the
+    worker's SQS handler (partial batch responses), until the object is gone from the index."""
+    from bert2vec.function import bulk_app
+
+    t = lambda_time
+    bucket, eng = Bucket(aws), make_engine(aws, "s3vectors", chunk_bytes=1 << 20, window=512, time_margin_ms=100)
+    monkeypatch.setattr(bulk_app, "engine", lambda: eng)
+    key = "incoming/many.txt"
+    deliver(eng, bucket.put(key, texts(10_000)), monkeypatch)
+    (summary,) = deliver(eng, bucket.delete(key), monkeypatch, t.budget(3))
+    assert summary["outcome"] == "in_progress", summary  # 4 s of deletes, 3-s invocations
+    rounds = 0
+    while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=1).get("Messages", []):
+        event = load_event("sqs_shard.json")
+        event["Records"][0].update(body=msgs[0]["Body"], messageId=msgs[0]["MessageId"])
+        assert bulk_app.sqs_handler(event, Context(t.budget(3))) == {"batchItemFailures": []}
+        aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msgs[0]["ReceiptHandle"])
+        rounds += 1
+    assert 1 <= rounds <= 3
+    assert_deleted(aws, key)
+    aws["s3"].put_object(Bucket=BUCKET, Key="incoming/unannounced.txt", Body=lines_of(texts(2)))
+    answer = bulk_app.s3_handler({"bert2vec": "reconcile", "bucket": BUCKET}, Context(t.budget(30)))
+    assert answer["reconcile"]["missing"] == 1 and answer["reconcile"]["outcomes"] == {"encoded": 1}
+    assert_exactly_once(aws, "incoming/unannounced.txt", texts(2), "s3vectors")

@@ -213,7 +213,7 @@ def test_bulk_iam_is_scoped() -> None:
         if "Fn::If" in st:  # the S3 Vectors grant, only with OutputFormat=s3vectors
             condition, st, otherwise = st["Fn::If"]
             assert condition == "UseVectors" and otherwise == NO_VALUE
-            assert sorted(st["Action"]) == ["s3vectors:DeleteVectors", "s3vectors:PutVectors"]
+            assert sorted(st["Action"]) == ["s3vectors:DeleteVectors", "s3vectors:ListVectors", "s3vectors:PutVectors"]
             assert all(b["Fn::Sub"].endswith("/index/${VectorIndexName}") for b in st["Resource"]["Fn::If"][1:])
             continue
         assert st["Effect"] == "Allow"
@@ -484,3 +484,19 @@ def test_transform_invokes_aliases_with_scoped_roles(auth_mode: str) -> None:
         for policy in role.get("Policies", []):
             for st in policy["PolicyDocument"]["Statement"]:
                 assert st["Action"] == "sqs:SendMessage" and refs(st["Resource"]) == {"PlannerDeadLetterQueue"}
+
+
+def test_scheduled_reconcile_is_off_unless_a_schedule_is_given() -> None:
+    """``ReconcileSchedule`` empty (the default): no rule, no permission; a schedule invokes the
+    planner's alias with the reconcile event the handler answers, from this account's rule only."""
+    template = _load()
+    assert template["Parameters"]["ReconcileSchedule"]["Default"] == ""
+    assert conditions_for(template)["HasReconcileSchedule"] is False
+    assert conditions_for(template, ReconcileSchedule="rate(1 day)")["HasReconcileSchedule"] is True
+    rule, permission = RES["ReconcileScheduleRule"], RES["ReconcileSchedulePermission"]
+    assert rule["Condition"] == permission["Condition"] == "HasReconcileSchedule"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "BulkPlannerFunction.Alias"}
+    assert '"bert2vec": "reconcile"' in target["Input"]["Fn::Sub"][0]
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ReconcileScheduleRule", "Arn"]}
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"

@@ -40,6 +40,7 @@ class Drift:
     orphaned: list[str] = field(default_factory=list)  # manifests whose input is gone
     stray_vectors: int = 0
     applied: bool = False
+    unfinished: bool = False  # the deadline came before every repair was started (the next run goes on)
     outcomes: dict[str, int] = field(default_factory=dict)  # what the repairs answered, by outcome
 
     def summary(self) -> dict[str, Any]:
@@ -47,6 +48,7 @@ class Drift:
             "objects": self.objects, "up_to_date": self.up_to_date, "missing": len(self.missing),
             "outdated": len(self.outdated), "orphaned": len(self.orphaned), "stray_vectors": self.stray_vectors,
             "applied": self.applied, **({"outcomes": self.outcomes} if self.applied else {}),
+            **({"unfinished": True} if self.unfinished else {}),
         }  # fmt: skip
 
     @property
@@ -114,9 +116,17 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
     def count(outcome: Any) -> None:
         drift.outcomes[outcome.kind.value] = drift.outcomes.get(outcome.kind.value, 0) + 1
 
+    def out_of_time() -> bool:
+        drift.unfinished = drift.unfinished or remaining() < cfg.time_margin_ms
+        return drift.unfinished
+
     for key in drift.orphaned:
+        if out_of_time():
+            break
         count(engine.handle_deleted(Deletion(bucket, key, None, "reconcile: the object is gone"), remaining))
     for key in drift.missing + drift.outdated:
+        if out_of_time():
+            break
         count(engine.handle_object(bucket, key, remaining))
     if stray:
         target = engine.worker.vector_target(_any_item(bucket))
