@@ -681,3 +681,45 @@ def test_the_scheduled_reconcile_and_a_deletions_continuation_go_through_the_rea
     answer = bulk_app.s3_handler({"bert2vec": "reconcile", "bucket": BUCKET}, Context(t.budget(30)))
     assert answer["reconcile"]["missing"] == 1 and answer["reconcile"]["outcomes"] == {"encoded": 1}
     assert_exactly_once(aws, "incoming/unannounced.txt", texts(2), "s3vectors")
+
+
+def test_a_gz_is_decompressed_once_and_fans_out(aws, monkeypatch) -> None:
+    """A ``.gz`` used to be one stream, re-read from byte 0 by every hand-off (26x the object in one
+    run). It is now decompressed once into the run directory and sliced like a plain file: it fans
+    out, hand-offs read their own byte ranges, the input is read twice (a sniff and the staging)
+    however many invocations it takes, and the copy is removed when the manifest is written."""
+    import gzip
+
+    bucket = Bucket(aws)
+    eng = make_engine(aws, "jsonl", chunk_bytes=256, shard_bytes=1024, time_margin_ms=0)
+    key = "incoming/big.jsonl.gz"
+    lines = texts(120)
+    body = gzip.compress(b"".join(json.dumps({"text": t}).encode() + b"\n" for t in lines))
+    reads = {"n": 0}
+    real_get = aws["s3"].get_object
+
+    def counting_get(**kwargs: Any) -> Any:
+        if kwargs["Key"] == key:
+            reads["n"] += 1
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(aws["s3"], "get_object", counting_get)
+    (summary,) = deliver(eng, bucket.put(key, body), monkeypatch)
+    assert summary["outcome"] == "fanned_out", summary
+    budget = {"calls": 0}
+
+    def short_invocation() -> Any:  # each invocation gets through a few lines, then hands off
+        budget["calls"] = 0
+
+        def remaining() -> int:
+            budget["calls"] += 1
+            return 10_000_000 if budget["calls"] < 8 else 1
+
+        return remaining
+
+    hops = drain(aws, eng, monkeypatch, short_invocation)
+    assert hops > 10
+    m = assert_exactly_once(aws, key, lines, "jsonl")
+    assert m["input"]["format"] == {"kind": "jsonl", "gzip": True} and m["input"]["size"] == len(body)
+    assert reads["n"] == 2, reads
+    assert not [k for k in outputs_of(aws, key) if k.endswith("/_staged")]

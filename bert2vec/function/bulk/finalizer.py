@@ -188,6 +188,8 @@ class Finalizer:
             return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         self._drop_uncommitted(layout, ordered)
+        if item.staged:  # every slice is committed: the decompressed copy has done its work
+            self.store.delete(layout.bucket, [item.staged["key"]])
         return manifest
 
     def publish(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
@@ -141,14 +142,39 @@ class Planner:
         if not_text:
             self.failed_manifest(layout, bucket, key, etag, size, not_text, epoch=epoch)
             return Outcome(Kind.FAILED, key, not_text, layout.manifest_key, "failed")
+        if fmt.gzip and fmt.kind in ("txt", "jsonl"):
+            staged = self._stage(item, layout)
+            if staged is not None:  # slices become byte ranges of the plain copy: fan-out, no re-reads
+                item = replace(item, unit="bytes", slice_size=self.cfg.chunk_bytes, staged=staged)
+                unit = "bytes"
         if unit == "bytes":
             item.end_slice = item.total_slices
-            if size > self.cfg.shard_bytes and self.cfg.queue_url:
+            if item.read_size > self.cfg.shard_bytes and self.cfg.queue_url:
                 shards = self.plan_shards(item)
                 self.engine.send(shards)
                 log.info("s3://%s/%s: %d bytes fanned out as %d shards", bucket, key, size, len(shards))
                 return Outcome(Kind.FANNED_OUT, key, shards=len(shards))
         return self.engine.run(item, remaining_ms)
+
+    def _stage(self, item: WorkItem, layout: OutputLayout) -> dict[str, Any] | None:
+        """The ``.gz`` decompressed once into the run directory (reused when a duplicate already
+        did it: the copy of one version's bytes is always the same); None for a gzip that cannot be
+        read to its end, which is read as one stream instead, so every line before the damage is
+        still encoded and the manifest says where reading stopped."""
+        from bert2vec.function.bulk.worker import CONTENT_ERRORS
+
+        key = f"{layout.run}_staged"
+        try:
+            head = self.store.client.head_object(Bucket=layout.bucket, Key=key)
+            return {"bucket": layout.bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
+        except Exception as exc:  # noqa: BLE001 - only a missing copy is expected here
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        try:
+            return self.engine.worker.source(item).stage(layout.bucket, key, self.store.put_stream)
+        except CONTENT_ERRORS as exc:
+            log.info("s3://%s/%s: not staged (%s: %s); read as one stream", item.bucket, item.key, type(exc).__name__, exc)
+            return None
 
     def plan_shards(self, item: WorkItem) -> list[WorkItem]:
         """Slice-aligned shards with their first line numbers (one sequential pass over the object)."""
@@ -160,7 +186,7 @@ class Planner:
             WorkItem(
                 item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
                 first_slice=s, end_slice=min(s + per_shard, total), first_line=line, version_id=item.version_id,
-                epoch=item.epoch, model=item.model, output_format=item.output_format,
+                epoch=item.epoch, model=item.model, output_format=item.output_format, staged=item.staged,
             )  # fmt: skip
             for s, line in zip(starts, first_lines, strict=True)
         ]

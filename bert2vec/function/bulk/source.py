@@ -34,10 +34,14 @@ class InputObject:
         self.item = item
         self.reader = reader
 
-    def _get(self, rng: str | None = None) -> Any:
-        kwargs: dict[str, Any] = {"Bucket": self.item.bucket, "Key": self.item.key, "IfMatch": f'"{self.item.etag}"'}
-        if self.item.version_id:
-            kwargs["VersionId"] = self.item.version_id
+    def _get(self, rng: str | None = None, *, original: bool = False) -> Any:
+        staged = None if original else self.item.staged
+        if staged:  # the run's decompressed copy (its own ETag: nothing else writes it)
+            kwargs: dict[str, Any] = {"Bucket": staged["bucket"], "Key": staged["key"], "IfMatch": staged["etag"]}
+        else:
+            kwargs = {"Bucket": self.item.bucket, "Key": self.item.key, "IfMatch": f'"{self.item.etag}"'}
+            if self.item.version_id:
+                kwargs["VersionId"] = self.item.version_id
         if rng:
             kwargs["Range"] = rng
         return self.client.get_object(**kwargs)["Body"]
@@ -53,13 +57,46 @@ class InputObject:
         """
         if self.item.size == 0:
             return None
-        body = self._get(f"bytes=0-{SNIFF_BYTES * 16 - 1}").read()
+        body = self._get(f"bytes=0-{SNIFF_BYTES * 16 - 1}", original=True).read()
         if self.item.gzip:
             try:
                 body = zlib.decompressobj(wbits=31).decompress(body, SNIFF_BYTES)
             except zlib.error:
                 return None
         return sniff_text(body[:SNIFF_BYTES])
+
+    def stage(self, bucket: str, key: str, put_stream: Any) -> dict[str, Any]:
+        """Decompress the ``.gz`` once into ``s3://bucket/key`` (streamed, multipart: bounded memory,
+        no local disk); what its slices are then read from. A corrupt or truncated gzip raises
+        here, before anything is planned on it."""
+        body = self._get(original=True)
+        state = {"gz": zlib.decompressobj(wbits=31)}
+
+        class Plain:
+            """The decompressed bytes, member after member (gzip allows several), as a stream."""
+
+            def read(self, n: int = -1) -> bytes:
+                while True:
+                    gz = state["gz"]
+                    if gz.eof and gz.unused_data:  # the next member starts in what was read
+                        rest = gz.unused_data
+                        state["gz"] = gz = zlib.decompressobj(wbits=31)
+                        out = gz.decompress(rest)
+                    else:
+                        raw = body.read(1 << 20)
+                        if not raw:
+                            if not gz.eof:
+                                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                            return b""
+                        if gz.eof:
+                            state["gz"] = gz = zlib.decompressobj(wbits=31)
+                        out = gz.decompress(raw)
+                    if out:
+                        return out
+
+        put_stream(bucket, key, Plain(), "application/octet-stream")
+        head = self.client.head_object(Bucket=bucket, Key=key)
+        return {"bucket": bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
 
     def first_lines(self, offsets: list[int]) -> list[int]:
         """Line numbers of the first lines starting at or after each byte offset (one sequential pass)."""
@@ -71,7 +108,7 @@ class InputObject:
         after the last item yielded, so the caller can save it at any moment; for records a second
         element says whether the stream ended with this slice."""
         item = self.item
-        fmt = InputFormat(item.kind, item.gzip, self.reader)
+        fmt = InputFormat(item.kind, item.gzip and not item.staged, self.reader)
         if item.unit == "records":
             stream = self.open()
             records = fmt.iter_items(stream, skip_records=k * item.slice_size + resume)
@@ -82,9 +119,9 @@ class InputObject:
             position.append(1 if next(records, None) is None else 0)
             return
         start = max(k * item.slice_size, resume)
-        end = min((k + 1) * item.slice_size, item.size)
+        end = min((k + 1) * item.slice_size, item.read_size)
         position[0] = start
-        if item.size == 0 or start >= end:
+        if item.read_size == 0 or start >= end:
             return
         lead = self._line_start_at_or_after(start, end)
         if lead is None:  # no line starts in [start, end): a long line from an earlier slice covers it

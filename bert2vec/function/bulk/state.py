@@ -45,6 +45,9 @@ class WorkItem:
     epoch: int = 0  # the object's ledger epoch the run started in (0: no ledger record, the old layout)
     model: str | None = None  # checksum of the model that planned the run: every slice must be this model's
     output_format: str | None = None  # OUTPUT_FORMAT that planned the run: every part must be this format
+    # A .gz decompressed once into the run directory ({"bucket", "key", "etag", "size"}): slices are
+    # byte ranges of it, so a compressed object fans out and no hand-off decompresses from byte 0.
+    staged: dict[str, Any] | None = None
 
     def to_message(self, input_prefix: str) -> str:
         body = {"v": MESSAGE_VERSION, **asdict(self), "input_prefix": input_prefix}
@@ -68,14 +71,19 @@ class WorkItem:
             end_slice=None if data.get("end_slice") is None else int(data["end_slice"]),
             first_line=int(data.get("first_line", 1)), hops=int(data.get("hops", 0)),
             version_id=data.get("version_id"), epoch=int(data.get("epoch") or 0), model=data.get("model"),
-            output_format=data.get("output_format"),
+            output_format=data.get("output_format"), staged=data.get("staged"),
         )  # fmt: skip
+
+    @property
+    def read_size(self) -> int:
+        """Bytes the slices divide: the staged plain copy's for a staged ``.gz``, else the object's."""
+        return int(self.staged["size"]) if self.staged else self.size
 
     @property
     def total_slices(self) -> int | None:
         if self.unit != "bytes":
             return None
-        return max(1, math.ceil(self.size / self.slice_size))
+        return max(1, math.ceil(self.read_size / self.slice_size))
 
 
 @dataclass
