@@ -22,6 +22,7 @@ conditional (``If-None-Match`` / ``If-Match``), so two events racing each other 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,41 +88,45 @@ class Ledger:
 
         The same event again (a redelivery) is neither late nor a move; an older one is late; a
         newer one moves the epoch on."""
-        rkey = self.record_key(bucket, key)
-        for _ in range(TRIES):
-            there = self.store.read(self.bucket, rkey)
-            entry = Entry.from_dict(there.data) if there else Entry(bucket, key)
+
+        def decide(entry: Entry) -> Verdict | Entry:
             if entry.sequencer is not None:
                 order = sequencer_order(sequencer, entry.sequencer)
                 if order < 0:
                     return Verdict(entry, late=True, moved=False)
                 if order == 0:  # a redelivery of the event that is already recorded
                     return Verdict(entry, late=False, moved=False)
-            new = Entry(bucket, key, entry.epoch + 1, sequencer.upper(), event, manifests.now(), f"{event} {sequencer}")
-            try:
-                self._write(rkey, new, there)
-            except Conflict:
-                continue
-            return Verdict(new, late=False, moved=True)
-        raise RuntimeError(f"the ledger record of s3://{bucket}/{key} kept changing under {TRIES} tries")
+            return Entry(bucket, key, entry.epoch + 1, sequencer.upper(), event, manifests.now(), f"{event} {sequencer}")
+
+        return self._update(bucket, key, decide)
 
     def move_from(self, bucket: str, key: str, epoch: int, reason: str) -> Verdict:
         """Start a new epoch, but only if the object is still in ``epoch`` (compare and swap).
 
         Many shards of one run can see the same reason to restart (a deploy changed the model under
-        them); only the first one's move counts, the rest find the epoch already moved."""
+        them); only the first one's move counts (``moved``), the rest find the epoch already moved."""
+
+        def decide(entry: Entry) -> Verdict | Entry:
+            if entry.epoch != epoch:
+                return Verdict(entry, late=True, moved=False)
+            return Entry(bucket, key, epoch + 1, entry.sequencer, entry.event, manifests.now(), reason)
+
+        return self._update(bucket, key, decide)
+
+    def _update(self, bucket: str, key: str, decide: Callable[[Entry], Verdict | Entry]) -> Verdict:
+        """Read the record, let ``decide`` answer (a verdict) or give the next entry, and write that
+        on the condition that nobody wrote in between; a lost race reads again."""
         rkey = self.record_key(bucket, key)
         for _ in range(TRIES):
             there = self.store.read(self.bucket, rkey)
-            entry = Entry.from_dict(there.data) if there else Entry(bucket, key)
-            if entry.epoch != epoch:
-                return Verdict(entry, late=True, moved=False)
-            new = Entry(bucket, key, epoch + 1, entry.sequencer, entry.event, manifests.now(), reason)
+            decided = decide(Entry.from_dict(there.data) if there else Entry(bucket, key))
+            if isinstance(decided, Verdict):
+                return decided
             try:
-                self._write(rkey, new, there)
+                self._write(rkey, decided, there)
             except Conflict:
                 continue
-            return Verdict(new, late=False, moved=True)
+            return Verdict(decided, late=False, moved=True)
         raise RuntimeError(f"the ledger record of s3://{bucket}/{key} kept changing under {TRIES} tries")
 
     def _write(self, rkey: str, entry: Entry, there: Any) -> None:
