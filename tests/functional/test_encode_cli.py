@@ -261,7 +261,7 @@ def test_unknown_extension_is_explained_and_input_format_overrides(capsys, model
     [
         ("utf16.txt", "one\ntwo\n".encode("utf-16"), "UTF-16 LE"),
         ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL bytes"),
-        ("utf16.txt.gz", gzip.compress("one\n".encode("utf-16")), "UTF-16 LE"),
+        ("utf16.txt.gz", gzip.compress("one\n".encode("utf-16"), mtime=0), "UTF-16 LE"),
     ],
 )
 def test_input_that_is_not_utf8_text_is_refused(capsys, model, tmp_path: Path, name: str, data: bytes, why: str) -> None:
