@@ -145,11 +145,12 @@ image-test: $(STAMP)
 # The arm64 image under qemu emulation (tests/arm64/): init, a handful of encode events, vectors equal
 # to the x86_64 image's. Builds both images; where Docker or arm64 emulation (scripts/binfmt-arm64.sh)
 # is unavailable nothing is built and pytest says why in one line. Not part of `make test`.
-image-test-arm64: $(STAMP)
+image-test-arm64: $(STAMP) $(SAM)
 	@if docker info > /dev/null 2>&1 && scripts/binfmt-arm64.sh; then \
 	  $(MAKE) --no-print-directory image ARCH=x86_64 && $(MAKE) --no-print-directory image ARCH=arm64; \
 	  else echo "no Docker engine or no arm64 emulation: the arm64 image is not built, its tests will be skipped"; fi
-	BERT2VEC_IMAGE=bert2vec:local BERT2VEC_IMAGE_ARM64=bert2vec:local-arm64 $(BIN)/pytest tests/arm64 -v -p no:cacheprovider --durations=10
+	BERT2VEC_IMAGE=bert2vec:local BERT2VEC_IMAGE_ARM64=bert2vec:local-arm64 BERT2VEC_SAM=$(abspath $(SAM)) \
+	  $(BIN)/pytest tests/arm64 -v -p no:cacheprovider --durations=10
 
 # SAM for real (tests/sam/): `make image`, then `sam build` (all cache hits: the same Dockerfile and
 # build args), `sam local invoke` of the encode function on every encode event checked against

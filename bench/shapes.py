@@ -11,7 +11,7 @@ export is loaded in a fresh process as the function loads it (``Encoder.load``) 
   one-text and bulk requests;
 * one-text p50 (20 requests of a 14-token text) and bulk texts/s (256 texts of 5-120 words, batches
   of 8 as the bulk worker sends them; the second pass, steady state);
-* $ per million texts at the memory ``bert2vec.function.sizing`` asks for, at Lambda's x86 price.
+* $ per million texts at the memory ``bert2vec.export.sizing`` asks for, at Lambda's x86 price.
 
 Random weights give real shapes, sizes and speeds, not real vectors. Run it on a quiet machine: a
 second busy process halves the figures. Writes bench/results/shapes.json and prints a Markdown table.
@@ -150,7 +150,7 @@ def image_rest_mb(image: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bert2vec.function.sizing import lambda_cost_per_million, required_memory_mb
+    from bert2vec.export.sizing import lambda_cost_per_million, required_memory_mb
 
     parser = argparse.ArgumentParser(prog="bench.shapes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))

@@ -66,3 +66,23 @@ def test_vectors_equal_the_x86_64_image(arm64_function) -> None:
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() >= 0.99999, cos
     assert arm.json()["token_counts"] == ref.json()["token_counts"]
+
+
+def test_sam_build_follows_the_architecture_parameter(tmp_path) -> None:
+    """`sam build --parameter-overrides Architecture=arm64` builds every function for arm64, from the
+    same Dockerfile and build args as `make image ARCH=arm64`: all cache hits, the same image."""
+    import re
+
+    from tests.sam.samlocal import run_checked, sam_executable
+
+    if not os.access(sam_executable(), os.X_OK):
+        pytest.skip(f"the SAM CLI {sam_executable()} is not installed (make .cache/venv-sam/bin/sam)")
+    build_dir = tmp_path / "build"
+    run_checked([sam_executable(), "build", "--build-dir", str(build_dir), "--parameter-overrides",
+                 "Architecture=arm64 BaseImage=arm64v8/python:3.11-slim-bookworm"], timeout=3000)  # fmt: skip
+    built = (build_dir / "template.yaml").read_text(encoding="utf-8")
+    assert len(re.findall(r"^\s+Architectures:\n\s+- arm64$", built, flags=re.MULTILINE)) == 3, built[:2000]
+    uris = set(re.findall(r"^\s+ImageUri: (\S+)$", built, flags=re.MULTILINE))
+    assert len(uris) == 1
+    image_id = docker("image", "inspect", "--format", "{{.Id}}", uris.pop()).stdout.strip()
+    assert image_id == docker("image", "inspect", "--format", "{{.Id}}", arm64_image()).stdout.strip()

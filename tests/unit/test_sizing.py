@@ -1,7 +1,7 @@
-"""bert2vec.function.sizing: the memory an export needs, and the build's refusal (fast: fake exports).
+"""bert2vec.export.sizing: the memory an export needs, and the build's refusal (fast: fake exports).
 
 An "export" here is a directory with a ``variables/`` of a given size and a model card; the build
-(function/Dockerfile) runs the same ``python -m bert2vec.function.sizing`` on the real export.
+(function/Dockerfile) runs the same ``python -m bert2vec.export.sizing`` on the real export.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bert2vec.function import sizing
+from bert2vec.export import sizing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def fake_export(path: Path, weights_mb: float, *, split: bool = True, name: str 
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bert2vec.function.sizing", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bert2vec.export.sizing", *args], capture_output=True, text=True,
                           timeout=60, cwd=REPO)  # fmt: skip
 
 

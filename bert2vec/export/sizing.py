@@ -9,7 +9,7 @@ plus a margin for Lambda's own processes and the page cache (``MARGIN``), rounde
 
 The image build runs it on the model it just exported (function/Dockerfile):
 
-    python -m bert2vec.function.sizing /opt/model --memory-size 2048
+    python -m bert2vec.export.sizing /opt/model --memory-size 2048
 
 prints one line and exits 1 when the model needs more than ``--memory-size`` (the template's
 ``MemorySize``), naming the value to pass; ``--split-pays`` instead answers whether a function of that
@@ -78,7 +78,7 @@ def lambda_cost_per_million(memory_mb: int, seconds_per_text: float, price_gb_s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bert2vec.function.sizing", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bert2vec.export.sizing", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--memory-size", type=int, required=True, help="the function's MemorySize in MB")
     parser.add_argument("--bulk-memory-size", type=int, help="the bulk functions' BulkMemorySize in MB")
