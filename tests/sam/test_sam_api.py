@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.sam.samlocal import REPO, sam_env, sam_executable
+from tests.sam.samlocal import LOCAL_TIMEOUT, REPO, sam_env, sam_executable
 
 TEXTS = ["I enjoy taking long walks along the beach with my dog.", "Serverless BERT on Lambda", "hello"]
 ATOL = 1e-5
@@ -38,7 +38,8 @@ def _free_port() -> int:
 def api(built_template: Path) -> Iterator[str]:
     port = _free_port()
     argv = [sam_executable(), "local", "start-api", "--template", str(built_template), "--host", "127.0.0.1",
-            "--port", str(port), "--skip-pull-image", "--warm-containers", "LAZY"]  # fmt: skip
+            "--port", str(port), "--skip-pull-image", "--warm-containers", "LAZY",
+            "--parameter-overrides", LOCAL_TIMEOUT]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=REPO, env=sam_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     lines: list[str] = []
