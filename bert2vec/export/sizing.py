@@ -4,7 +4,7 @@ Why: a model that does not fit dies out of memory on its first cold start, and n
 The function's peak RSS grows with the bytes of its weights on disk (``variables/``), which the split
 graph (``serving_parts_2``, one encoder copy per core) makes larger. Measured with ``bench/shapes.py``
 (random weights, every catalogue shape, split and ``--no-split``; table in docs/deploy.md), the peak
-RSS after one-text and bulk requests stays below ``BASE_MB + FACTOR * weights_mb`` (975 MB measured for
+RSS after one-text and bulk requests is ``BASE_MB + FACTOR * weights_mb`` within 6 % (measured 975 MB for
 MiniLM, 1,656 MB for BERT-base, 3,107 MB for BERT-large, all with the split graph); the function needs that
 plus a margin for Lambda's own processes and the page cache (``MARGIN``), rounded up to 64 MB.
 
