@@ -6,8 +6,8 @@ Emulation tells that the arm64 wheels, the trimmed venv and the exported model w
 aarch64 and give the same vectors; it says nothing about Graviton's speed (qemu translates every
 instruction; timings here are 10-50x a native core's) nor about memory use to better than qemu's own
 overhead (its translation cache counts against the container's cap). ``ARM64_MEMORY_MB`` sets the
-cap (default 4,096 MB: with the template's 2,048 MB, qemu's overhead on top of TensorFlow's left init
-without an answer for minutes).
+cap (default 4,096 MB: an earlier run on this kind of machine with the template's 2,048 MB got no
+answer within 500 s; qemu's own memory counts against the cap).
 """
 
 from __future__ import annotations
