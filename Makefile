@@ -7,7 +7,7 @@ MODEL  := build/model
 # The encode handler's events (the S3/SQS/EventBridge ones belong to the bulk handlers).
 EVENTS := $(filter-out events/expectations.json events/s3_% events/sqs_% events/eventbridge_%,$(wildcard events/*.json))
 
-.PHONY: install run test test-slow test-all test-fast lint export-default clean bench image image-test
+.PHONY: install run test test-slow test-all test-fast lint export-default clean bench image image-test image-test-arm64 sam-local bench-shapes
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,19 +95,44 @@ bench: $(STAMP) $(MODEL)/saved_model.pb $(MODEL)-bf16/saved_model.pb $(REF_STAMP
 	@if docker info > /dev/null 2>&1; then $(MAKE) --no-print-directory image; fi
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# Each catalogue shape with random weights (bench/shapes.py): export and image size, init, peak RSS,
+# one-text p50, bulk texts/s, the MemorySize the build asks for and $ per million texts; the table in
+# docs/deploy.md. ~40 minutes on 2 cores with BERT-large; SHAPES_ARGS="--shapes minilm-L6-H384" for one.
+SHAPES_ARGS ?=
+bench-shapes: $(STAMP)
+	$(BIN)/python -m bench.shapes $(SHAPES_ARGS)
+
 # The function image, built as `sam build` builds it (function/Dockerfile, context ".", the same build
 # args), on the host network. A base image that cannot be pulled is stood in from Debian packages
 # (scripts/base-image.sh: air-gapped machines, registry mirrors without Docker Hub's python images).
 # The legacy builder: BuildKit would fetch the `# syntax=` frontend from Docker Hub.
+# ARCH=arm64 builds the Graviton image (template parameter Architecture=arm64) from the per-architecture
+# official base, arm64v8/python, or its stand-in; on an x86_64 machine under qemu emulation
+# (scripts/binfmt-arm64.sh, run by base-image.sh when it needs it). ~10 minutes here, not seconds.
+ARCH         ?= x86_64
+ifeq ($(ARCH),arm64)
+IMAGE        ?= bert2vec:local-arm64
+PYTHON_IMAGE ?= arm64v8/python:3.11-slim-bookworm
+PLATFORM     := linux/arm64
+else ifeq ($(ARCH),x86_64)
 IMAGE        ?= bert2vec:local
 PYTHON_IMAGE ?= python:3.11-slim-bookworm
+PLATFORM     := linux/amd64
+else
+$(error ARCH=$(ARCH): x86_64 or arm64)
+endif
 BERT_MODEL   ?=
 EXPORT_ARGS  ?=
+# The template's MemorySize / BulkMemorySize defaults: the build checks the model fits them.
+MEMORY_SIZE      ?= 2048
+BULK_MEMORY_SIZE ?= 3008
 
 image:
-	scripts/base-image.sh $(PYTHON_IMAGE)
-	DOCKER_BUILDKIT=0 docker build --network host -f function/Dockerfile -t $(IMAGE) \
-	  --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) --build-arg BERT_MODEL="$(BERT_MODEL)" --build-arg EXPORT_ARGS="$(EXPORT_ARGS)" .
+	scripts/base-image.sh $(PYTHON_IMAGE) $(ARCH)
+	DOCKER_BUILDKIT=0 docker build --network host --platform $(PLATFORM) -f function/Dockerfile -t $(IMAGE) \
+	  $(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL) \
+	  --build-arg PYTHON_IMAGE="$(PYTHON_IMAGE)" --build-arg BERT_MODEL="$(BERT_MODEL)" --build-arg EXPORT_ARGS="$(EXPORT_ARGS)" \
+	  --build-arg MEMORY_SIZE="$(MEMORY_SIZE)" --build-arg BULK_MEMORY_SIZE="$(BULK_MEMORY_SIZE)" .
 
 # The built image run as Lambda runs it (tests/image/: read-only root, /tmp only, a non-root uid,
 # the template's memory and vCPU share, a Runtime API on 127.0.0.1). Not part of `make test`.
@@ -117,5 +142,26 @@ image-test: $(STAMP)
 	  else echo "no Docker engine: the image is not built, the image tests will be skipped"; fi
 	BERT2VEC_IMAGE=$(IMAGE) $(BIN)/pytest tests/image -q
 
+# The arm64 image under qemu emulation (tests/arm64/): init, a handful of encode events, vectors equal
+# to the x86_64 image's. Builds both images; where Docker or arm64 emulation (scripts/binfmt-arm64.sh)
+# is unavailable nothing is built and pytest says why in one line. Not part of `make test`.
+image-test-arm64: $(STAMP) $(SAM)
+	@if docker info > /dev/null 2>&1 && scripts/binfmt-arm64.sh; then \
+	  $(MAKE) --no-print-directory image ARCH=x86_64 && $(MAKE) --no-print-directory image ARCH=arm64; \
+	  else echo "no Docker engine or no arm64 emulation: the arm64 image is not built, its tests will be skipped"; fi
+	BERT2VEC_IMAGE=bert2vec:local BERT2VEC_IMAGE_ARM64=bert2vec:local-arm64 BERT2VEC_SAM=$(abspath $(SAM)) \
+	  $(BIN)/pytest tests/arm64 -v -p no:cacheprovider --durations=10
+
+# SAM for real (tests/sam/): `make image`, then `sam build` (all cache hits: the same Dockerfile and
+# build args), `sam local invoke` of the encode function on every encode event checked against
+# events/expectations.json, `sam local start-api` driven by curl, the openai client and TEI's /embed,
+# and the bulk planner and worker invoked against a local moto S3/SQS. Needs the engine
+# scripts/docker-up.sh starts (bridge on: sam local publishes its port through docker-proxy); without
+# one, nothing is built and pytest says why in one line. Not part of `make test`.
+sam-local: $(STAMP) $(SAM)
+	@if docker info > /dev/null 2>&1; then $(MAKE) --no-print-directory image; \
+	  else echo "no Docker engine: the image is not built, the sam tests will be skipped"; fi
+	BERT2VEC_IMAGE=$(IMAGE) BERT2VEC_SAM=$(abspath $(SAM)) $(BIN)/pytest tests/sam -v -p no:cacheprovider --durations=10
+
 clean:
-	rm -rf build .cache
+	rm -rf build .cache .aws-sam

@@ -70,7 +70,25 @@ def stage_args(stage: str = "deps", dockerfile: Path = DOCKERFILE) -> dict[str, 
                 args[name] = value
     if not args:
         raise ValueError(f"{dockerfile}: stage {stage!r} declares no ARG")
+    if stage == "deps":
+        args.update(image_requirements())
     return args
+
+
+def image_requirements() -> dict[str, str]:
+    """The deps stage's inputs, now in function/requirements.in (its hashed locks are what the image
+    installs): TENSORFLOW_VERSION, TENSORFLOW_TEXT_VERSION and the rest as REQUIREMENTS."""
+    lines = (REPO / "function" / "requirements.in").read_text(encoding="utf-8").splitlines()
+    reqs = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    out = {"REQUIREMENTS": " ".join(r for r in reqs if not r.startswith(("tensorflow==", "tensorflow-text==")))}
+    for r in reqs:
+        if r.startswith("tensorflow=="):
+            out["TENSORFLOW_VERSION"] = r.split("==", 1)[1]
+        elif r.startswith("tensorflow-text=="):
+            out["TENSORFLOW_TEXT_VERSION"] = r.split("==", 1)[1]
+    lock = REPO / "function" / f"requirements-{platform.machine()}.txt"
+    out["LOCK"] = lock.read_text(encoding="utf-8") if lock.is_file() else ""
+    return out
 
 
 def tensorflow_dist(machine: str) -> str:
@@ -98,7 +116,7 @@ def site_packages(venv: Path) -> Path:
 def _recipe(args: dict[str, str], *, lean: bool) -> str:
     """What a build depends on; a build stamped with another recipe is redone."""
     keys = ["TENSORFLOW_VERSION", "TENSORFLOW_TEXT_VERSION", "REQUIREMENTS"]
-    keys += ["TRIM_PACKAGES", "TRIM_PATHS"] if lean else []
+    keys += ["TRIM_PACKAGES", "TRIM_PATHS", "LOCK"] if lean else []
     return json.dumps({"lean": lean, **{k: args[k] for k in keys}}, sort_keys=True)
 
 
@@ -113,9 +131,13 @@ def build_venv(venv: Path, args: dict[str, str], *, lean: bool) -> Path:
     py = venv / "bin" / "python"
     requirements = args["REQUIREMENTS"].split()
     tf, tf_text = args["TENSORFLOW_VERSION"], args["TENSORFLOW_TEXT_VERSION"]
-    if lean:
+    lock = REPO / "function" / f"requirements-{platform.machine()}.txt"
+    if lean and lock.is_file():  # what the image installs: the hashed lock, nothing resolved
+        _pip(py, "install", "--quiet", "--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(lock))
+    elif lean:
         _pip(py, "install", "--quiet", f"{tensorflow_dist(platform.machine())}=={tf}", *requirements)
         _pip(py, "install", "--quiet", "--no-deps", f"tensorflow-text=={tf_text}")
+    if lean:
         _pip(py, "uninstall", "--quiet", "-y", *args["TRIM_PACKAGES"].split())
         site = site_packages(venv)
         for path in args["TRIM_PATHS"].split():

@@ -2,9 +2,12 @@
 # Make a Docker engine available for `make image` / `make image-test` (CI and fresh machines).
 #
 # Installs Debian's docker.io and debootstrap (for scripts/base-image.sh's stand-in base) when they
-# are missing, then starts dockerd if none answers. The engine leaves the machine's
-# network alone: no bridge, no iptables rules, no forwarding or masquerading; builds and containers
-# use `--network host` instead. Exits non-zero, with one line saying why, when no engine can run.
+# are missing, then starts dockerd if none answers. The engine leaves the machine's network alone:
+# no iptables rules, no IP forwarding, no masquerading. The default bridge stays on, because
+# `sam local invoke` / `start-api` publish the emulator's port on 127.0.0.1 and reach it through
+# docker-proxy (with `--bridge=none` sam local times out and exits 0 with empty output); builds and
+# the image tests use `--network host`. Containers on the bridge get no route out (no NAT).
+# Exits non-zero, with one line saying why, when no engine can run.
 set -uo pipefail
 LOG="${DOCKERD_LOG:-/tmp/dockerd.log}"
 
@@ -26,7 +29,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine is running and starting one needs root" >&2
   exit 1
 fi
-setsid nohup dockerd --iptables=false --bridge=none --ip-forward=false --ip-masq=false > "$LOG" 2>&1 < /dev/null &
+setsid nohup dockerd --iptables=false --ip-forward=false --ip-masq=false > "$LOG" 2>&1 < /dev/null &
 for _ in $(seq 60); do
   docker info > /dev/null 2>&1 && { echo "dockerd started (log: $LOG)"; exit 0; }
   sleep 1

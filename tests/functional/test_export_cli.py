@@ -243,22 +243,30 @@ def _as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_read_only_parent_is_refused(capsys, tmp_path: Path) -> None:
     import tempfile
 
-    ro = Path(tempfile.mkdtemp(prefix="bert2vec-ro-"))  # reachable by nobody, unlike tmp_path
+    base = Path(tempfile.mkdtemp(prefix="bert2vec-ro-"))  # reachable by nobody, unlike tmp_path
+    ro = base / "ro"
+    # The source is a checkpoint nobody can read wherever the clone (and its venv's embedded
+    # default) lives: under root's 0700 home, nobody could not read the default's weights.
+    src = tiny_bert(base / "src")
+    for path in [base, *base.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    ro.mkdir(mode=0o555)
+    os.chmod(ro, 0o555)
     try:
-        os.chmod(ro, 0o555)
+        argv = ["--model", str(src), "--output", str(ro / "m")]
         if os.geteuid() != 0:
-            _refused(capsys, ["--output", str(ro / "m")], f"cannot write in {ro}", "Permission denied")
+            _refused(capsys, argv, f"cannot write in {ro}", "Permission denied")
         else:  # root ignores file modes: check as an unprivileged user
             proc = _as_nobody(
-                "import locale, bert2vec.export.cli, bert2vec.export.preflight, bert2vec.export.errors\n#DROP\nsys.exit(bert2vec.export.cli.main(['--output', sys.argv[1]]))",
-                str(ro / "m"),
+                "import locale, bert2vec.export.cli, bert2vec.export.preflight, bert2vec.export.errors\n#DROP\nsys.exit(bert2vec.export.cli.main(sys.argv[1:]))",
+                *argv,
             )
             assert proc.returncode == 2, proc.stderr
             assert proc.stderr == f"bert-export: error: --output {ro / 'm'}: cannot write in {ro} (Permission denied)\n"
         assert os.listdir(ro) == []
     finally:
         os.chmod(ro, 0o755)
-        shutil.rmtree(ro)
+        shutil.rmtree(base)
 
 
 def test_make_world_readable_overrides_the_umask_and_mkdtemps_0700(tmp_path: Path) -> None:

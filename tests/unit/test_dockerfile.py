@@ -1,9 +1,11 @@
 """The function image's recipe, checked on the Dockerfile's text (fast: nothing is built or imported).
 
-- The ``deps`` stage pins the same versions as pyproject.toml: the Dockerfile lists them because
-  ``pip install ".[function]"`` would pull the full ``tensorflow`` wheel back in.
-- x86_64 gets ``tensorflow-cpu``, arm64 ``tensorflow``; ``tensorflow-text`` goes in with --no-deps and
-  the build checks that both agree on major.minor.
+- The ``deps`` stage installs a hashed lock (``function/requirements-<arch>.txt``, resolved from
+  ``function/requirements.in`` by scripts/lock-image-deps.sh) with ``--require-hashes --no-deps``;
+  requirements.in has the same pins as pyproject.toml, and each lock satisfies it.
+- x86_64 gets ``tensorflow-cpu``, arm64 ``tensorflow``; ``tensorflow-text`` is locked without its
+  dependencies and the build checks that both agree on major.minor.
+- The serving stage has no pip, no pip.conf, no build host CA and no build arg.
 - The trim list (one ARG) removes only packages serving never imports; the ones it must keep are
   named here with the reason, found by removing each in a venv built like the image.
 - Custom models: the export stage copies ``models/``, and ``.dockerignore`` lets it through.
@@ -109,21 +111,62 @@ def test_stages_are_exporter_deps_runtime() -> None:
     assert list(_stages()) == ["exporter", "deps", "runtime"]
 
 
-def test_pins_equal_pyproject() -> None:
+REQUIREMENTS_IN = REPO / "function" / "requirements.in"
+LOCKS = {arch: REPO / "function" / f"requirements-{arch}.txt" for arch in ("x86_64", "aarch64")}
+
+
+def _requirements_in() -> list[str]:
+    lines = REQUIREMENTS_IN.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _lock(arch: str) -> dict[str, tuple[str, list[str]]]:
+    """{name: (version, [sha256, ...])} of a lock file."""
+    text = LOCKS[arch].read_text(encoding="utf-8").replace("\\\n", " ")
+    out: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "#")):
+            spec, *rest = line.split()
+            name, _, version = spec.partition("==")
+            out[_norm(name)] = (version, [w.split(":", 1)[1] for w in rest if w.startswith("--hash=sha256:")])
+    return out
+
+
+def test_requirements_in_equals_pyproject() -> None:
     project = _pyproject()["project"]
-    core = {_req_name(r): r for r in project["dependencies"] if _req_name(r) not in PIP_USER_ONLY}
-    args = _args("deps")
-    assert core.pop("tensorflow") == f"tensorflow=={args['TENSORFLOW_VERSION']}"
-    assert core.pop("tensorflow-text") == f"tensorflow-text=={args['TENSORFLOW_TEXT_VERSION']}"
-    wanted = sorted([*core.values(), *project["optional-dependencies"]["function"]])
-    assert sorted(args["REQUIREMENTS"].split()) == wanted
+    core = [r for r in project["dependencies"] if _req_name(r) not in PIP_USER_ONLY]
+    assert sorted(_requirements_in()) == sorted([*core, *project["optional-dependencies"]["function"]])
 
 
-def test_tensorflow_cpu_on_x86_64_tensorflow_elsewhere_text_without_deps() -> None:
+def test_locks_pin_every_package_with_hashes_and_satisfy_requirements_in() -> None:
+    from packaging.requirements import Requirement
+
+    for arch in LOCKS:
+        lock = _lock(arch)
+        assert len(lock) > 20, arch
+        for name, (version, hashes) in lock.items():
+            assert version and hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), (arch, name)
+        for line in _requirements_in():
+            req = Requirement(line)
+            name = _norm(req.name)
+            if name == "tensorflow" and arch == "x86_64":
+                name = "tensorflow-cpu"  # the same version and vectors, half the size
+            assert name in lock, (arch, name)
+            assert req.specifier.contains(lock[name][0], prereleases=True), (arch, line, lock[name][0])
+    assert "tensorflow" not in _lock("x86_64") and "tensorflow-cpu" not in _lock("aarch64")
+    # the two locks differ only in the TensorFlow wheel
+    x86, arm = _lock("x86_64"), _lock("aarch64")
+    assert {k: v[0] for k, v in x86.items() if k != "tensorflow-cpu"} == {k: v[0] for k, v in arm.items() if k != "tensorflow"}
+
+
+def test_deps_stage_installs_the_hashed_lock_of_its_architecture_without_resolving() -> None:
+    deps = _stages()["deps"]
+    assert ("COPY", "function/requirements-x86_64.txt function/requirements-aarch64.txt /tmp/lock/") in deps
     run = _runs("deps")
-    assert re.search(r'x86_64\)\s*tf=tensorflow-cpu\s*;;\s*\*\)\s*tf=tensorflow\s*;;', run), run
-    assert 'install "$tf==$TENSORFLOW_VERSION" $REQUIREMENTS' in run
-    assert 'install --no-deps "tensorflow-text==$TENSORFLOW_TEXT_VERSION"' in run
+    assert "--require-hashes --no-deps --only-binary :all:" in run
+    assert '-r "/tmp/lock/requirements-$(uname -m).txt"' in run
+    installs = [line for line in run.replace("\\", "").split(";") if " install " in line]
+    assert len(installs) == 1, installs  # nothing else is installed in the venv the image ships
     # The build fails if tensorflow and tensorflow_text disagree on major.minor.
     assert "import tensorflow as tf, tensorflow_text as text" in run
     assert "mm(tf.__version__) == mm(text.__version__)" in run
@@ -134,8 +177,9 @@ def test_trim_list_is_applied_and_spares_what_serving_imports() -> None:
     trimmed = {_norm(p) for p in args["TRIM_PACKAGES"].split()}
     assert trimmed, "TRIM_PACKAGES is empty"
     assert not trimmed & set(MUST_KEEP), trimmed & set(MUST_KEEP)
-    direct = {_req_name(r) for r in args["REQUIREMENTS"].split()}
+    direct = {_req_name(r) for r in _requirements_in()}
     assert not trimmed & direct, "a direct requirement of the image is trimmed"
+    assert trimmed <= set(_lock("x86_64")), trimmed - set(_lock("x86_64"))
     run = _runs("deps")
     assert "uninstall -y $TRIM_PACKAGES" in run
     assert '$TRIM_PATHS; do rm -rf "${site:?}/$path"' in run
@@ -145,14 +189,29 @@ def test_trim_list_is_applied_and_spares_what_serving_imports() -> None:
     assert {"setuptools", "wheel"} <= trimmed
 
 
-def test_runtime_stage_ships_the_venv_and_runs_no_pip() -> None:
+def test_runtime_stage_ships_the_venv_and_no_installer() -> None:
     runtime = _stages()["runtime"]
     assert ("COPY", "--from=deps /opt/venv /opt/venv") in runtime
-    assert "pip" not in "\n".join(rest for ins, rest in runtime if ins == "RUN")
+    runs = "\n".join(rest for ins, rest in runtime if ins == "RUN")
+    assert " install" not in runs  # nothing is installed here
+    # the base image's pip, ensurepip's bundled wheels and every pip.conf / the build host's CA go
+    for gone in ("for mod in pip ensurepip", "/usr/local/bin/pip*", "/usr/bin/pip*", "/usr/share/python-wheels",
+                 "/etc/pip.conf", "/etc/ssl/build-host-ca.crt", "/etc/xdg/pip", "/root/.config/pip"):  # fmt: skip
+        assert gone in runs, gone
+    assert not any(ins == "ARG" for ins, _ in runtime), "no build arg (an index URL, a token) reaches the serving stage"
     env = "\n".join(rest for ins, rest in runtime if ins == "ENV")
+    assert "PIP_" not in env
     assert re.search(r"(^|\s)PATH=/opt/venv/bin:", env), "python must be the venv's"
     assert ("ENTRYPOINT", '["python", "-m", "awslambdaric"]') in runtime
     assert ("CMD", '["function.app.handler"]') in runtime
+
+
+def test_an_index_url_reaches_only_the_build_stages() -> None:
+    for stage in ("exporter", "deps"):
+        assert "PIP_INDEX_URL" in _args(stage), stage
+    assert "index-url" not in DOCKERFILE.read_text(encoding="utf-8")
+    base = (REPO / "scripts" / "base-image.sh").read_text(encoding="utf-8")
+    assert "index-url" not in base and "PIP_INDEX_URL\"" not in base
 
 
 def test_every_stage_quiets_tensorflow() -> None:

@@ -63,8 +63,10 @@ def test_scripts_parse_and_are_executable(script: Path) -> None:
 def test_the_engine_ci_starts_leaves_the_network_alone() -> None:
     text = (REPO / "scripts" / "docker-up.sh").read_text(encoding="utf-8")
     start = next(line for line in text.splitlines() if "dockerd --" in line and not line.lstrip().startswith("#"))
-    for flag in ("--iptables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false"):
+    for flag in ("--iptables=false", "--ip-forward=false", "--ip-masq=false"):
         assert flag in start, flag
+    # The default bridge stays on: sam local publishes the emulator's port through docker-proxy.
+    assert "--bridge=none" not in start and "--bridge " not in start
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "scripts/docker-up.sh" in ci and "make image-test" in ci
 
@@ -74,3 +76,24 @@ def test_the_image_tier_is_opt_in() -> None:
     assert "BERT2VEC_IMAGE" not in _recipe("test")
     conftest = (REPO / "tests" / "image" / "conftest.py").read_text(encoding="utf-8")
     assert "pytest_deselected" in conftest
+
+
+def test_base_image_and_architecture_agree_across_template_dockerfile_and_makefile() -> None:
+    """The base `sam build` uses (template BaseImage -> PYTHON_IMAGE) is the Dockerfile's default and
+    `make image`'s; the functions' architecture is the template parameter, whose values `make image
+    ARCH=` takes."""
+    from cfnlint.decode import decode
+
+    template, matches = decode(str(REPO / "template.yaml"))
+    assert not matches, matches
+    params = template["Parameters"]
+    dockerfile = (REPO / "function" / "Dockerfile").read_text(encoding="utf-8")
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE).group(1)
+    assert params["BaseImage"]["Default"] == default
+    assert re.search(rf"^PYTHON_IMAGE \?= {re.escape(default)}$", MAKEFILE, re.MULTILINE)
+    assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"] and params["Architecture"]["Default"] == "x86_64"
+    assert template["Globals"]["Function"]["Architectures"] == [{"Ref": "Architecture"}]
+    for arch in ("x86_64", "arm64"):
+        assert f"ifeq ($(ARCH),{arch})" in MAKEFILE
+    assert re.search(r"^ARCH\s+\?= x86_64$", MAKEFILE, re.MULTILINE)
+    assert "--platform $(PLATFORM)" in _recipe("image") and "scripts/base-image.sh $(PYTHON_IMAGE) $(ARCH)" in _recipe("image")

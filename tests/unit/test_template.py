@@ -193,13 +193,26 @@ def _code_strings(root: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_env_var_is_read(name: str) -> None:
-    """Each variable the function gets is a string the code (or Powertools, for POWERTOOLS_*) uses."""
+    """Each variable the function gets is a string the code (or Powertools, for POWERTOOLS_*, or
+    botocore, for AWS_*) uses."""
     import aws_lambda_powertools
+    import botocore
 
     ours = _code_strings(REPO / "bert2vec" / "function")
     powertools = _code_strings(Path(aws_lambda_powertools.__file__).parent)
+    boto = _code_strings(Path(botocore.__file__).parent) if name.startswith("Bulk") else set()
     for var in props(TPL, name)["Environment"]["Variables"]:
-        assert var in ours or (var.startswith("POWERTOOLS_") and var in powertools), f"{name}: nothing reads {var}"
+        assert var in ours or (var.startswith("POWERTOOLS_") and var in powertools) or (
+            var.startswith("AWS_") and var in boto), f"{name}: nothing reads {var}"
+
+
+@pytest.mark.parametrize("name", ["BulkPlannerFunction", "BulkWorkerFunction"])
+def test_endpoint_override_is_declared_empty(name: str) -> None:
+    """AWS_ENDPOINT_URL is declared only so `sam local invoke --env-vars` can set it (a local S3/SQS);
+    deployed, it is empty, which botocore ignores: AWS's own endpoints."""
+    assert props(TPL, name)["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    assert "AWS_ENDPOINT_URL" not in props(TPL, "EncodeFunction")["Environment"]["Variables"]
+    assert "AWS_ENDPOINT_URL" not in TPL["Parameters"] and "EndpointUrl" not in TPL["Parameters"]
 
 
 def _listed(v: Any) -> list[Any]:
