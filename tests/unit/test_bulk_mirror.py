@@ -13,6 +13,7 @@ import collections
 import copy
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -723,3 +724,21 @@ def test_a_gz_is_decompressed_once_and_fans_out(aws, monkeypatch) -> None:
     assert m["input"]["format"] == {"kind": "jsonl", "gzip": True} and m["input"]["size"] == len(body)
     assert reads["n"] == 2, reads
     assert not [k for k in outputs_of(aws, key) if k.endswith("/_staged")]
+
+
+def test_a_crafted_key_inside_another_objects_run_directory_is_never_touched_by_its_runs(aws, monkeypatch) -> None:
+    """``incoming/a.txt/<a's run>/part-...``: its outputs land inside a.txt's run directory. A late
+    duplicate of a.txt's last message finalizes again (dropping losers' parts, counting commits,
+    retracting): none of it may touch the crafted object's outputs or vectors."""
+    bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
+    deliver(eng, bucket.put("incoming/a.txt", texts(4)), monkeypatch)
+    m = manifest_of(aws["s3"], "incoming/a.txt")
+    run = m["output"]["errors_key"].rsplit("/", 2)[-2]
+    crafted = f"incoming/a.txt/{run}/part-000000-0000-aaaaaaaaaaaa.jsonl.txt"
+    deliver(eng, bucket.put(crafted, texts(3, "x ")), monkeypatch)
+    item = WorkItem(BUCKET, "incoming/a.txt", m["input"]["etag"], m["input"]["size"], "txt", False, "bytes", 1 << 20,
+                    end_slice=1, epoch=m["input"]["epoch"], output_format="s3vectors")  # fmt: skip
+    eng.run(item, forever)  # the late duplicate: every slice committed, finalize again
+    eng.finalizer.retract(replace(item, etag="0" * 32))  # a retraction of another version of a.txt
+    assert_exactly_once(aws, crafted, texts(3, "x "), "s3vectors")
+    assert_exactly_once(aws, "incoming/a.txt", texts(4), "s3vectors")

@@ -13,7 +13,7 @@ from bert2vec.function.bulk.readers import ReaderOptions
 from bert2vec.function.bulk.writers import FORMATS
 from bert2vec.function.settings import ConfigError, Settings
 
-__all__ = ["ConfigError", "BulkConfig", "OutputLayout", "run_epoch", "run_name"]  # ConfigError: its former home
+__all__ = ["OWN_RUN_FILES", "ConfigError", "BulkConfig", "OutputLayout", "run_epoch", "run_name"]  # ConfigError: its former home
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
@@ -22,6 +22,14 @@ MAX_CHUNK_TEXT_CHARS = 1_000_000
 # Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
 MAX_BASE_BYTES = 1024 - 160
 MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
+# What a run directory holds that the engine wrote, relative to it. An input key can be crafted so
+# that its own outputs land inside another object's run directory (incoming/a.txt/<etag>/part-...):
+# every clean-up, listing and count of a run looks only at names matching this, never at the rest.
+OWN_RUN_FILES = re.compile(
+    r"(part-\d{6}-\d{4}-[0-9a-f]{12}(\.keys\.jsonl|\.jsonl|\.parquet|\.npy|\.ids\.jsonl)"
+    r"|_slices/\d{6}\.json|_slices/\d{6}-\d{4}-[0-9a-f]{12}\.errors\.jsonl|_progress/\d{6}\.json"
+    r"|_vector_keys/\d{6}-\d{4}-[0-9a-f]{12}-\d{5}\.json|_cleanup\.json|errors\.jsonl|_staged)"
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
 from bert2vec.function.bulk.aws_errors import is_denied, is_not_found
-from bert2vec.function.bulk.config import BulkConfig, OutputLayout, run_name
+from bert2vec.function.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.function.bulk.ledger import Ledger
 from bert2vec.function.bulk.pipeline import Counts
 from bert2vec.function.bulk.state import Commit, WorkItem
@@ -38,7 +38,7 @@ from bert2vec.function.encoder import Encoder
 log = logging.getLogger("bert2vec.bulk")
 PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
 COMMIT_READERS = 16  # commits read at once by the finalizer that finds every slice committed
-COMMIT_NAME = re.compile(r"/_slices/\d{6}\.json$")
+COMMIT_NAME = re.compile(r"_slices/\d{6}\.json")
 CLEANUP_MARGIN_MS = 20_000  # a clean-up stops this long before the deadline and is handed on
 
 
@@ -71,7 +71,7 @@ class Finalizer:
     # ---- commits ---------------------------------------------------------------------------
     def commit_keys(self, layout: OutputLayout) -> list[str]:
         """The commits present (one listing: a page per 1,000 slices, no reads)."""
-        return [k for k in self.store.keys(layout.bucket, layout.commits_prefix) if COMMIT_NAME.search(k)]
+        return [k for k in self.store.keys(layout.bucket, layout.commits_prefix) if COMMIT_NAME.fullmatch(k[len(layout.run) :])]
 
     def commits(self, layout: OutputLayout, keys: list[str] | None = None) -> dict[int, Commit]:
         """Every commit, read in parallel (a 50 GiB object has ~51,000 of them)."""
@@ -259,8 +259,11 @@ class Finalizer:
 
     # ---- the index -------------------------------------------------------------------------
     def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """The run's own key records (never an object a crafted input key put under the directory)."""
         out = []
         for key in self.store.keys(layout.bucket, prefix):
+            if not OWN_RUN_FILES.fullmatch(key[len(layout.run) :]):
+                continue
             data = self.store.get_json(layout.bucket, key)
             if data is not None:
                 out.append((key, data))
@@ -311,8 +314,9 @@ class Finalizer:
                 done += target.delete(keys)
                 self.store.delete(layout.bucket, [record_key])
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            state = [key for key in self.store.keys(layout.bucket, f"{layout.runs_prefix}{run}/")
-                     if "/_slices/" in key or "/_progress/" in key or key.endswith("/_cleanup.json")]  # fmt: skip
+            run_dir = f"{layout.runs_prefix}{run}/"
+            state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
+                     and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
             self.store.delete(layout.bucket, state)
         if own - committed:
             target.delete(own - committed)
@@ -349,7 +353,8 @@ class Finalizer:
         keep = {k for c in ordered for seg in c.segments for k in [*seg.parts, seg.errors_key] if k}
         garbage = [
             key for key in self.store.keys(layout.bucket, layout.run)
-            if (key[len(layout.run) :].startswith("part-") or key.endswith(".errors.jsonl")) and key not in keep
+            if OWN_RUN_FILES.fullmatch(rest := key[len(layout.run) :]) and key not in keep
+            and (rest.startswith("part-") or rest.endswith(".errors.jsonl") and "/" in rest)
         ]  # fmt: skip
         if garbage:
             self.store.delete(layout.bucket, garbage)

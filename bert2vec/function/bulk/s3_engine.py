@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
 from bert2vec.function.bulk.aws_errors import error_code, is_denied, is_not_found
-from bert2vec.function.bulk.config import BulkConfig, OutputLayout, run_epoch
+from bert2vec.function.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
 from bert2vec.function.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
 from bert2vec.function.bulk.outcome import Kind, Outcome
 from bert2vec.function.bulk.pipeline import check_chunk_config
@@ -37,13 +36,7 @@ from bert2vec.function.encoder import Encoder
 __all__ = ["Deletion", "Engine", "WorkItem", "s3_client", "sqs_client"]
 log = logging.getLogger("bert2vec.bulk")
 INDEX_MARKS = "_indexes/"  # under OUTPUT_PREFIX: which model each S3 Vectors index holds
-# What a run directory holds that the engine wrote (a crafted input key can put other objects
-# under an output directory; a deletion removes only what matches these).
-OWN_RUN_FILES = re.compile(
-    r"(part-\d{6}-\d{4}-[0-9a-f]{12}(\.keys\.jsonl|\.jsonl|\.parquet|\.npy|\.ids\.jsonl)"
-    r"|_slices/\d{6}\.json|_slices/\d{6}-\d{4}-[0-9a-f]{12}\.errors\.jsonl|_progress/\d{6}\.json"
-    r"|_vector_keys/\d{6}-\d{4}-[0-9a-f]{12}-\d{5}\.json|_cleanup\.json|errors\.jsonl|_staged)"
-)
+
 
 
 class Deletion:
