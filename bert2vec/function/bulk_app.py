@@ -135,11 +135,6 @@ def events_in(event: dict[str, Any]) -> list[ObjectEvent]:
     return out
 
 
-def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, decoded key) for every object an S3 or EventBridge event says was created."""
-    return [(e.bucket, e.key) for e in events_in(event) if not e.deleted]
-
-
 def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = None) -> dict[str, Any]:
     """S3 Batch Operations (schema 1.0 and 2.0): every task goes through ``handle_object``, exactly
     like an upload event, so a backfill and a later upload of the same object never double the

@@ -458,7 +458,7 @@ def test_a_big_files_old_vectors_are_retracted_across_invocations(aws, monkeypat
     deliver(eng, bucket.put(key, v1), monkeypatch)  # 4 s of index time to put, no deadline in the way
     assert len(vectors_of(aws, key)) == 10_000
     if not deadline_check:
-        monkeypatch.setattr(eng.finalizer, "_before", lambda *args: None)
+        monkeypatch.setattr(eng.finalizer, "_check_budget", lambda *args: None)
         with pytest.raises(Killed):
             deliver(eng, bucket.put(key, v2), monkeypatch, t.budget(3))
         return

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
@@ -48,11 +48,12 @@ class CleanupUnfinished(Exception):
 
 
 class ModelChanged(Exception):
-    """Slices of one run were encoded by different models or into different formats (a deploy
-    landed mid-file): the run must start again in a new epoch, never be published mixed."""
+    """Slices of one run were encoded by different models (a deploy landed mid-file): the run must
+    start again in a new epoch, never be published mixed."""
 
 
-def _forever() -> int:
+def no_deadline() -> int:
+    """``remaining_ms`` for callers without a deadline (tools, tests)."""
     return 1 << 62
 
 
@@ -62,11 +63,10 @@ class Finalizer:
         self.encoder = encoder
         self.cfg = cfg
         self.worker = worker  # for the layout and the vector target of an item
-        self.ledger = Ledger(store, cfg.output_bucket or "", cfg.output_prefix)
 
     def ledger_for(self, bucket: str) -> Ledger:
         """The ledger lives in the output bucket (the input bucket when no other is set)."""
-        return self.ledger if self.cfg.output_bucket else Ledger(self.store, bucket, self.cfg.output_prefix)
+        return Ledger(self.store, self.cfg.output_bucket or bucket, self.cfg.output_prefix)
 
     # ---- commits ---------------------------------------------------------------------------
     def commit_keys(self, layout: OutputLayout) -> list[str]:
@@ -99,7 +99,7 @@ class Finalizer:
                 continue
 
     # ---- the manifest ----------------------------------------------------------------------
-    def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever, *, full: bool = False
+    def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline, *, full: bool = False
                  ) -> dict[str, Any] | None:  # fmt: skip
         """Write the manifest if every slice up to the final one is committed; else None.
 
@@ -284,7 +284,7 @@ class Finalizer:
 
     def _clean_index(
         self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = _forever,
+        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = no_deadline,
     ) -> int:  # fmt: skip
         """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
 
@@ -307,12 +307,8 @@ class Finalizer:
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
         done = 0
         for run, records in older.items():
-            for record_key, rec in records:
-                keys = set(rec.get("keys", [])) - committed
-                if done:  # every invocation makes progress, however short its budget
-                    self._before(remaining_ms, target, len(keys), item)
-                done += target.delete(keys)
-                self.store.delete(layout.bucket, [record_key])
+            done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
+                                         keep=committed, progressed=done > 0)  # fmt: skip
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
             run_dir = f"{layout.runs_prefix}{run}/"
             state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
@@ -322,25 +318,35 @@ class Finalizer:
             target.delete(own - committed)
         return deleted
 
-    def _before(self, remaining_ms: Callable[[], int], target: Any, n: int, item: WorkItem) -> None:
-        """Stop (to be handed on) unless deleting ``n`` more keys fits before the deadline."""
-        need = CLEANUP_MARGIN_MS + 1000 * target.pacer.seconds_for(n)
-        if remaining_ms() < need:
-            raise CleanupUnfinished(f"s3://{item.bucket}/{item.key}: index clean-up continues in the next invocation")
+    def delete_recorded(
+        self, bucket: str, records: Iterable[tuple[str, dict[str, Any]]], target: Any, remaining_ms: Callable[[], int],
+        where: str, *, keep: set[str] | frozenset[str] = frozenset(), progressed: bool = False,
+    ) -> int:  # fmt: skip
+        """Delete the keys each key record lists (less ``keep``) from the index, then the record:
+        record by record, so a clean-up stopped anywhere resumes where it stopped. Before each record
+        but the first of an invocation (``progressed``: one was done already), the deadline is checked
+        (:class:`CleanupUnfinished` hands the rest on); every invocation makes progress."""
+        done = 0
+        for record_key, rec in records:
+            keys = set(rec.get("keys", [])) - keep
+            if progressed or done:
+                self._check_budget(remaining_ms, target, len(keys), where)
+            done += target.delete(keys)
+            self.store.delete(bucket, [record_key])
+        return done
 
-    def retract(self, item: WorkItem, remaining_ms: Callable[[], int] = _forever) -> int:
+    def _check_budget(self, remaining_ms: Callable[[], int], target: Any, n: int, where: str) -> None:
+        """Stop (to be handed on) unless deleting ``n`` more keys at the index's rate fits before the deadline."""
+        if remaining_ms() < CLEANUP_MARGIN_MS + 1000 * target.pacer.seconds_for(n):
+            raise CleanupUnfinished(f"{where}: index clean-up continues in the next invocation")
+
+    def retract(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline) -> int:
         """This run lost (its version was replaced or deleted, or its epoch moved on): delete every
         key its attempts recorded. Keys carry the version and the epoch, so no newer run shares
         them. Record by record (each deleted after its keys), so it resumes where it stopped."""
         layout = self.worker.layout(item)
-        target = self.worker.vector_target(item)
-        total = 0
-        for record_key, rec in self._records(layout, layout.vector_keys_prefix):
-            keys = set(rec.get("keys", []))
-            if total:  # every invocation makes progress
-                self._before(remaining_ms, target, len(keys), item)
-            total += target.delete(keys)
-            self.store.delete(layout.bucket, [record_key])
+        total = self.delete_recorded(layout.bucket, self._records(layout, layout.vector_keys_prefix),
+                                     self.worker.vector_target(item), remaining_ms, f"s3://{item.bucket}/{item.key}")  # fmt: skip
         if total:
             log.warning("s3://%s/%s (etag %s, epoch %d) is no longer current: deleted its %d vectors", item.bucket,
                         item.key, item.etag, item.epoch, total)  # fmt: skip

@@ -164,12 +164,9 @@ class Planner:
         from bert2vec.function.bulk.worker import CONTENT_ERRORS
 
         key = f"{layout.run}_staged"
-        try:
-            head = self.store.client.head_object(Bucket=layout.bucket, Key=key)
+        head = self.store.head(layout.bucket, key)
+        if head is not None:
             return {"bucket": layout.bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
-        except Exception as exc:  # noqa: BLE001 - only a missing copy is expected here
-            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-                raise
         try:
             return self.engine.worker.source(item).stage(layout.bucket, key, self.store.put_stream)
         except CONTENT_ERRORS as exc:

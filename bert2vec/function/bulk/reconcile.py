@@ -62,7 +62,9 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
     from bert2vec.function.bulk.s3_engine import Deletion
 
     cfg, store = engine.cfg, engine.store
-    remaining = remaining_ms or (lambda: 1 << 62)
+    from bert2vec.function.bulk.finalizer import no_deadline
+
+    remaining = remaining_ms or no_deadline
     prefix = prefix or cfg.input_prefix
     if cfg.input_prefix and not prefix.startswith(cfg.input_prefix):
         raise ValueError(f"s3://{bucket}/{prefix} is not under the input prefix {cfg.input_prefix!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -225,22 +225,24 @@ class Engine:
             run, _, inner = rest.partition("/")
             if OWN_RUN_FILES.fullmatch(inner):
                 by_run.setdefault(run, []).append(k)
-        target = None
+        target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1)) \
+            if self.cfg.output_format == "s3vectors" else None  # fmt: skip
+
+        def own_records(keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+            for k in keys:
+                rec = self.store.get_json(layout.bucket, k) or {}
+                if rec.get("source_bucket") == deletion.bucket and rec.get("source_key") == deletion.key:
+                    yield k, rec
+
         for run, keys in sorted(by_run.items()):
             if run_epoch(run) >= deletion.epoch:
                 continue  # a run of an upload that came after the deletion
-            for k in [k for k in keys if "/_vector_keys/" in k]:
-                rec = self.store.get_json(layout.bucket, k) or {}
-                if rec.get("source_bucket") != deletion.bucket or rec.get("source_key") != deletion.key:
-                    continue
-                if target is None:
-                    target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False,
-                                                                "bytes", 1))  # fmt: skip
-                if vectors_removed:  # every invocation makes progress
-                    self.finalizer._before(remaining_ms, target, len(rec.get("keys", [])),
-                                           WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1))  # fmt: skip
-                vectors_removed += target.delete(rec.get("keys", []))
-                self.store.delete(layout.bucket, [k])
+            records = [k for k in keys if "/_vector_keys/" in k]
+            if records and target is not None:
+                vectors_removed += self.finalizer.delete_recorded(
+                    layout.bucket, own_records(records), target, remaining_ms, f"s3://{deletion.bucket}/{deletion.key}",
+                    progressed=vectors_removed > 0,
+                )  # fmt: skip
             rest_of_run = [k for k in keys if "/_vector_keys/" not in k]
             self.store.delete(layout.bucket, rest_of_run)
             objects_removed += len(rest_of_run)

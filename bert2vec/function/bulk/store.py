@@ -83,16 +83,21 @@ class S3Store:
                                 use_threads=False)  # fmt: skip
         self.client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
 
-    def head_etag(self, bucket: str, key: str) -> str | None:
-        """The object's ETag, or None when it does not exist."""
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The object's ``HeadObject`` answer, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
-            return str(self.client.head_object(Bucket=bucket, Key=key)["ETag"])
+            return dict(self.client.head_object(Bucket=bucket, Key=key))
         except ClientError as exc:
             if is_not_found(exc):
                 return None
             raise
+
+    def head_etag(self, bucket: str, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist."""
+        head = self.head(bucket, key)
+        return None if head is None else str(head["ETag"])
 
     def _conditional(self, bucket: str, key: str, data: dict[str, Any], **condition: str) -> str:
         return self._put(bucket, key, manifests.dumps(data), "application/json", **condition)

@@ -132,14 +132,8 @@ class _StagedFiles:
 
     def bytes_on_disk(self) -> int:
         """What the files take on local disk so far (the bound on a worker's /tmp is checked with it)."""
-        total = 0
-        for temp in self._temps:
-            try:
-                total += os.path.getsize(temp)
-            except OSError:
-                pass
-        return total + sum(h.tell() - os.path.getsize(h.name) for h in self._handles if not h.closed
-                           and os.path.exists(h.name))  # fmt: skip
+        written = {h.name: h.tell() for h in self._handles if not h.closed}  # buffered bytes included
+        return sum(written.get(str(t), os.path.getsize(t) if t.exists() else 0) for t in self._temps)
 
     def _open_temp(self, index: int) -> IO[bytes]:
         handle = open(self._temps[index], "wb")  # closed by _finish / _release
