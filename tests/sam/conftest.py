@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.image.container import docker, docker_unavailable, image_name
 from tests.sam.samlocal import BUILD_DIR, BUILT_TEMPLATE, SAM_VAR, run_checked, sam_env, sam_executable
+from tests.tier import opt_in_tier
 
 _HERE = Path(__file__).parent
-_REASON = pytest.StashKey[str]()
 
 
 def _skip_reason() -> str | None:
@@ -29,28 +28,7 @@ def _skip_reason() -> str | None:
     return docker_unavailable(image_name())
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mine = [item for item in items if _HERE in item.path.parents]
-    if not mine:
-        return
-    reason = _skip_reason()
-    if reason is None:
-        return
-    config.stash[_REASON] = f"sam tests skipped ({len(mine)}): {reason}"
-    config.hook.pytest_deselected(items=mine)
-    items[:] = [item for item in items if item not in mine]
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _REASON in session.config.stash and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
-        session.exitstatus = pytest.ExitCode.OK
-    if _REASON in session.config.stash and hasattr(session.config, "workeroutput"):
-        session.config.workeroutput["sam_skip_reason"] = session.config.stash[_REASON]
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _REASON in config.stash:
-        terminalreporter.write_line(config.stash[_REASON])
+pytest_collection_modifyitems, pytest_sessionfinish, pytest_terminal_summary = opt_in_tier("sam", _HERE, _skip_reason)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EVENTS, load_event
+from tests.e2e.conftest import moto_clients, moto_server
 from tests.sam.samlocal import answer, invoke
 
 BUCKET = "bert2vec-input"
@@ -42,25 +43,12 @@ def bridge_address() -> str:
 
 @pytest.fixture(scope="module")
 def moto_on_bridge() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    host = bridge_address()
-    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-    server.start()
-    port = server._server.server_port  # type: ignore[union-attr]
-    yield f"http://{host}:{port}"
-    server.stop()
+    yield from moto_server(bridge_address())
 
 
 @pytest.fixture(scope="module")
 def aws(moto_on_bridge: str):
-    import boto3
-
-    kw = {"endpoint_url": moto_on_bridge, "region_name": "us-east-1",
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
-    s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
-    s3.create_bucket(Bucket=BUCKET)
-    return s3, sqs, sqs.create_queue(QueueName="bert2vec-shards")["QueueUrl"]
+    return moto_clients(moto_on_bridge)
 
 
 @pytest.fixture(scope="module")

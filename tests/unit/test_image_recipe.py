@@ -75,7 +75,8 @@ def test_the_image_tier_is_opt_in() -> None:
     assert "BERT2VEC_IMAGE=" in _recipe("image-test") and "tests/image" in _recipe("image-test")
     assert "BERT2VEC_IMAGE" not in _recipe("test")
     conftest = (REPO / "tests" / "image" / "conftest.py").read_text(encoding="utf-8")
-    assert "pytest_deselected" in conftest
+    assert 'opt_in_tier("image"' in conftest  # the shared opt-in hooks, which deselect the tier:
+    assert "pytest_deselected" in (REPO / "tests" / "tier.py").read_text(encoding="utf-8")
 
 
 def test_base_image_and_architecture_agree_across_template_dockerfile_and_makefile() -> None:
