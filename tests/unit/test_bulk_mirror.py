@@ -742,3 +742,21 @@ def test_a_crafted_key_inside_another_objects_run_directory_is_never_touched_by_
     eng.finalizer.retract(replace(item, etag="0" * 32))  # a retraction of another version of a.txt
     assert_exactly_once(aws, crafted, texts(3, "x "), "s3vectors")
     assert_exactly_once(aws, "incoming/a.txt", texts(4), "s3vectors")
+
+
+def test_bert_encode_reconcile_refuses_a_bad_url_or_a_prefix_outside_the_inputs(aws, monkeypatch, capsys) -> None:
+    from bert2vec.cli import main
+
+    assert main(["--reconcile", "not-an-s3-url"]) == 2
+    assert "s3://" in capsys.readouterr().err
+    assert main(["--reconcile", f"s3://{BUCKET}/vectors/"]) == 2
+    assert "is not under the input prefix 'incoming/'" in capsys.readouterr().err
+
+
+def test_sequencers_compare_after_padding_and_case_folding() -> None:
+    """S3's sequencers of one key are hex strings of varying length: compared left-padded."""
+    from bert2vec.function.bulk.ledger import sequencer_order
+
+    assert sequencer_order("0A1B", "A1B") == 0 and sequencer_order("a1b", "0A1B") == 0
+    assert sequencer_order("FF", "100") == -1 and sequencer_order("100", "FF") == 1
+    assert sequencer_order("0A1B2C3D4E5F6789AB", "0A1B2C3D4E5F678901") == 1
