@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, assert_exactly_once, lines_of, moto_aws
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
