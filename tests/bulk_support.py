@@ -1,5 +1,5 @@
-"""Helpers for the bulk path's state-machine tests: a fast stand-in encoder, moto set-up, and
-readers that collect what the outputs and the index really hold.
+"""Helpers for the bulk path's tests: a fast stand-in encoder, the one moto set-up and the one
+engine factory, and readers that collect what the outputs and the index really hold.
 
 ``HashEncoder`` has ``Encoder``'s interface and derives each vector from a hash of the text, so a
 run is deterministic (a retry writes the same vector) and a test can say which text a vector came
@@ -13,11 +13,14 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bert2vec.core.encoder import EncodeResult
+
+if TYPE_CHECKING:
+    from bert2vec.bulk.s3_engine import Engine
 
 BUCKET = "bert2vec-input"
 VBUCKET, VINDEX = "bert2vec-vectors", "lines"
@@ -61,8 +64,10 @@ def _shared_session() -> Any:
 
 
 @contextlib.contextmanager
-def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterator[dict[str, Any]]:
-    """In-process moto with the input bucket, a shard queue and (optionally) a vector index."""
+def moto_aws(*, vectors: bool = True, dimension: int = DIM) -> Iterator[dict[str, Any]]:
+    """In-process moto with the input bucket, a shard queue and (optionally) a vector index of
+    ``dimension`` (the stand-in's 8, or the real model's). The one AWS set-up of the bulk tests:
+    the ``aws`` fixture (tests/conftest.py) is this."""
     import os
 
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
@@ -72,7 +77,7 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
     os.environ.pop("AWS_ENDPOINT_URL", None)
     from moto import mock_aws
 
-    from bert2vec.bulk.s3_engine import s3_client, sqs_client
+    from bert2vec.aws.factory import s3_client, sqs_client
 
     try:
         with mock_aws():
@@ -92,7 +97,7 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
                 vec = s3vectors_double.FaithfulS3Vectors(max_attempts=10)
                 undo = _install_everywhere(vec)
                 vec.create_vector_bucket(vectorBucketName=VBUCKET)
-                vec.create_index(vectorBucketName=VBUCKET, indexName=VINDEX, dataType="float32", dimension=DIM,
+                vec.create_index(vectorBucketName=VBUCKET, indexName=VINDEX, dataType="float32", dimension=dimension,
                                  distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})  # fmt: skip
                 out["vectors"] = vec
             try:
@@ -106,6 +111,24 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def make_engine(aws: dict[str, Any], fmt: str = "jsonl", encoder: Any = None, **cfg: Any) -> Engine:
+    """The one engine factory of the bulk tests: ``aws``'s clients and queue, output ``fmt`` (an
+    ``output_format`` in ``cfg`` wins), the test index for ``s3vectors``, the hash stand-in unless
+    ``encoder`` is given."""
+    from bert2vec.bulk.config import BulkConfig
+    from bert2vec.bulk.s3_engine import Engine
+
+    settings: dict[str, Any] = {"queue_url": aws["queue_url"], "output_format": fmt, **cfg}
+    if settings["output_format"] == "s3vectors":
+        settings = {"vector_bucket": VBUCKET, "vector_index": VINDEX, **settings}
+    return Engine(aws["s3"], encoder or HashEncoder(), BulkConfig(**settings), aws["sqs"])  # type: ignore[arg-type]
+
+
+def forever() -> int:
+    """``remaining_ms`` of an invocation that never runs out of time."""
+    return 10_000_000
 
 
 def _install_everywhere(double: Any) -> Any:

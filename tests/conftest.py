@@ -318,6 +318,25 @@ def golden() -> dict[str, Any]:
 
 
 @pytest.fixture
+def vector_dimension() -> int:
+    """The test vector index's dimension: the hash stand-in's (a module with the real model overrides it)."""
+    from tests.bulk_support import DIM
+
+    return DIM
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, vector_dimension: int) -> Any:
+    """The bulk path's AWS in moto (tests/bulk_support.py ``moto_aws``): bucket, shard queue and
+    S3 Vectors index. The bulk handlers initialise lazily: each test hands them its own engine."""
+    from tests.bulk_support import moto_aws
+
+    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")
+    with moto_aws(dimension=vector_dimension) as env:
+        yield env
+
+
+@pytest.fixture
 def lambda_context():
     """The same LambdaContext stand-in ``bert-encode --event`` uses."""
     from bert2vec.local_invoke import LocalContext

@@ -760,17 +760,17 @@ class FaithfulS3Vectors:
 def install(monkeypatch: Any, double: FaithfulS3Vectors) -> FaithfulS3Vectors:
     """Make the project's ``s3vectors_client()`` return ``double``, wherever it was imported by name.
 
-    Every already-imported module whose global is ``bert2vec.bulk.vectors.s3vectors_client``
+    Every already-imported module whose global is ``bert2vec.aws.factory.s3vectors_client``
     (the function itself, or an earlier stand-in) is patched, through ``monkeypatch`` so the test
-    undoes it: ``bulk/vectors.py`` itself, so a module imported later picks up the stand-in, and
-    ``bulk/s3_engine.py`` / ``bulk_app.py``, which do ``from ... import s3vectors_client``. Nothing
+    undoes it: ``aws/factory.py`` itself, so a module imported later picks up the stand-in, and
+    ``bulk/s3_engine.py`` / ``bulk/app.py``, which do ``from ... import s3vectors_client``. Nothing
     new is imported (``bulk_app`` needs Powertools). ``/search`` builds its own client with
     ``bert2vec.http.search.search_client``; patch that separately if a test needs it.
     """
     import sys
     import types
 
-    from bert2vec.bulk import vectors
+    from bert2vec.aws import factory
 
     def s3vectors_client(*_args: Any, **_kwargs: Any) -> FaithfulS3Vectors:
         return double
@@ -783,7 +783,7 @@ def install(monkeypatch: Any, double: FaithfulS3Vectors) -> FaithfulS3Vectors:
         if not isinstance(value, types.FunctionType):
             return False
         return value.__dict__.get("is_s3vectors_double", False) or (
-            value.__module__ == vectors.__name__ and value.__name__ == "s3vectors_client"
+            value.__module__ == factory.__name__ and value.__name__ == "s3vectors_client"
         )
 
     for module in list(sys.modules.values()):

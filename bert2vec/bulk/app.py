@@ -26,13 +26,15 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from bert2vec.aws.factory import s3_client, s3vectors_client, sqs_client
 from bert2vec.bulk.config import BulkConfig
-from bert2vec.bulk.outcome import Kind, Outcome
-from bert2vec.bulk.s3_engine import Deletion, Engine, WorkItem, s3_client, sqs_client
-from bert2vec.bulk.vectors import s3vectors_client
+from bert2vec.bulk.outcome import PERMANENT_FAILURE, Kind, Outcome, task_failure
+from bert2vec.bulk.s3_engine import Deletion, Engine, WorkItem
+from bert2vec.bulk.worker import RunResult
 from bert2vec.core.bootstrap import Startup
 from bert2vec.core.encoder import Encoder
 from bert2vec.core.settings import Settings
@@ -111,27 +113,29 @@ _REMOVED = ("ObjectRemoved:", "LifecycleExpiration:")
 def events_in(event: dict[str, Any]) -> list[ObjectEvent]:
     """Every object change an S3 notification or EventBridge event names, keys decoded.
 
-    S3 notifications URL-encode keys (spaces as ``+``); EventBridge events do not."""
+    Read through Powertools' typed events. S3 notifications URL-encode keys (spaces as ``+``);
+    EventBridge events do not, so their key is taken as sent (Powertools' ``key`` would turn a
+    literal ``+`` into a space). Optional fields are read with ``get``: a record without them is
+    still handled as before."""
     if event.get("source") == "aws.s3" and event.get("detail-type") in ("Object Created", "Object Deleted"):
-        detail = event["detail"]
-        deleted = event["detail-type"] == "Object Deleted"
-        reason = str(detail.get("reason") or ("DeleteObject" if deleted else "PutObject"))
-        if deleted and detail.get("deletion-type"):
-            reason += f" ({detail['deletion-type']})"
-        obj = detail["object"]
-        return [ObjectEvent(detail["bucket"]["name"], obj["key"], deleted, obj.get("sequencer"), reason,
-                            event.get("time"))]  # fmt: skip
+        bridge = S3EventBridgeNotificationEvent(event)
+        detail, obj = bridge.detail, bridge.detail.object
+        deleted = bridge.detail_type == "Object Deleted"
+        reason = str(detail.reason or ("DeleteObject" if deleted else "PutObject"))
+        if deleted and detail.deletion_type:
+            reason += f" ({detail.deletion_type})"
+        return [ObjectEvent(detail.bucket.name, obj["key"], deleted, obj.get("sequencer"), reason, bridge.get("time"))]
     out = []
-    for record in event.get("Records", []):
+    for record in S3Event(event).records if "Records" in event else ():
         name = str(record.get("eventName", ""))
         if record.get("eventSource") != "aws:s3":
             continue
         deleted = name.startswith(_REMOVED)
         if not (deleted or name.startswith("ObjectCreated")):
             continue  # restores, replication, tagging, transitions: the object's bytes did not change
-        obj = record["s3"]["object"]
-        out.append(ObjectEvent(record["s3"]["bucket"]["name"], unquote_plus(obj["key"]), deleted, obj.get("sequencer"),
-                               name, record.get("eventTime")))  # fmt: skip
+        obj = record.s3.get_object
+        out.append(ObjectEvent(record.s3.bucket.name, unquote_plus(obj.key), deleted, obj.get("sequencer"), name,
+                               record.get("eventTime")))  # fmt: skip
     return out
 
 
@@ -140,9 +144,6 @@ def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = N
     like an upload event, so a backfill and a later upload of the same object never double the
     output (the manifest's ETag makes the second one a no-op)."""
     from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
-    from botocore.exceptions import ClientError
-
-    from bert2vec.bulk.aws_errors import error_code, is_transient
 
     batch = S3BatchOperationEvent(event)
     results: list[dict[str, str]] = []
@@ -155,15 +156,14 @@ def batch_operations(event: dict[str, Any], context: Any, eng: Engine | None = N
                                         skip_unsupported=True)  # fmt: skip
             code, text = outcome.task_result()
         except Exception as exc:  # noqa: BLE001 - every task gets an answer; S3 retries temporary ones
-            code = "TemporaryFailure" if is_transient(exc) or not isinstance(exc, ClientError) else "PermanentFailure"
-            text = f"{error_code(exc) or type(exc).__name__}: {exc}"
+            code, text = task_failure(exc)
         logger.info("batch task", extra={"result": code, "detail": text})
         results.append({"taskId": task.task_id, "resultCode": code, "resultString": text[:1000]})
     # Built here rather than with Powertools' response class, which allows one task per invocation
     # (what S3 sends today); the schema itself is a list.
     return {
         "invocationSchemaVersion": batch.invocation_schema_version,
-        "treatMissingKeysAs": "PermanentFailure",
+        "treatMissingKeysAs": PERMANENT_FAILURE,
         "invocationId": batch.invocation_id,
         "results": results,
     }
@@ -223,14 +223,15 @@ def _process_shard(record: SQSRecord, context: Any) -> dict[str, Any]:
         _record(outcome)
         return outcome.summary()
     item = WorkItem.from_message(record.body)
+    progress = RunResult()
     try:
-        outcome = eng.run(item, _remaining(context))
+        outcome = eng.run(item, _remaining(context), progress)
     except Exception as exc:
         receives = int(record.attributes.approximate_receive_count or 1)
         if receives >= eng.cfg.max_receives:
             logger.exception("shard failed on its last receive; marking it failed before the DLQ",
                              extra={"key": item.key, "first_slice": item.first_slice})
-            eng.fail(item, f"{type(exc).__name__}: {exc}")
+            eng.fail(item, f"{type(exc).__name__}: {exc}", progress.stuck_slice)
         raise
     _record(outcome)
     return outcome.summary()

@@ -24,13 +24,13 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bert2vec.bulk.aws_errors import is_denied, is_not_found
+from bert2vec.aws.errors import is_denied, is_not_found
 from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.bulk.ledger import Ledger
+from bert2vec.bulk.planner import Failure
 from bert2vec.bulk.state import Commit, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
-from bert2vec.bulk.vectors import read_keys
-from bert2vec.bulk.worker import Worker
+from bert2vec.bulk.vectors import VectorTarget, read_keys
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
 from bert2vec.files.pipeline import Counts
@@ -58,11 +58,17 @@ def no_deadline() -> int:
 
 
 class Finalizer:
-    def __init__(self, store: S3Store, encoder: Encoder, cfg: BulkConfig, worker: Worker) -> None:
+    """Publishes what the commits say; needs of the worker only where an item's outputs live."""
+
+    def __init__(
+        self, store: S3Store, encoder: Encoder, cfg: BulkConfig, *, layout: Callable[[WorkItem], OutputLayout],
+        vector_target: Callable[[WorkItem], VectorTarget],
+    ) -> None:  # fmt: skip
         self.store = store
         self.encoder = encoder
         self.cfg = cfg
-        self.worker = worker  # for the layout and the vector target of an item
+        self.layout = layout  # where an item's run state and outputs live
+        self.vector_target = vector_target  # the index an item's vectors go to (s3vectors)
 
     def ledger_for(self, bucket: str) -> Ledger:
         """The ledger lives in the output bucket (the input bucket when no other is set)."""
@@ -88,7 +94,7 @@ class Finalizer:
 
     def mark_failed(self, item: WorkItem, slices: list[int], error: str, *, final: bool | None = None) -> None:
         """Commit ``slices`` as failed (unless an attempt committed them first)."""
-        layout = self.worker.layout(item)
+        layout = self.layout(item)
         total = item.total_slices
         for k in slices:
             is_final = final if final is not None else (k == (total or 0) - 1 if item.unit == "bytes" else True)
@@ -107,7 +113,7 @@ class Finalizer:
         never publishes and takes its vectors back, whether or not all its slices are committed: a
         late writer's slices may be all that is left of it. ``full``: read the commits even when fewer than
         the object's slices are listed (the caller committed a final slice, which may end it early)."""
-        layout = self.worker.layout(item)
+        layout = self.layout(item)
         vectors = self.cfg.output_format == "s3vectors"
         keys = self.commit_keys(layout)
         total = item.total_slices
@@ -234,6 +240,25 @@ class Finalizer:
                 continue  # someone wrote in between: look again (we lose if the input moved on)
         raise RuntimeError(f"s3://{layout.bucket}/{layout.manifest_key} kept changing under {PUBLISH_TRIES} tries")
 
+    def publish_failed(self, failure: Failure) -> dict[str, Any]:
+        """The failed manifest a planning verdict (or an unexpected error, ``retryable``) leaves."""
+        manifest = manifests.build(
+            status="failed",
+            input={"bucket": failure.bucket, "key": failure.key, "etag": failure.etag, "size": failure.size,
+                   **({"epoch": failure.epoch} if failure.epoch else {})},
+            model_card=self.encoder.card,
+            output={"bucket": failure.layout.bucket, "format": self.cfg.output_format, "parts": []},
+            counts=Counts(),
+            error=failure.error,
+        )  # fmt: skip
+        if failure.retryable:
+            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
+        # Like every manifest: never over a newer version's, nor over this version's finished one
+        # (a duplicate that failed late must not hide what the attempt that won completed).
+        self.publish(failure.layout, failure.bucket, failure.key, failure.etag, manifest, keep_finished=True,
+                     epoch=failure.epoch)  # fmt: skip
+        return manifest
+
     def still_current(self, item: WorkItem) -> bool:
         """The object is still at the ETag the run encodes, and the run's epoch is still the ledger's."""
         return self._is_at(item.bucket, item.key, item.etag) and \
@@ -243,7 +268,7 @@ class Finalizer:
         from botocore.exceptions import ClientError
 
         try:
-            current = self.store.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            current = self.store.describe(bucket, key)["ETag"].strip('"')
         except ClientError as exc:
             if is_not_found(exc) or is_denied(exc):
                 # Deleted since (S3 answers 403 for a missing key without s3:ListBucket): what was
@@ -292,7 +317,7 @@ class Finalizer:
         deleted once its keys are, and before each record the time its keys take at the index's
         documented write rate is checked against the deadline — out of time, :class:`CleanupUnfinished`
         hands the rest to the next invocation, which lists only what is left."""
-        target = self.worker.vector_target(item)
+        target = self.vector_target(item)
         committed: set[str] = set()
         for part in parts:
             committed |= read_keys(self.store.body(layout.bucket, part["key"]))
@@ -344,9 +369,9 @@ class Finalizer:
         """This run lost (its version was replaced or deleted, or its epoch moved on): delete every
         key its attempts recorded. Keys carry the version and the epoch, so no newer run shares
         them. Record by record (each deleted after its keys), so it resumes where it stopped."""
-        layout = self.worker.layout(item)
+        layout = self.layout(item)
         total = self.delete_recorded(layout.bucket, self._records(layout, layout.vector_keys_prefix),
-                                     self.worker.vector_target(item), remaining_ms, f"s3://{item.bucket}/{item.key}")  # fmt: skip
+                                     self.vector_target(item), remaining_ms, f"s3://{item.bucket}/{item.key}")  # fmt: skip
         if total:
             log.warning("s3://%s/%s (etag %s, epoch %d) is no longer current: deleted its %d vectors", item.bucket,
                         item.key, item.etag, item.epoch, total)  # fmt: skip
@@ -391,7 +416,7 @@ class _Concat:
     """A read-only stream over several S3 objects, one after another (what an upload reads from)."""
 
     def __init__(self, store: S3Store, bucket: str, keys: list[str]) -> None:
-        self._bodies = (store.client.get_object(Bucket=bucket, Key=k)["Body"] for k in keys)
+        self._bodies = (store.open(bucket, k) for k in keys)
         self._body: Any = None
 
     def read(self, n: int = -1) -> bytes:

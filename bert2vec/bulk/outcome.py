@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bert2vec.aws.errors import error_code, is_transient
+
 
 class Kind(StrEnum):
     ENCODED = "encoded"  # this invocation wrote the manifest (any status)
@@ -25,18 +27,30 @@ class Kind(StrEnum):
     LATE = "late"  # S3's sequencer says a newer event for the key was handled first: nothing to do
 
 
+# S3 Batch Operations' result codes: decided here only, for outcomes and for errors alike.
+SUCCEEDED, TEMPORARY_FAILURE, PERMANENT_FAILURE = "Succeeded", "TemporaryFailure", "PermanentFailure"
 TASK_RESULT: dict[Kind, str] = {
-    Kind.ENCODED: "Succeeded",
-    Kind.IN_PROGRESS: "Succeeded",
-    Kind.FANNED_OUT: "Succeeded",
-    Kind.DUPLICATE: "Succeeded",
-    Kind.CHANGED: "Succeeded",
-    Kind.VERSION_GONE: "PermanentFailure",
-    Kind.IGNORED: "PermanentFailure",
-    Kind.FAILED: "PermanentFailure",
-    Kind.DELETED: "Succeeded",
-    Kind.LATE: "Succeeded",
+    Kind.ENCODED: SUCCEEDED,
+    Kind.IN_PROGRESS: SUCCEEDED,
+    Kind.FANNED_OUT: SUCCEEDED,
+    Kind.DUPLICATE: SUCCEEDED,
+    Kind.CHANGED: SUCCEEDED,
+    Kind.VERSION_GONE: PERMANENT_FAILURE,
+    Kind.IGNORED: PERMANENT_FAILURE,
+    Kind.FAILED: PERMANENT_FAILURE,
+    Kind.DELETED: SUCCEEDED,
+    Kind.LATE: SUCCEEDED,
 }
+
+
+def task_failure(exc: BaseException) -> tuple[str, str]:
+    """(resultCode, resultString) for a task that raised: ``TemporaryFailure`` (Batch Operations
+    tries it again) unless AWS said no in a way no retry changes — an error of our own code is
+    temporary too, since its retryable manifest is already written and a retry may well succeed."""
+    from botocore.exceptions import ClientError
+
+    permanent = isinstance(exc, ClientError) and not is_transient(exc)
+    return (PERMANENT_FAILURE if permanent else TEMPORARY_FAILURE), f"{error_code(exc) or type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)

@@ -1,37 +1,110 @@
-"""The planner: one object notification (or Batch Operations task) in, one :class:`Outcome` out.
+"""The planner: one object notification (or Batch Operations task) in, one decision out.
 
-It decides whether the object is ours, already encoded, readable text; then encodes it inline or
-fans it out as shard messages. Whatever goes wrong ends in the object's manifest: a permanent
-problem as ``failed``; an unexpected or transient error writes a ``retryable`` failed manifest and
-is raised again, so Lambda's retry (or Batch Operations' ``TemporaryFailure``) still sees it.
+Planning reads (the object's HEAD, its manifest, its first bytes) and records what ordering needs
+(the ledger's verdict on the event), but it never runs the work: it answers with a :data:`Plan` —
+encode these slices inline, send these shard messages, or report this outcome (after writing this
+failed manifest) — that the engine (:mod:`bert2vec.bulk.s3_engine`) carries out. Whatever goes
+wrong ends in the object's manifest: a permanent problem as ``failed`` (a :class:`Failure` in the
+plan); an unexpected or transient error while planning or carrying out an admitted object writes a
+``retryable`` failed manifest (:meth:`Admitted.failure`) and is raised again, so Lambda's retry
+(or Batch Operations' ``TemporaryFailure``) still sees it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from bert2vec.bulk.aws_errors import error_code, is_denied, is_not_found
+from bert2vec.aws.errors import error_code, is_denied, is_not_found
 from bert2vec.bulk.config import BulkConfig, OutputLayout
+from bert2vec.bulk.ledger import Ledger
 from bert2vec.bulk.outcome import Kind, Outcome
+from bert2vec.bulk.source import InputObject
 from bert2vec.bulk.state import WorkItem
 from bert2vec.bulk.store import S3Store
-from bert2vec.core.encoder import Encoder
-from bert2vec.files import manifest as manifests
-from bert2vec.files.pipeline import Counts
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
 log = logging.getLogger("bert2vec.bulk")
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failed manifest to write for one version of an object: a permanent verdict, or (with
+    ``retryable``) the marker written before an unexpected error is raised again, so the retry is
+    not mistaken for a duplicate."""
+
+    layout: OutputLayout
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    error: str
+    epoch: int = 0
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing to run: report ``outcome``, after writing ``failure``'s manifest when there is one."""
+
+    outcome: Outcome
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Send ``shards`` to the shard queue; ``outcome`` is the object's answer once they are sent."""
+
+    shards: list[WorkItem]
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Encode:
+    """Run ``item``'s slices in this invocation (they hand off to the queue near the deadline)."""
+
+    item: WorkItem
+
+
+Plan = Done | FanOut | Encode
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An object that is ours, readable and not yet encoded in its epoch: what planning its work
+    needs, and what a failed manifest for it says."""
+
+    layout: OutputLayout
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None
+    epoch: int
+
+    def failure(self, error: str, *, retryable: bool = False) -> Failure:
+        return Failure(self.layout, self.bucket, self.key, self.etag, self.size, error, self.epoch, retryable)
+
+    def failed(self, error: str) -> Done:
+        """The object's permanent verdict: a ``failed`` manifest saying ``error``."""
+        return Done(Outcome(Kind.FAILED, self.key, error, self.layout.manifest_key, "failed"), self.failure(error))
+
+
 class Planner:
-    def __init__(self, store: S3Store, encoder: Encoder, cfg: BulkConfig, engine: Any) -> None:
+    """Decides what to do with one object; given what it reads, never the engine that runs it."""
+
+    def __init__(
+        self, store: S3Store, cfg: BulkConfig, *, ledger_for: Callable[[str], Ledger],
+        source: Callable[[WorkItem], InputObject], model_id: str | None, index_refusal: Callable[[str], str | None],
+    ) -> None:  # fmt: skip
         self.store = store
-        self.encoder = encoder
         self.cfg = cfg
-        self.engine = engine  # runs inline work and sends shard messages
+        self.ledger_for = ledger_for  # per-key event order (the ledger lives beside the outputs)
+        self.source = source  # reads one version of an input
+        self.model_id = model_id  # what every work message of a run names
+        self.index_refusal = index_refusal  # why the vector index must not be written, or None
 
     def ignore_reason(self, bucket: str, key: str) -> str | None:
         """Why an S3 notification must not be processed (own outputs, other prefixes), or None."""
@@ -44,23 +117,25 @@ class Planner:
             return "key is a folder marker"
         return None
 
-    def handle_object(
-        self, bucket: str, key: str, remaining_ms: Callable[[], int], *, version_id: str | None = None,
-        skip_unsupported: bool = False, sequencer: str | None = None,
-    ) -> Outcome:  # fmt: skip
-        """``sequencer``: the S3 event's, when an event brought the object (ordered per key by the ledger)."""
+    def admit(
+        self, bucket: str, key: str, *, version_id: str | None = None, skip_unsupported: bool = False,
+        sequencer: str | None = None,
+    ) -> Done | Admitted:  # fmt: skip
+        """Whether the object is to be encoded now: :class:`Admitted`, or the answer that ends it.
+
+        ``sequencer``: the S3 event's, when an event brought the object (ordered per key by the ledger)."""
         reason = self.ignore_reason(bucket, key)
         if reason:
             log.info("ignored s3://%s/%s: %s", bucket, key, reason)
-            return Outcome(Kind.IGNORED, key, reason)
-        ledger = self.engine.finalizer.ledger_for(bucket)
+            return Done(Outcome(Kind.IGNORED, key, reason))
+        ledger = self.ledger_for(bucket)
         if sequencer:
             verdict = ledger.observe(bucket, key, sequencer, "created")
             if verdict.late:
                 why = (f"a newer event for this key ({verdict.entry.event}, sequencer {verdict.entry.sequencer}) was "
                        f"handled first; this one (sequencer {sequencer}) is late")  # fmt: skip
                 log.info("s3://%s/%s: %s", bucket, key, why)
-                return Outcome(Kind.LATE, key, why)
+                return Done(Outcome(Kind.LATE, key, why))
             epoch = verdict.entry.epoch
         else:
             epoch = ledger.epoch(bucket, key)
@@ -68,19 +143,19 @@ class Planner:
             try:
                 InputFormat.from_key(key, self.cfg.reader)
             except UnsupportedFormatError as exc:
-                return Outcome(Kind.IGNORED, key, str(exc))
+                return Done(Outcome(Kind.IGNORED, key, str(exc)))
         from botocore.exceptions import ClientError
 
         try:
-            head = self.store.client.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+            head = self.store.describe(bucket, key, version_id)
         except ClientError as exc:
             if version_id and (is_not_found(exc) or error_code(exc) in ("400", "InvalidArgument")):
                 why = f"version {version_id} of the object no longer exists (deleted or never there): nothing encoded"
                 log.info("s3://%s/%s: %s", bucket, key, why)
-                return Outcome(Kind.VERSION_GONE, key, why)
+                return Done(Outcome(Kind.VERSION_GONE, key, why))
             if is_not_found(exc):
                 log.info("ignored s3://%s/%s: deleted before we got to it", bucket, key)
-                return Outcome(Kind.IGNORED, key, "object no longer exists")
+                return Done(Outcome(Kind.IGNORED, key, "object no longer exists"))
             if is_denied(exc):
                 why = (
                     "access denied reading the object: it may have been deleted (S3 answers 403 instead of 404 "
@@ -88,8 +163,7 @@ class Planner:
                 )
                 log.error("s3://%s/%s: %s", bucket, key, why)
                 layout = OutputLayout.for_object(self.cfg, bucket, key, "unknown", epoch)
-                self.failed_manifest(layout, bucket, key, "", 0, why, epoch=epoch)
-                return Outcome(Kind.FAILED, key, why, layout.manifest_key, "failed")
+                return Admitted(layout, bucket, key, "", 0, version_id, epoch).failed(why)
             raise
         etag, size = head["ETag"].strip('"'), int(head["ContentLength"])
         if version_id and not self._is_current(bucket, key, version_id):
@@ -98,52 +172,39 @@ class Planner:
             why = (f"version {version_id} is no longer the object's current version: the object changed since the "
                    "job listed it; its newer version is encoded by its own event")  # fmt: skip
             log.info("s3://%s/%s: %s", bucket, key, why)
-            return Outcome(Kind.CHANGED, key, why)
+            return Done(Outcome(Kind.CHANGED, key, why))
         layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch)
         existing = self.store.get_json(layout.bucket, layout.manifest_key)
         if existing and _finished(existing, etag, epoch):
             log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
-            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status"))
-        refusal = self.engine.index_refusal(bucket)
+            return Done(Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status")))
+        admitted = Admitted(layout, bucket, key, etag, size, version_id, epoch)
+        refusal = self.index_refusal(bucket)
         if refusal:
             log.error("s3://%s/%s: %s", bucket, key, refusal)
-            self.failed_manifest(layout, bucket, key, etag, size, refusal, epoch=epoch)
-            return Outcome(Kind.FAILED, key, refusal, layout.manifest_key, "failed")
-        try:
-            return self._plan_and_run(bucket, key, etag, size, layout, remaining_ms, version_id, epoch)
-        except Exception as exc:
-            if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
-                log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
-                            key, etag)  # fmt: skip
-                return Outcome(Kind.CHANGED, key)
-            log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
-            self.failed_manifest(layout, bucket, key, etag, size, f"{type(exc).__name__}: {exc}"[:2000], retryable=True,
-                                 epoch=epoch)  # fmt: skip
-            raise
+            return admitted.failed(refusal)
+        return admitted
 
     def _is_current(self, bucket: str, key: str, version_id: str) -> bool:
-        current = self.store.client.head_object(Bucket=bucket, Key=key)
+        current = self.store.describe(bucket, key)
         return str(current.get("VersionId") or "") == version_id
 
-    def _plan_and_run(
-        self, bucket: str, key: str, etag: str, size: int, layout: OutputLayout, remaining_ms: Callable[[], int],
-        version_id: str | None, epoch: int,
-    ) -> Outcome:  # fmt: skip
+    def plan(self, obj: Admitted) -> Plan:
+        """The admitted object's work: one message's slices run inline, or shards for the queue."""
+        bucket, key, size = obj.bucket, obj.key, obj.size
         try:
             fmt = InputFormat.from_key(key, self.cfg.reader)
         except UnsupportedFormatError as exc:
-            self.failed_manifest(layout, bucket, key, etag, size, str(exc), epoch=epoch)
-            return Outcome(Kind.FAILED, key, str(exc), layout.manifest_key, "failed")
+            return obj.failed(str(exc))
         unit = "bytes" if fmt.shardable else "records"
         size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
-        item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id,
-                        epoch=epoch, model=self.engine.worker.model_id, output_format=self.cfg.output_format)  # fmt: skip
-        not_text = self.engine.worker.source(item).sniff()
+        item = WorkItem(bucket, key, obj.etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=obj.version_id,
+                        epoch=obj.epoch, model=self.model_id, output_format=self.cfg.output_format)  # fmt: skip
+        not_text = self.source(item).sniff()
         if not_text:
-            self.failed_manifest(layout, bucket, key, etag, size, not_text, epoch=epoch)
-            return Outcome(Kind.FAILED, key, not_text, layout.manifest_key, "failed")
+            return obj.failed(not_text)
         if fmt.gzip and fmt.kind in ("txt", "jsonl"):
-            staged = self._stage(item, layout)
+            staged = self._stage(item, obj.layout)
             if staged is not None:  # slices become byte ranges of the plain copy: fan-out, no re-reads
                 item = replace(item, unit="bytes", slice_size=self.cfg.chunk_bytes, staged=staged)
                 unit = "bytes"
@@ -151,10 +212,8 @@ class Planner:
             item.end_slice = item.total_slices
             if item.read_size > self.cfg.shard_bytes and self.cfg.queue_url:
                 shards = self.plan_shards(item)
-                self.engine.send(shards)
-                log.info("s3://%s/%s: %d bytes fanned out as %d shards", bucket, key, size, len(shards))
-                return Outcome(Kind.FANNED_OUT, key, shards=len(shards))
-        return self.engine.run(item, remaining_ms)
+                return FanOut(shards, Outcome(Kind.FANNED_OUT, key, shards=len(shards)))
+        return Encode(item)
 
     def _stage(self, item: WorkItem, layout: OutputLayout) -> dict[str, Any] | None:
         """The ``.gz`` decompressed once into the run directory (reused when a duplicate already
@@ -168,7 +227,7 @@ class Planner:
         if head is not None:
             return {"bucket": layout.bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
         try:
-            return self.engine.worker.source(item).stage(layout.bucket, key, self.store.put_stream)
+            return self.source(item).stage(layout.bucket, key)
         except CONTENT_ERRORS as exc:
             log.info("s3://%s/%s: not staged (%s: %s); read as one stream", item.bucket, item.key, type(exc).__name__, exc)
             return None
@@ -178,7 +237,7 @@ class Planner:
         per_shard = max(1, self.cfg.shard_bytes // item.slice_size)
         total = item.total_slices or 1
         starts = list(range(0, total, per_shard))
-        first_lines = self.engine.worker.source(item).first_lines([s * item.slice_size for s in starts])
+        first_lines = self.source(item).first_lines([s * item.slice_size for s in starts])
         return [
             WorkItem(
                 item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
@@ -187,25 +246,6 @@ class Planner:
             )  # fmt: skip
             for s, line in zip(starts, first_lines, strict=True)
         ]
-
-    def failed_manifest(
-        self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False,
-        epoch: int = 0,
-    ) -> dict[str, Any]:  # fmt: skip
-        manifest = manifests.build(
-            status="failed",
-            input={"bucket": bucket, "key": key, "etag": etag, "size": size, **({"epoch": epoch} if epoch else {})},
-            model_card=self.encoder.card,
-            output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
-            counts=Counts(),
-            error=error,
-        )
-        if retryable:
-            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
-        # Like every manifest: never over a newer version's, nor over this version's finished one
-        # (a duplicate that failed late must not hide what the attempt that won completed).
-        self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True, epoch=epoch)
-        return manifest
 
 
 def _finished(manifest: dict[str, Any], etag: str, epoch: int) -> bool:

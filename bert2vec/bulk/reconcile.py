@@ -70,16 +70,15 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
         raise ValueError(f"s3://{bucket}/{prefix} is not under the input prefix {cfg.input_prefix!r}")
     drift = Drift()
     current: dict[str, str] = {}
-    for page in store.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if engine.ignore_reason(bucket, key):
-                continue
-            try:
-                InputFormat.from_key(key, cfg.reader)
-            except UnsupportedFormatError:
-                continue
-            current[key] = str(obj["ETag"]).strip('"')
+    for obj in store.objects(bucket, prefix):
+        key = obj["Key"]
+        if engine.ignore_reason(bucket, key):
+            continue
+        try:
+            InputFormat.from_key(key, cfg.reader)
+        except UnsupportedFormatError:
+            continue
+        current[key] = str(obj["ETag"]).strip('"')
     drift.objects = len(current)
     out_bucket = cfg.output_bucket or bucket
     manifests: dict[str, dict[str, Any]] = {}
@@ -152,8 +151,9 @@ class _NoModel:
 def reconcile_engine(model_dir: str | None, *, load: bool) -> Any:
     """The bulk path's engine as the deployed functions build it (settings from the environment);
     with ``load`` the model too (to encode), else a stand-in that never encodes (a dry run)."""
+    from bert2vec.aws.factory import s3_client, sqs_client
     from bert2vec.bulk.config import BulkConfig
-    from bert2vec.bulk.s3_engine import Engine, s3_client, sqs_client
+    from bert2vec.bulk.s3_engine import Engine
 
     cfg = BulkConfig.from_env()
     if load:

@@ -1,14 +1,15 @@
 """Bulk encoding of S3 objects: the engine that wires planner, worker and finalizer together.
 
 Design (docs/s3-bulk.md, "Scale-out" and "Delivery guarantee"):
-- ``planner.py``: one notification or Batch Operations task → encode inline or fan out over SQS.
+- ``planner.py``: one notification or Batch Operations task → a decision (encode inline, fan out
+  over SQS, or a verdict with its failed manifest), which the engine carries out.
 - ``worker.py``: the slices of one message under the commit protocol (attempt-unique parts, one
   conditional commit per slice), handing off before the deadline.
 - ``finalizer.py``: the manifest from the commits, only while the input is at the ETag encoded,
   and for ``s3vectors`` the index made equal to it.
-- ``state.py`` (typed messages and state), ``store.py`` (S3 with conditional writes),
-  ``aws_errors.py`` (the one transient-vs-permanent classifier), ``outcome.py`` (one result per
-  object, mapped once to Batch Operations codes, logs and metrics).
+- ``state.py`` (typed messages and state), ``store.py`` (every S3 call, conditional writes),
+  ``bert2vec.aws`` (the client factory and the one transient-vs-permanent classifier),
+  ``outcome.py`` (one result per object, mapped once to Batch Operations codes, logs and metrics).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from bert2vec.bulk.aws_errors import error_code, is_denied, is_not_found
+from bert2vec.aws.errors import error_code, is_denied, is_not_found
+from bert2vec.aws.factory import s3_client, s3vectors_client, sqs_client
 from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
 from bert2vec.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
+from bert2vec.bulk.index_mark import IndexMark
 from bert2vec.bulk.outcome import Kind, Outcome
-from bert2vec.bulk.planner import Planner
+from bert2vec.bulk.planner import Done, Encode, FanOut, Plan, Planner
 from bert2vec.bulk.state import WorkItem
 from bert2vec.bulk.store import S3Store
-from bert2vec.bulk.vectors import s3vectors_client
 from bert2vec.bulk.worker import RunResult, Worker
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
@@ -35,8 +37,6 @@ from bert2vec.files.readers import InputFormatError
 
 __all__ = ["Deletion", "Engine", "WorkItem", "s3_client", "sqs_client"]
 log = logging.getLogger("bert2vec.bulk")
-INDEX_MARKS = "_indexes/"  # under OUTPUT_PREFIX: which model each S3 Vectors index holds
-
 
 
 class Deletion:
@@ -55,21 +55,6 @@ class Deletion:
         return cls(**body["purge"])
 
 
-def s3_client() -> Any:
-    """boto3 S3 client that retries throttling (``SlowDown``/503) with backoff."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
-
-
-def sqs_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 10}))
-
-
 class Engine:
     """Everything the S3 path does, given clients, a loaded encoder and the config."""
 
@@ -82,10 +67,10 @@ class Engine:
         self.store = S3Store(s3)
         vectors = s3vectors_client() if cfg.output_format == "s3vectors" else None
         self.worker = Worker(self.store, encoder, cfg, vectors)
-        self.finalizer = Finalizer(self.store, encoder, cfg, self.worker)
-        self.planner = Planner(self.store, encoder, cfg, self)
-        self._stuck: dict[tuple[str, str, int], int] = {}  # (key, etag, first slice) -> the slice a failed run was on
-        self._index_ok = False
+        self.finalizer = Finalizer(self.store, encoder, cfg, layout=self.worker.layout,
+                                   vector_target=self.worker.vector_target)  # fmt: skip
+        self.planner = Planner(self.store, cfg, ledger_for=self.finalizer.ledger_for, source=self.worker.source,
+                               model_id=self.worker.model_id, index_refusal=IndexMark(self.store, encoder, cfg).refusal)  # fmt: skip
 
     # Clients are replaced after a SnapStart restore.
     @property
@@ -128,40 +113,38 @@ class Engine:
         self, bucket: str, key: str, remaining_ms: Callable[[], int], *, version_id: str | None = None,
         skip_unsupported: bool = False, sequencer: str | None = None,
     ) -> Outcome:  # fmt: skip
-        return self.planner.handle_object(bucket, key, remaining_ms, version_id=version_id,
-                                          skip_unsupported=skip_unsupported, sequencer=sequencer)  # fmt: skip
+        """One object notification or Batch Operations task: the planner decides, the engine does it.
 
-    # ---- one index, one model -----------------------------------------------------------------
-    def index_refusal(self, bucket: str) -> str | None:
-        """Why this function must not write into its S3 Vectors index (another model's vectors are
-        there), or None. The first writer records its model beside the outputs; every later one
-        compares. Vectors of two models ranked against one query would be meaningless."""
-        if self.cfg.output_format != "s3vectors" or self._index_ok:
-            return None
-        mine = manifests.model_summary(self.encoder.card)
-        if not mine.get("checksum"):
-            return None  # a model without a checksum cannot be told apart: nothing to record
-        out = self.cfg.output_bucket or bucket
-        mark = f"{self.cfg.output_prefix}{INDEX_MARKS}{self.cfg.vector_bucket}/{self.cfg.vector_index}.json"
-        from bert2vec.bulk.store import Conflict
+        Once the planner admits the object, an unexpected error while planning or doing its work
+        leaves a ``retryable`` failed manifest and is raised again (for Lambda's or Batch
+        Operations' retry); an overwrite between the HEAD and a read leaves it to the newer event."""
+        admitted = self.planner.admit(bucket, key, version_id=version_id, skip_unsupported=skip_unsupported,
+                                      sequencer=sequencer)  # fmt: skip
+        if isinstance(admitted, Done):
+            return self.carry_out(admitted, remaining_ms)
+        try:
+            return self.carry_out(self.planner.plan(admitted), remaining_ms)
+        except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):  # overwritten between the HEAD and a read
+                log.warning("s3://%s/%s changed since etag %s while planning; leaving it to the newer event", bucket,
+                            key, admitted.etag)  # fmt: skip
+                return Outcome(Kind.CHANGED, key)
+            log.exception("s3://%s/%s: failed; writing a retryable manifest before it is retried", bucket, key)
+            self.finalizer.publish_failed(admitted.failure(f"{type(exc).__name__}: {exc}"[:2000], retryable=True))
+            raise
 
-        there = self.store.get_json(out, mark)
-        if there is None:
-            try:
-                self.store.create(out, mark, {"vector_bucket": self.cfg.vector_bucket, "vector_index": self.cfg.vector_index,
-                                              "model": mine, "since": manifests.now()})  # fmt: skip
-                there = {"model": mine}
-            except Conflict:
-                there = self.store.get_json(out, mark) or {"model": mine}
-        theirs = there.get("model") or {}
-        if theirs.get("checksum") != mine["checksum"]:
-            return (f"the vector index {self.cfg.vector_bucket}/{self.cfg.vector_index} holds vectors of model "
-                    f"{theirs.get('name')!r} (checksum {str(theirs.get('checksum'))[:16]}), this function runs "
-                    f"{mine.get('name')!r} (checksum {str(mine['checksum'])[:16]}): vectors of two models cannot share "
-                    f"an index. Write to a new index and backfill (docs/s3-bulk.md, 'Changing the model'); record: "
-                    f"s3://{out}/{mark}")  # fmt: skip
-        self._index_ok = True
-        return None
+    def carry_out(self, plan: Plan, remaining_ms: Callable[[], int]) -> Outcome:
+        """Do what the planner decided: run the slices, send the shards, or write the failed manifest."""
+        if isinstance(plan, Encode):
+            return self.run(plan.item, remaining_ms)
+        if isinstance(plan, FanOut):
+            self.send(plan.shards)
+            item = plan.shards[0]
+            log.info("s3://%s/%s: %d bytes fanned out as %d shards", item.bucket, item.key, item.size, len(plan.shards))
+            return plan.outcome
+        if plan.failure is not None:
+            self.finalizer.publish_failed(plan.failure)
+        return plan.outcome
 
     # ---- deletions ----------------------------------------------------------------------------
     def handle_deleted(self, deletion: Deletion, remaining_ms: Callable[[], int]) -> Outcome:
@@ -251,14 +234,16 @@ class Engine:
     def plan_shards(self, item: WorkItem) -> list[WorkItem]:
         return self.planner.plan_shards(item)
 
-    def run(self, item: WorkItem, remaining_ms: Callable[[], int]) -> Outcome:
-        """Process the item's slices in order, skipping committed ones, handing off near the deadline."""
+    def run(self, item: WorkItem, remaining_ms: Callable[[], int], result: RunResult | None = None) -> Outcome:
+        """Process the item's slices in order, skipping committed ones, handing off near the deadline.
 
+        ``result``: the caller's, to learn after a raise which slice the run was stuck on
+        (``result.stuck_slice``, what :meth:`fail` marks on the message's last receive)."""
         mismatch = self._mismatch(item)
         if mismatch:
             return self._restart(item, mismatch, remaining_ms)
         try:
-            return self._run(item, remaining_ms)
+            return self._run(item, remaining_ms, RunResult() if result is None else result)
         except ModelChanged as exc:
             return self._restart(item, str(exc), remaining_ms)
         except CleanupUnfinished:
@@ -285,12 +270,11 @@ class Engine:
         if not moved:
             return Outcome(Kind.CHANGED, item.key, f"not encoded: {why}; the object was already started again")
         log.warning("s3://%s/%s: %s; encoding it again from the start", item.bucket, item.key, why)
-        return self.planner.handle_object(item.bucket, item.key, remaining_ms, version_id=item.version_id)
+        return self.handle_object(item.bucket, item.key, remaining_ms, version_id=item.version_id)
 
-    def _run(self, item: WorkItem, remaining_ms: Callable[[], int]) -> Outcome:
+    def _run(self, item: WorkItem, remaining_ms: Callable[[], int], result: RunResult) -> Outcome:
         from botocore.exceptions import ClientError
 
-        result = RunResult()
         manifest: dict[str, Any] | None = None
         try:
             self.worker.run(item, remaining_ms, result)
@@ -310,7 +294,7 @@ class Engine:
                 return Outcome(Kind.CHANGED, item.key, "the object was deleted or replaced while it was read",
                                slices_done=result.slices_done)  # fmt: skip
             if not (is_denied(exc) or is_not_found(exc)):
-                self._stuck[(item.key, item.etag, item.first_slice)] = result.current_slice or item.first_slice
+                result.stuck_slice = result.current_slice or item.first_slice
                 raise
             k = result.current_slice if result.current_slice is not None else item.first_slice
             self.finalizer.mark_failed(item, [k], f"cannot read the object: {error_code(exc)}: {exc}", final=True)
@@ -319,7 +303,7 @@ class Engine:
             self.finalizer.mark_failed(item, [item.first_slice], str(exc), final=True)
             result.reached_final = True
         except Exception:
-            self._stuck[(item.key, item.etag, item.first_slice)] = result.current_slice or item.first_slice
+            result.stuck_slice = result.current_slice or item.first_slice
             raise
         if result.lost:
             if self.cfg.output_format == "s3vectors" and not self.finalizer.still_current(item):
@@ -359,11 +343,12 @@ class Engine:
             return list(range(item.first_slice, min(item.end_slice or total, total)))
         return [item.first_slice]
 
-    def fail(self, item: WorkItem, error: str) -> dict[str, Any] | None:
-        """A shard on its last receive (before the DLQ): only the slice it was stuck on is marked
-        failed; the slices after it are queued again as a fresh message, so one poisoned slice
-        never takes its neighbours down with it."""
-        stuck = self._stuck.pop((item.key, item.etag, item.first_slice), item.first_slice)
+    def fail(self, item: WorkItem, error: str, stuck_slice: int | None = None) -> dict[str, Any] | None:
+        """A shard on its last receive (before the DLQ): only the slice it was stuck on
+        (``stuck_slice``, from the failed run's :class:`RunResult`; its first when it never got to
+        one) is marked failed; the slices after it are queued again as a fresh message, so one
+        poisoned slice never takes its neighbours down with it."""
+        stuck = item.first_slice if stuck_slice is None else stuck_slice
         self.finalizer.mark_failed(item, [stuck], error)
         rest = self._continuation_after(item, stuck)
         if rest is not None:

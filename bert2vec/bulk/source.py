@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any
 
 from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.store import S3Store
 from bert2vec.files.readers import (
     InputFormat,
     Item,
@@ -27,24 +28,19 @@ SNIFF_BYTES = 4096  # how much of an object's start decides "text, UTF-8?" befor
 
 
 class InputObject:
-    """One object version, read through an S3 client."""
+    """One object version, read through the bulk path's store."""
 
-    def __init__(self, client: Any, item: WorkItem, reader: ReaderOptions) -> None:
-        self.client = client
+    def __init__(self, store: S3Store, item: WorkItem, reader: ReaderOptions) -> None:
+        self.store = store
         self.item = item
         self.reader = reader
 
     def _get(self, rng: str | None = None, *, original: bool = False) -> Any:
         staged = None if original else self.item.staged
         if staged:  # the run's decompressed copy (its own ETag: nothing else writes it)
-            kwargs: dict[str, Any] = {"Bucket": staged["bucket"], "Key": staged["key"], "IfMatch": staged["etag"]}
-        else:
-            kwargs = {"Bucket": self.item.bucket, "Key": self.item.key, "IfMatch": f'"{self.item.etag}"'}
-            if self.item.version_id:
-                kwargs["VersionId"] = self.item.version_id
-        if rng:
-            kwargs["Range"] = rng
-        return self.client.get_object(**kwargs)["Body"]
+            return self.store.open(staged["bucket"], staged["key"], if_match=staged["etag"], byte_range=rng)
+        return self.store.open(self.item.bucket, self.item.key, if_match=f'"{self.item.etag}"',
+                               version_id=self.item.version_id, byte_range=rng)  # fmt: skip
 
     def open(self, start: int = 0) -> Any:
         return self._get(f"bytes={start}-" if start > 0 else None)
@@ -65,7 +61,7 @@ class InputObject:
                 return None
         return sniff_text(body[:SNIFF_BYTES])
 
-    def stage(self, bucket: str, key: str, put_stream: Any) -> dict[str, Any]:
+    def stage(self, bucket: str, key: str) -> dict[str, Any]:
         """Decompress the ``.gz`` once into ``s3://bucket/key`` (streamed, multipart: bounded memory,
         no local disk); what its slices are then read from. A corrupt or truncated gzip raises
         here, before anything is planned on it."""
@@ -94,8 +90,8 @@ class InputObject:
                     if out:
                         return out
 
-        put_stream(bucket, key, Plain(), "application/octet-stream")
-        head = self.client.head_object(Bucket=bucket, Key=key)
+        self.store.put_stream(bucket, key, Plain(), "application/octet-stream")
+        head = self.store.describe(bucket, key)
         return {"bucket": bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
 
     def first_lines(self, offsets: list[int]) -> list[int]:

@@ -9,10 +9,11 @@ writer that read the current version. A lost race raises :class:`Conflict`, whic
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bert2vec.bulk.aws_errors import error_code, is_conflict, is_not_found
+from bert2vec.aws.errors import error_code, is_conflict, is_not_found
 from bert2vec.files import manifest as manifests
 
 CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: tries again before the invocation fails (and is retried)
@@ -83,12 +84,17 @@ class S3Store:
                                 use_threads=False)  # fmt: skip
         self.client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
 
+    def describe(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+        """The object's (or one version's) ``HeadObject`` answer; a missing or refused object
+        raises the ``ClientError`` unclassified, for callers whose answer depends on which it was."""
+        return dict(self.client.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {})))
+
     def head(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The object's ``HeadObject`` answer, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
-            return dict(self.client.head_object(Bucket=bucket, Key=key))
+            return self.describe(bucket, key)
         except ClientError as exc:
             if is_not_found(exc):
                 return None
@@ -120,14 +126,31 @@ class S3Store:
         raise AssertionError("unreachable")
 
     # ---- listing and files -------------------------------------------------------------------
-    def keys(self, bucket: str, prefix: str) -> list[str]:
-        out: list[str] = []
+    def objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix`` as ``ListObjectsV2`` describes it (key, ETag, size, ...)."""
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            out.extend(obj["Key"] for obj in page.get("Contents", []))
-        return out
+            yield from page.get("Contents", [])
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        return [obj["Key"] for obj in self.objects(bucket, prefix)]
+
+    def open(
+        self, bucket: str, key: str, *, if_match: str | None = None, version_id: str | None = None,
+        byte_range: str | None = None,
+    ) -> Any:  # fmt: skip
+        """The object's bytes as a stream; ``if_match`` pins the version read (a newer one fails
+        the read with ``PreconditionFailed`` instead of mixing two versions' bytes)."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        if version_id:
+            kwargs["VersionId"] = version_id
+        if byte_range:
+            kwargs["Range"] = byte_range
+        return self.client.get_object(**kwargs)["Body"]
 
     def body(self, bucket: str, key: str) -> bytes:
-        return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return bytes(self.open(bucket, key).read())
 
     def upload(self, path: str, bucket: str, key: str) -> None:
         self.client.upload_file(path, bucket, key)

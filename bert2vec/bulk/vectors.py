@@ -103,13 +103,6 @@ class Pacer:
 PACER = Pacer()  # one per process: every target of this process shares the index's budget
 
 
-def s3vectors_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3vectors", config=Config(retries={"mode": "standard", "max_attempts": 10}))
-
-
 def _size(meta: dict[str, Any]) -> int:
     """Bytes of metadata as it travels (UTF-8 JSON): the measure the limits are checked with."""
     return len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))

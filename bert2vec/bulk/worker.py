@@ -71,6 +71,7 @@ class RunResult:
     lost: bool = False  # another attempt owns the slice this one reached (a duplicate)
     current_slice: int | None = None  # the slice being encoded when something went wrong
     reached_final: bool = False  # this run committed (or found committed) the object's final slice
+    stuck_slice: int | None = None  # a run that raised: the slice a last-receive failure marks
 
 
 def new_attempt() -> str:
@@ -89,7 +90,7 @@ class Worker:
         )  # fmt: skip
 
     def source(self, item: WorkItem) -> InputObject:
-        return InputObject(self.store.client, item, self.cfg.reader)
+        return InputObject(self.store, item, self.cfg.reader)
 
     def layout(self, item: WorkItem) -> OutputLayout:
         return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch)

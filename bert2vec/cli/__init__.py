@@ -253,9 +253,9 @@ def _backfill(args: argparse.Namespace, client: object | None = None) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if client is None:
-        import boto3
+        from bert2vec.aws.factory import client as aws_client
 
-        client = boto3.client("s3control")
+        client = aws_client("s3control")  # CreateJob carries a ClientRequestToken: a retried call makes one job
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bert2vec.aws.errors import is_throttling
 from bert2vec.core.contract import VECTOR_MODEL_TAG_CHARS
 from bert2vec.core.errors import (
     InvalidInputError,
@@ -38,21 +39,14 @@ MAX_ATTEMPTS = 2
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 5.0
 RETRY_AFTER_S = 1  # what a throttled answer tells the caller to wait
-THROTTLING = {"TooManyRequestsException", "ThrottlingException", "ServiceUnavailableException",
-              "SlowDown", "RequestLimitExceeded"}  # fmt: skip
 
 
 def search_client(endpoint_url: str | None = None, *, read_timeout: float = READ_TIMEOUT_S) -> Any:
     """The ``s3vectors`` client ``/search`` uses: bounded attempts and timeouts."""
-    import boto3
-    from botocore.config import Config
+    from bert2vec.aws.factory import client
 
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},  # the first call included
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=read_timeout,
-    )
-    return boto3.client("s3vectors", endpoint_url=endpoint_url, config=config)
+    return client("s3vectors", endpoint_url=endpoint_url, total_max_attempts=MAX_ATTEMPTS,  # the first call included
+                  connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,7 +84,7 @@ def _aws_error(exc: Exception, req: SearchRequest, where: str) -> Exception:
         )
     err = exc.response.get("Error", {})
     code, message = str(err.get("Code", "")), clip(str(err.get("Message", "")), 300)
-    if code in THROTTLING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (429, 503):
+    if is_throttling(exc):
         return SearchThrottledError(
             f"the vector index {where} is busy ({code}); retry after {RETRY_AFTER_S} s", retry_after=RETRY_AFTER_S
         )

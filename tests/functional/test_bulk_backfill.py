@@ -8,52 +8,21 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bert2vec.bulk.config import BulkConfig
 from bert2vec.bulk.s3_engine import Engine, WorkItem
-from tests.bulk_support import index_contents
+from tests.bulk_support import BUCKET, VINDEX, forever, index_contents, make_engine
 from tests.conftest import RawBody as _Raw
 from tests.conftest import load_event
 
-BUCKET = "bert2vec-input"
-VBUCKET, VINDEX = "bert2vec-vectors", "lines"
-
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    from moto import mock_aws
-
-    from bert2vec.bulk.s3_engine import s3_client, sqs_client
-    from bert2vec.bulk.vectors import s3vectors_client
-
-    with mock_aws():
-        s3, sqs, vec = s3_client(), sqs_client(), s3vectors_client()
-        s3.create_bucket(Bucket=BUCKET)
-        vec.create_vector_bucket(vectorBucketName=VBUCKET)
-        vec.create_index(vectorBucketName=VBUCKET, indexName=VINDEX, dataType="float32", dimension=384,
-                         distanceMetric="cosine")  # fmt: skip
-        queue_url = sqs.create_queue(QueueName="shards")["QueueUrl"]
-        yield {"s3": s3, "sqs": sqs, "vectors": vec, "queue_url": queue_url}
-
-
-def make_engine(aws: dict[str, Any], encoder: Any, **cfg: Any) -> Engine:
-    config = BulkConfig(queue_url=aws["queue_url"], output_format="s3vectors", vector_bucket=VBUCKET,
-                        vector_index=VINDEX, **cfg)  # fmt: skip
-    return Engine(aws["s3"], encoder, config, aws["sqs"])
-
-
-def forever() -> int:
-    return 10_000_000
+def vector_dimension() -> int:
+    """The index holds the real model's vectors (the ``aws`` fixture creates it)."""
+    return 384
 
 
 def batch_event(*keys: str) -> dict[str, Any]:
@@ -94,7 +63,7 @@ def test_batch_over_several_objects_puts_every_line_once(aws, default_encoder) -
     s3.put_object(Bucket=BUCKET, Key="incoming/a.txt", Body=lines(5, "a "))
     s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"id": "doc-1", "text": "first"}\n{"text": "second"}\n')
     s3.put_object(Bucket=BUCKET, Key="incoming/big.txt", Body=lines(200, "big "))  # fans out
-    eng = make_engine(aws, default_encoder, chunk_bytes=1024, shard_bytes=2048)
+    eng = make_engine(aws, "s3vectors", encoder=default_encoder, chunk_bytes=1024, shard_bytes=2048)
     response = batch_operations(batch_event("incoming/a.txt", "incoming/b.jsonl", "incoming/big.txt"), None, eng)
     assert response["invocationSchemaVersion"] == "2.0" and response["treatMissingKeysAs"] == "PermanentFailure"
     got = results(response)
@@ -138,7 +107,7 @@ def test_mixed_outcomes_per_task(aws, default_encoder) -> None:
         return None
 
     impatient.meta.events.register("before-send.s3.*", slow_down)
-    eng = Engine(impatient, default_encoder, make_engine(aws, default_encoder).cfg, aws["sqs"])
+    eng = Engine(impatient, default_encoder, make_engine(aws, "s3vectors", encoder=default_encoder).cfg, aws["sqs"])
     response = batch_operations(
         batch_event("incoming/ok.txt", "incoming/gone.txt", "incoming/report.pdf", "incoming/throttled.txt"), None, eng
     )
@@ -154,7 +123,7 @@ def test_backfill_after_an_upload_event_does_not_double_the_output(aws, default_
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/once.txt", Body=lines(4))
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, "s3vectors", encoder=default_encoder)
     assert eng.handle_object(BUCKET, "incoming/once.txt", forever).status == "complete"
     before = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
     got = results(batch_operations(batch_event("incoming/once.txt"), None, eng))
@@ -165,7 +134,7 @@ def test_backfill_after_an_upload_event_does_not_double_the_output(aws, default_
 
 def test_a_shorter_new_version_deletes_its_stale_vectors(aws, default_encoder) -> None:
     s3 = aws["s3"]
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, "s3vectors", encoder=default_encoder)
     s3.put_object(Bucket=BUCKET, Key="incoming/shrinks.txt", Body=lines(10, "v1 "))
     eng.handle_object(BUCKET, "incoming/shrinks.txt", forever)
     assert len(index_contents(aws)) == 10
@@ -182,7 +151,7 @@ def test_a_shorter_new_version_deletes_its_stale_vectors(aws, default_encoder) -
 
 def test_long_texts_are_kept_out_of_metadata(aws, default_encoder) -> None:
     s3 = aws["s3"]
-    eng = make_engine(aws, default_encoder, vector_text_max_bytes=32)
+    eng = make_engine(aws, "s3vectors", encoder=default_encoder, vector_text_max_bytes=32)
     s3.put_object(Bucket=BUCKET, Key="incoming/long.txt", Body=b"short\n" + b"long " * 20 + b"\n")
     eng.handle_object(BUCKET, "incoming/long.txt", forever)
     index = index_contents(aws)
@@ -198,7 +167,7 @@ def test_real_model_duplicate_and_version_race_leave_one_clean_version(aws, defa
     s3 = aws["s3"]
     key = "incoming/raced.txt"
     s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1 "))
-    a, b = make_engine(aws, default_encoder, chunk_bytes=512), make_engine(aws, default_encoder, chunk_bytes=512)
+    a, b = make_engine(aws, "s3vectors", encoder=default_encoder, chunk_bytes=512), make_engine(aws, "s3vectors", encoder=default_encoder, chunk_bytes=512)
     real_create = a.store.create
     fired = {"n": 0}
 
@@ -212,7 +181,7 @@ def test_real_model_duplicate_and_version_race_leave_one_clean_version(aws, defa
     assert a.handle_object(BUCKET, key, forever).kind == "duplicate"  # A lost the commit and stopped
     assert len(index_contents(aws)) == 40
     s3.put_object(Bucket=BUCKET, Key=key, Body=lines(40, "v1b "))  # v1b encoding, then v2 overtakes it
-    old, new = make_engine(aws, default_encoder), make_engine(aws, default_encoder)
+    old, new = make_engine(aws, "s3vectors", encoder=default_encoder), make_engine(aws, "s3vectors", encoder=default_encoder)
     real_upload = old.store.upload
 
     def v2_overtakes(path: str, bucket: str, k: str) -> None:

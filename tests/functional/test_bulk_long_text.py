@@ -12,7 +12,8 @@ import pytest
 
 from bert2vec.bulk.config import BulkConfig, ConfigError
 from bert2vec.core.long_text import LongTextEncoder
-from tests.functional.test_bulk_s3 import BUCKET, aws, errors_of, forever, make_engine, manifest_of, put  # noqa: F401
+from tests.bulk_support import BUCKET, forever, make_engine
+from tests.functional.test_bulk_s3 import errors_of, manifest_of, put
 
 DOC = "Le café est à côté. 我喜欢散步 👍 " + " ".join(f"word{i} and some more text" for i in range(150))
 LINES = [DOC, "a short line", DOC[:900]]
@@ -43,10 +44,10 @@ def part_rows(s3, manifest: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "npy"])
-def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
-    s3 = aws[0]
+def test_chunk_rows(aws, default_encoder, fmt: str) -> None:
+    s3 = aws["s3"]
     put(s3, "incoming/docs.jsonl", jsonl_input())
-    eng = make_engine(aws, default_encoder, long_text="chunk", chunk_rows=True, output_format=fmt, stride=16)
+    eng = make_engine(aws, encoder=default_encoder, long_text="chunk", chunk_rows=True, output_format=fmt, stride=16)
     assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     rows = part_rows(s3, m)
@@ -61,10 +62,10 @@ def test_chunk_rows(aws, default_encoder, fmt: str) -> None:  # noqa: F811
     assert first[-1]["end"] == len(LINES[0])
 
 
-def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F811
-    s3 = aws[0]
+def test_document_rows_and_rejections(aws, default_encoder) -> None:
+    s3 = aws["s3"]
     put(s3, "incoming/docs.jsonl", jsonl_input())
-    eng = make_engine(aws, default_encoder, long_text="chunk", max_text_chars=2000)
+    eng = make_engine(aws, encoder=default_encoder, long_text="chunk", max_text_chars=2000)
     assert eng.handle_object(BUCKET, "incoming/docs.jsonl", forever).status == "complete"
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["counts"]["encoded"] == 2 and m["counts"]["rejected"] == 1 and m["balanced"]
@@ -76,13 +77,13 @@ def test_document_rows_and_rejections(aws, default_encoder) -> None:  # noqa: F8
     assert m["counts"]["chunks"] == int(want.chunks.sum())
 
 
-def test_config_errors(aws, default_encoder, monkeypatch) -> None:  # noqa: F811
+def test_config_errors(aws, default_encoder, monkeypatch) -> None:
     with pytest.raises(ConfigError, match="CHUNK_ROWS=1 needs LONG_TEXT=chunk"):
         BulkConfig(chunk_rows=True)
     with pytest.raises(ConfigError, match=r"LONG_TEXT \(or OVERLONG\) must be one of truncate, reject, chunk"):
         BulkConfig(long_text="split")
     with pytest.raises(ConfigError, match="LONG_TEXT_STRIDE.*less than the window of 254"):
-        make_engine(aws, default_encoder, long_text="chunk", stride=254)
+        make_engine(aws, encoder=default_encoder, long_text="chunk", stride=254)
     monkeypatch.setenv("OVERLONG", "chunk")
     monkeypatch.setenv("CHUNK_ROWS", "1")
     monkeypatch.setenv("LONG_TEXT_STRIDE", "8")
@@ -120,16 +121,16 @@ def test_cli_chunk_rows(tmp_path: Path, default_model_dir, default_encoder, caps
 
 @pytest.mark.parametrize(("overlong", "hands_off"), [("chunk", True), ("truncate", False)])
 def test_chunk_mode_hands_off_before_a_line_that_would_outrun_the_deadline(
-    aws, default_encoder, overlong: str, hands_off: bool  # noqa: F811
+    aws, default_encoder, overlong: str, hands_off: bool
 ) -> None:
     """Two seconds left with a one-second margin: enough for a short line, not for a 20,000-character
     document read whole; truncate mode reads 512 tokens of it and goes on."""
     from bert2vec.bulk.s3_engine import WorkItem
 
-    s3, sqs, queue_url = aws
+    s3, sqs, queue_url = aws["s3"], aws["sqs"], aws["queue_url"]
     long_doc = ("many words in a long document " * 700)[:20_000]
     put(s3, "incoming/deadline.txt", f"a short line\n{long_doc}\nthe end\n".encode())
-    eng = make_engine(aws, default_encoder, long_text=overlong, time_margin_ms=1000)
+    eng = make_engine(aws, encoder=default_encoder, long_text=overlong, time_margin_ms=1000)
     outcome = eng.handle_object(BUCKET, "incoming/deadline.txt", lambda: 2000)
     messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
     if hands_off:

@@ -8,49 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bert2vec.bulk.config import BulkConfig
 from bert2vec.bulk.s3_engine import Engine, WorkItem
+from tests.bulk_support import forever, make_engine
 from tests.bulk_support import output_rows as read_outputs
 from tests.conftest import RawBody as _Raw
 
 BUCKET = "bert2vec-input"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    from moto import mock_aws
-
-    from bert2vec.bulk.s3_engine import s3_client, sqs_client
-
-    with mock_aws():
-        s3, sqs = s3_client(), sqs_client()
-        s3.create_bucket(Bucket=BUCKET)
-        queue_url = sqs.create_queue(QueueName="shards")["QueueUrl"]
-        yield s3, sqs, queue_url
-
-
-def make_engine(aws, encoder, **cfg: Any) -> Engine:
-    s3, sqs, queue_url = aws
-    return Engine(s3, encoder, BulkConfig(queue_url=queue_url, **cfg), sqs)
-
-
-def forever() -> int:
-    return 10_000_000
 
 
 def manifest_of(s3, key: str, prefix: str = "incoming/", out: str = "vectors/") -> dict[str, Any]:
@@ -80,10 +49,10 @@ def put(s3, key: str, data: bytes) -> None:
 
 
 def test_txt_with_bom_crlf_blank_and_invalid_utf8(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     data = "\ufeffhello world\r\n\r\n  \r\nsecond line\r\n".encode() + b"bad \xff\xfe byte\r\nlast line without newline"
     put(s3, "incoming/a.txt", data)
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     summary = eng.handle_object(BUCKET, "incoming/a.txt", forever)
     assert summary.status == "complete"
     m = manifest_of(s3, "incoming/a.txt")
@@ -98,10 +67,10 @@ def test_txt_with_bom_crlf_blank_and_invalid_utf8(aws, default_encoder) -> None:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "npy"])
 def test_output_formats_read_back(aws, default_encoder, fmt: str) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     lines = [json.dumps({"id": f"doc-{i}", "text": f"sentence number {i} about dogs"}) for i in range(40)]
     put(s3, "incoming/docs.jsonl", ("\n".join(lines) + "\n").encode())
-    eng = make_engine(aws, default_encoder, output_format=fmt, chunk_bytes=512, shard_bytes=1 << 20)
+    eng = make_engine(aws, encoder=default_encoder, output_format=fmt, chunk_bytes=512, shard_bytes=1 << 20)
     eng.handle_object(BUCKET, "incoming/docs.jsonl", forever)
     m = manifest_of(s3, "incoming/docs.jsonl")
     assert m["output"]["format"] == fmt and len(m["output"]["parts"]) > 1
@@ -112,10 +81,10 @@ def test_output_formats_read_back(aws, default_encoder, fmt: str) -> None:
 
 
 def test_jsonl_bad_rows_are_reported_per_line(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     data = b'{"text": "fine"}\n{"text": \n{"txt": "x"}\n{"text": 5}\n\n{"id": 7, "text": "ok"}\n'
     put(s3, "incoming/rows.jsonl", data)
-    make_engine(aws, default_encoder).handle_object(BUCKET, "incoming/rows.jsonl", forever)
+    make_engine(aws, encoder=default_encoder).handle_object(BUCKET, "incoming/rows.jsonl", forever)
     m = manifest_of(s3, "incoming/rows.jsonl")
     rows = check_accounting(s3, m)
     assert [(r[0], r[1]) for r in rows] == [(1, 1), (7, 6)]
@@ -124,11 +93,11 @@ def test_jsonl_bad_rows_are_reported_per_line(aws, default_encoder) -> None:
 
 
 def test_csv_gz_and_zero_byte(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     csv_text = 'id,text\n1,"hello, world"\n2,"multi\nline"\n3,\n'
     put(s3, "incoming/t.csv.gz", gzip.compress(csv_text.encode()))
     put(s3, "incoming/empty.txt", b"")
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     eng.handle_object(BUCKET, "incoming/t.csv.gz", forever)
     eng.handle_object(BUCKET, "incoming/empty.txt", forever)
     m = manifest_of(s3, "incoming/t.csv.gz")
@@ -142,10 +111,10 @@ def test_csv_gz_and_zero_byte(aws, default_encoder) -> None:
 
 def _failed_manifest(aws, encoder, key: str, body: bytes) -> dict[str, Any]:
     """Drop ``body`` at ``key``, handle it, check the run and its manifest say ``failed``; the manifest."""
-    put(aws[0], key, body)
-    summary = make_engine(aws, encoder).handle_object(BUCKET, key, forever)
+    put(aws["s3"], key, body)
+    summary = make_engine(aws, encoder=encoder).handle_object(BUCKET, key, forever)
     assert summary.status == "failed"
-    m = manifest_of(aws[0], key)
+    m = manifest_of(aws["s3"], key)
     assert m["status"] == "failed", m
     return m
 
@@ -159,9 +128,9 @@ def test_csv_without_the_text_column_gets_a_failed_manifest(aws, default_encoder
 
 
 def test_single_10mb_line_is_truncated_and_flagged(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/huge.txt", b"short one\n" + b"word " * (2 * 1024 * 1024) + b"\nafter\n")
-    eng = make_engine(aws, default_encoder, chunk_bytes=1 << 20, shard_bytes=64 << 20)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=1 << 20, shard_bytes=64 << 20)
     eng.handle_object(BUCKET, "incoming/huge.txt", forever)
     m = manifest_of(s3, "incoming/huge.txt")
     rows = check_accounting(s3, m)
@@ -170,9 +139,9 @@ def test_single_10mb_line_is_truncated_and_flagged(aws, default_encoder) -> None
 
 
 def test_overlong_reject_policy(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/long.txt", ("ok\n" + "word " * 400 + "\n").encode())
-    make_engine(aws, default_encoder, long_text="reject").handle_object(BUCKET, "incoming/long.txt", forever)
+    make_engine(aws, encoder=default_encoder, long_text="reject").handle_object(BUCKET, "incoming/long.txt", forever)
     m = manifest_of(s3, "incoming/long.txt")
     check_accounting(s3, m)
     (err,) = errors_of(s3, m)
@@ -180,7 +149,7 @@ def test_overlong_reject_policy(aws, default_encoder) -> None:
 
 
 def test_own_outputs_and_other_prefixes_are_ignored(aws, default_encoder) -> None:
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     assert "output prefix" in eng.handle_object(BUCKET, "vectors/a.txt.manifest.json", forever).detail
     assert "input prefix" in eng.handle_object(BUCKET, "elsewhere/a.txt", forever).detail
 
@@ -191,9 +160,9 @@ def test_unsupported_suffix_gets_a_failed_manifest(aws, default_encoder) -> None
 
 
 def test_duplicate_delivery_writes_one_output(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/dup.txt", b"one\ntwo\nthree\n")
-    eng = make_engine(aws, default_encoder, chunk_bytes=4, shard_bytes=1 << 20)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=4, shard_bytes=1 << 20)
     eng.handle_object(BUCKET, "incoming/dup.txt", forever)
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vectors/")["Contents"]}
     assert eng.handle_object(BUCKET, "incoming/dup.txt", forever).kind == "duplicate"
@@ -204,7 +173,7 @@ def test_duplicate_delivery_writes_one_output(aws, default_encoder) -> None:
 
 def _drain(aws, eng: Engine, max_messages: int = 100, remaining_ms=forever) -> int:
     """Play the worker: run every queued shard message (and hand-offs) until the queue is empty."""
-    s3, sqs, queue_url = aws
+    sqs, queue_url = aws["sqs"], aws["queue_url"]
     n = 0
     while n < max_messages:
         msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -222,11 +191,11 @@ def _corpus(n: int) -> list[str]:
 
 
 def test_fan_out_over_sqs_encodes_every_line_exactly_once(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     texts = _corpus(300)
     data = ("\r\n".join(texts) + "\r\n").encode()
     put(s3, "incoming/big.txt", data)
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=2048)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512, shard_bytes=2048)
     summary = eng.handle_object(BUCKET, "incoming/big.txt", forever)
     assert summary.shards == -(-len(data) // 2048) and summary.shards >= 5
     assert _drain(aws, eng) == summary.shards
@@ -240,9 +209,9 @@ def test_fan_out_over_sqs_encodes_every_line_exactly_once(aws, default_encoder) 
 
 
 def test_worker_killed_mid_shard_then_retried(aws, default_encoder, monkeypatch) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/kill.txt", ("\n".join(_corpus(120)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512, shard_bytes=1 << 20)
     real = eng.worker._slice
     calls = {"n": 0}
 
@@ -273,9 +242,9 @@ def _budget(calls_with_time: int):
 
 
 def test_time_budget_hands_off_mid_chunk_and_resumes_at_the_line(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/slow.txt", ("\n".join(_corpus(100)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=4096, shard_bytes=1 << 20, time_margin_ms=1000)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=4096, shard_bytes=1 << 20, time_margin_ms=1000)
     summary = eng.handle_object(BUCKET, "incoming/slow.txt", _budget(30))
     assert summary.slices_done == 0 and summary.handed_off_from == 0  # stopped inside chunk 0
     progress = json.loads(s3.get_object(Bucket=BUCKET, Key=next(
@@ -292,9 +261,9 @@ def test_time_budget_hands_off_mid_chunk_and_resumes_at_the_line(aws, default_en
 
 def test_a_budget_that_fits_one_record_runs_more_than_16_hand_offs(aws, default_encoder) -> None:
     """Lambda's recursive-loop detection would cut such a chain; ours counts hops itself instead."""
-    s3, sqs, queue_url = aws
+    s3, sqs, queue_url = aws["s3"], aws["sqs"], aws["queue_url"]
     put(s3, "incoming/tight.txt", ("\n".join(_corpus(30)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000)
     summary = eng.handle_object(BUCKET, "incoming/tight.txt", lambda: 5)
     assert summary.handed_off_from == 0
     hops = []
@@ -312,9 +281,9 @@ def test_a_budget_that_fits_one_record_runs_more_than_16_hand_offs(aws, default_
 
 
 def test_a_chain_past_max_hops_ends_in_a_failed_manifest(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/endless.txt", ("\n".join(_corpus(40)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000, max_hops=3)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512, shard_bytes=1 << 20, time_margin_ms=60_000, max_hops=3)
     eng.handle_object(BUCKET, "incoming/endless.txt", lambda: 5)
     assert _drain(aws, eng, remaining_ms=lambda: 5) == 3
     m = manifest_of(s3, "incoming/endless.txt")
@@ -336,11 +305,11 @@ class _PoisonedEncoder:
 
 
 def test_one_poisoned_line_is_rejected_alone(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     texts = _corpus(50)
     texts[20] = "POISON"
     put(s3, "incoming/poison-line.txt", ("\n".join(texts) + "\n").encode())
-    eng = make_engine(aws, _PoisonedEncoder(default_encoder, "POISON"))
+    eng = make_engine(aws, encoder=_PoisonedEncoder(default_encoder, "POISON"))
     assert eng.handle_object(BUCKET, "incoming/poison-line.txt", forever).status == "complete"
     m = manifest_of(s3, "incoming/poison-line.txt")
     rows = check_accounting(s3, m)
@@ -350,9 +319,9 @@ def test_one_poisoned_line_is_rejected_alone(aws, default_encoder) -> None:
 
 
 def test_poison_shard_fails_only_its_chunk_and_the_rest_is_queued_again(aws, default_encoder) -> None:
-    s3, sqs, queue_url = aws
+    s3, sqs, queue_url = aws["s3"], aws["sqs"], aws["queue_url"]
     put(s3, "incoming/poison.txt", ("\n".join(_corpus(200)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512, shard_bytes=2048)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512, shard_bytes=2048)
     eng.handle_object(BUCKET, "incoming/poison.txt", forever)
     msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     poison = WorkItem.from_message(msgs[1]["Body"])
@@ -378,7 +347,7 @@ def test_s3_slowdown_is_retried(aws, default_encoder, monkeypatch) -> None:
 
     # botocore's backoff (up to 1 s, 2 s, 4 s for throttling) is set to nothing: the retries are the point.
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/throttled.txt", b"alpha\nbeta\n")
     throttled = {"n": 0}
 
@@ -392,7 +361,7 @@ def test_s3_slowdown_is_retried(aws, default_encoder, monkeypatch) -> None:
         return None
 
     s3.meta.events.register("before-send.s3.GetObject", slow_down)
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     assert eng.handle_object(BUCKET, "incoming/throttled.txt", forever).status == "complete"
     assert throttled["n"] == 3
     check_accounting(s3, manifest_of(s3, "incoming/throttled.txt"))
@@ -408,20 +377,20 @@ def test_message_round_trip() -> None:
 
 
 def test_a_gz_that_is_not_gzip_gets_a_failed_manifest(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/fake.txt.gz", b"plain text, not gzip\nsecond line\n")
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     assert eng.handle_object(BUCKET, "incoming/fake.txt.gz", forever).status == "failed"
     m = manifest_of(s3, "incoming/fake.txt.gz")
     assert m["status"] == "failed" and "BadGzipFile" in m["error"] and m["counts"]["lines_read"] == 0
 
 
 def test_a_truncated_gzip_keeps_every_line_read_before_the_cut(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     texts = _corpus(1000)
     whole = gzip.compress(("\n".join(texts) + "\n").encode())
     put(s3, "incoming/cut.txt.gz", whole[: len(whole) * 2 // 3])
-    eng = make_engine(aws, default_encoder, chunk_records=300)
+    eng = make_engine(aws, encoder=default_encoder, chunk_records=300)
     eng.handle_object(BUCKET, "incoming/cut.txt.gz", forever)
     m = manifest_of(s3, "incoming/cut.txt.gz")
     assert m["status"] == "incomplete" and "EOFError" in m["error"] and "after line" in m["error"]
@@ -432,10 +401,10 @@ def test_a_truncated_gzip_keeps_every_line_read_before_the_cut(aws, default_enco
 
 
 def test_csv_quote_that_never_closes_is_not_complete(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     rows = 'id,text\n1,"this quote never closes\n' + "".join(f"{i},row {i}\n" for i in range(2, 1002))
     put(s3, "incoming/quote.csv", rows.encode())
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     eng.handle_object(BUCKET, "incoming/quote.csv", forever)
     m = manifest_of(s3, "incoming/quote.csv")
     assert m["status"] == "incomplete" and m["counts"]["swallowed"] == 1000
@@ -453,18 +422,18 @@ def test_csv_quote_that_never_closes_is_not_complete(aws, default_encoder) -> No
     ],
 )
 def test_text_that_is_not_utf8_is_refused_not_encoded(aws, default_encoder, data: bytes, why: str) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/foreign.txt", data)
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     assert eng.handle_object(BUCKET, "incoming/foreign.txt", forever).status == "failed"
     m = manifest_of(s3, "incoming/foreign.txt")
     assert m["status"] == "failed" and why in m["error"] and m["counts"]["encoded"] == 0
 
 
 def test_lines_with_nothing_to_encode_are_rejected(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/controls.txt", "real text\n\u200b\u200d\n\x01\x02\n\u0301\nmore text\n".encode())
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     eng.handle_object(BUCKET, "incoming/controls.txt", forever)
     m = manifest_of(s3, "incoming/controls.txt")
     check_accounting(s3, m)
@@ -474,11 +443,11 @@ def test_lines_with_nothing_to_encode_are_rejected(aws, default_encoder) -> None
 
 def test_an_old_version_never_replaces_a_newer_versions_manifest(aws, default_encoder) -> None:
     """v1 is still encoding when v2 is uploaded and finished: v1 must not write its manifest."""
-    s3 = aws[0]
+    s3 = aws["s3"]
     key = "incoming/race.txt"
     put(s3, key, ("\n".join(_corpus(20)) + "\n").encode())
     v2_text = _corpus(5)
-    v2_engine = make_engine(aws, default_encoder)
+    v2_engine = make_engine(aws, encoder=default_encoder)
 
     class OverwritesMidway:
         def __init__(self, real: Any) -> None:
@@ -492,7 +461,7 @@ def test_an_old_version_never_replaces_a_newer_versions_manifest(aws, default_en
                 assert v2_engine.handle_object(BUCKET, key, forever).status == "complete"
             return self._real.encode(texts, batch_size=batch_size)
 
-    v1_engine = make_engine(aws, OverwritesMidway(default_encoder))
+    v1_engine = make_engine(aws, encoder=OverwritesMidway(default_encoder))
     summary = v1_engine.handle_object(BUCKET, key, forever)
     assert summary.status is None  # v1 finished its chunks but wrote no manifest
     m = manifest_of(s3, key)
@@ -519,10 +488,10 @@ def _respond(s3, operation: str, status: int, code: str, *, times: int, match: s
 
 
 def test_access_denied_on_a_missing_key_gets_a_manifest_that_says_so(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/denied.txt", b"hello\n")
     _respond(s3, "HeadObject", 403, "AccessDenied", times=1)
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     summary = eng.handle_object(BUCKET, "incoming/denied.txt", forever)
     assert summary.status == "failed" and "access denied" in summary.detail
     m = manifest_of(s3, "incoming/denied.txt")
@@ -530,19 +499,19 @@ def test_access_denied_on_a_missing_key_gets_a_manifest_that_says_so(aws, defaul
 
 
 def test_internal_errors_are_retried_by_the_client(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/flaky.txt", b"alpha\nbeta\n")
     seen = _respond(s3, "GetObject", 500, "InternalError", times=2, match="flaky.txt")
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     assert eng.handle_object(BUCKET, "incoming/flaky.txt", forever).status == "complete"
     assert seen["n"] == 2
     check_accounting(s3, manifest_of(s3, "incoming/flaky.txt"))
 
 
 def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, default_encoder, monkeypatch) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     put(s3, "incoming/reset.txt", ("\n".join(_corpus(50)) + "\n").encode())
-    eng = make_engine(aws, default_encoder, chunk_bytes=512)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=512)
     from bert2vec.bulk.source import InputObject
 
     real_open = InputObject.open
@@ -580,7 +549,7 @@ def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, 
 
 
 def test_a_20mb_line_is_fetched_about_once_not_once_per_chunk(aws, default_encoder) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     line = ("word " * 4_000_000).encode()  # 20 MB, one line, then a short one
     put(s3, "incoming/one-line.txt", line + b"\nshort line\n")
     fetched = {"bytes": 0}
@@ -590,7 +559,7 @@ def test_a_20mb_line_is_fetched_about_once_not_once_per_chunk(aws, default_encod
             fetched["bytes"] += int(http_response.headers.get("Content-Length", 0))
 
     s3.meta.events.register("after-call.s3.GetObject", count)
-    eng = make_engine(aws, default_encoder, chunk_bytes=1 << 20, shard_bytes=64 << 20)
+    eng = make_engine(aws, encoder=default_encoder, chunk_bytes=1 << 20, shard_bytes=64 << 20)
     eng.handle_object(BUCKET, "incoming/one-line.txt", forever)
     m = manifest_of(s3, "incoming/one-line.txt")
     rows = check_accounting(s3, m)

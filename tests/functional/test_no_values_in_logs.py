@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.bulk_support import BUCKET, forever, make_engine
 from tests.conftest import load_event
-from tests.functional import test_bulk_s3
-from tests.functional.test_bulk_s3 import BUCKET, forever, make_engine, put
-
-aws = test_bulk_s3.aws  # the moto S3 + SQS fixture
+from tests.functional.test_bulk_s3 import put
 
 MARKER = "ZqxMarker7731"
 NUMBER = 7731773  # the marker as a number, for fields that take numbers
@@ -137,7 +135,7 @@ def _stored(s3) -> list[str]:
 
 
 def test_bulk_rejections_store_and_log_no_values(aws, default_encoder, records, capfd) -> None:
-    s3 = aws[0]
+    s3 = aws["s3"]
     # No header row: the first record would be taken as the header.
     put(s3, "incoming/people.csv", f"alice,{MARKER}@example.com,hello\nbob,b@example.com,hi\n".encode())
     put(s3, "incoming/rows.jsonl", "\n".join([
@@ -149,7 +147,7 @@ def test_bulk_rejections_store_and_log_no_values(aws, default_encoder, records, 
         json.dumps([MARKER]),  # not an object
         json.dumps({"text": "\u200b" + MARKER[:0]}),  # nothing to encode
     ]).encode() + b"\n")  # fmt: skip
-    eng = make_engine(aws, default_encoder)
+    eng = make_engine(aws, encoder=default_encoder)
     csv = eng.handle_object(BUCKET, "incoming/people.csv", forever)
     rows = eng.handle_object(BUCKET, "incoming/rows.jsonl", forever)
     assert csv.status == "failed" and rows.status == "complete", (csv, rows)

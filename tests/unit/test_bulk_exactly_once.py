@@ -10,46 +10,29 @@ index, and a manifest that says ``complete`` only when that holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bert2vec.bulk.config import BulkConfig
 from bert2vec.bulk.s3_engine import Engine, WorkItem
 from bert2vec.bulk.store import S3Store
 from tests.bulk_support import (
     BUCKET,
-    VBUCKET,
-    VINDEX,
-    HashEncoder,
     assert_exactly_once,
     etag_of,
+    forever,
     index_contents,
     lines_of,
+    make_engine,
     manifest_bytes,
     manifest_of,
-    moto_aws,
     vector_key,
 )
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
 
 
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with moto_aws() as env:
-        yield env
-
-
-def engine(aws: dict[str, Any], fmt: str = "jsonl", **cfg: Any) -> Engine:
-    extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
-    config = BulkConfig(queue_url=aws["queue_url"], output_format=fmt, **extra, **cfg)
-    return Engine(aws["s3"], HashEncoder(), config, aws["sqs"])  # type: ignore[arg-type]
-
-
-def forever() -> int:
-    return 10_000_000
 
 
 def texts(n: int, tag: str = "") -> list[str]:
@@ -110,7 +93,7 @@ def test_a_concurrent_duplicate_at_every_step_boundary(aws, fmt: str, boundary: 
         budget["n"] -= 1
         return 10_000_000 if budget["n"] > 0 else 1
 
-    a, b = engine(aws, fmt, chunk_bytes=512), engine(aws, fmt, chunk_bytes=512)
+    a, b = make_engine(aws, fmt, chunk_bytes=512), make_engine(aws, fmt, chunk_bytes=512)
     method, when = BOUNDARIES[boundary]
     seen: dict[str, Any] = {}
 
@@ -132,8 +115,8 @@ def test_a_worker_that_timed_out_after_its_hand_off_cannot_overwrite(aws) -> Non
     key = "incoming/late.txt"
     lines = texts(60)
     put(aws, key, lines)
-    a = engine(aws, chunk_bytes=1 << 20)
-    b = engine(aws, chunk_bytes=1 << 20)
+    a = make_engine(aws, chunk_bytes=1 << 20)
+    b = make_engine(aws, chunk_bytes=1 << 20)
     a.handle_object(BUCKET, key, lambda: 1)  # hands off after its first line (progress saved)
     (msg,) = aws["sqs"].receive_message(QueueUrl=aws["queue_url"]).get("Messages", [])
     item = WorkItem.from_message(msg["Body"])
@@ -147,7 +130,7 @@ def _several_slices(aws, key: str) -> tuple[Engine, list[str]]:
     """40 lines at ``key`` and an engine whose small chunks cut them into several slices."""
     lines = texts(40)
     put(aws, key, lines)
-    return engine(aws, chunk_bytes=512), lines
+    return make_engine(aws, chunk_bytes=512), lines
 
 
 def _handle_with_put_object(aws, eng, key: str, what: str, put_object: Callable[..., Any]) -> Any:
@@ -202,7 +185,7 @@ def test_a_version_race_leaves_only_the_newer_version(aws, fmt: str, at: str) ->
     key = "incoming/race.txt"
     v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
     put(aws, key, v1)
-    old, new = engine(aws, fmt), engine(aws, fmt)
+    old, new = make_engine(aws, fmt), make_engine(aws, fmt)
 
     def v2_arrives_and_completes() -> None:
         put(aws, key, v2)
@@ -221,7 +204,7 @@ def test_an_old_version_read_mid_way_stops_and_retracts_its_vectors(aws) -> None
     key = "incoming/cut.txt"
     v1, v2 = texts(30, "v1 "), texts(4, "v2 ")
     put(aws, key, v1)
-    old, new = engine(aws, "s3vectors", chunk_bytes=256), engine(aws, "s3vectors", chunk_bytes=256)
+    old, new = make_engine(aws, "s3vectors", chunk_bytes=256), make_engine(aws, "s3vectors", chunk_bytes=256)
 
     def v2_arrives_and_completes() -> None:
         put(aws, key, v2)
@@ -235,7 +218,7 @@ def test_an_old_version_read_mid_way_stops_and_retracts_its_vectors(aws) -> None
 
 def test_stale_keys_of_every_earlier_run_go_even_after_failed_attempts_and_versions(aws) -> None:
     key = "incoming/history.txt"
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     put(aws, key, texts(10, "v1 "))
     eng.handle_object(BUCKET, key, forever)
     aws["s3"].put_object(Bucket=BUCKET, Key=key, Body="UTF-16 now".encode("utf-16"))  # v2: a failed version
@@ -266,7 +249,7 @@ def test_stale_keys_of_every_earlier_run_go_even_after_failed_attempts_and_versi
 
 def test_ids_never_collide_across_objects_lines_or_types(aws) -> None:
     s3 = aws["s3"]
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     s3.put_object(Bucket=BUCKET, Key="incoming/a.jsonl", Body=b'{"id": "doc-1", "text": "a one"}\n{"id": "a2", "text": "a two"}\n')
     s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"id": "doc-1", "text": "b one"}\n')
     s3.put_object(Bucket=BUCKET, Key="incoming/x.jsonl",
@@ -297,7 +280,7 @@ def test_ids_never_collide_across_objects_lines_or_types(aws) -> None:
 
 def test_one_line_over_a_limit_never_fails_the_file(aws) -> None:
     s3 = aws["s3"]
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     rows = [{"id": "", "text": "empty id is fine: keys are positional"}, {"id": "k" * 3000, "text": "id too big"},
             {"id": "ok", "text": "fine"}]  # fmt: skip
     s3.put_object(Bucket=BUCKET, Key="incoming/limits.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows).encode())
@@ -311,7 +294,7 @@ def test_one_line_over_a_limit_never_fails_the_file(aws) -> None:
 
 def test_a_key_too_long_for_s3_vectors_is_hashed_and_still_found(aws) -> None:
     s3 = aws["s3"]
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     key = "incoming/" + "d" * (1023 - len("incoming/") - 4) + ".txt"
     assert len(key.encode()) == 1023
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"a line\nanother\n")
@@ -323,7 +306,7 @@ def test_a_key_too_long_for_s3_vectors_is_hashed_and_still_found(aws) -> None:
 
 def test_a_validation_exception_is_bisected_to_the_line(aws, monkeypatch) -> None:
     s3 = aws["s3"]
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     lines = texts(20)
     lines[6] = "poison for the index"
     put(aws, "incoming/poison.txt", lines)
@@ -391,7 +374,7 @@ def test_throttling_on_every_aws_call_is_retried(aws, monkeypatch) -> None:
     lines = texts(40)
     put(aws, key, lines)
     aws["sqs"].set_queue_attributes(QueueUrl=aws["queue_url"], Attributes={"VisibilityTimeout": "0"})
-    eng = engine(aws, "s3vectors", chunk_bytes=512, shard_bytes=1024)
+    eng = make_engine(aws, "s3vectors", chunk_bytes=512, shard_bytes=1024)
     hits: dict[str, dict[str, int]] = {"s3": {}, "sqs": {}, "s3vectors": {}}
     _throttle_each_operation_once(aws["s3"], "s3", hits["s3"])
     _throttle_each_operation_once(aws["sqs"], "sqs", hits["sqs"])
@@ -411,12 +394,11 @@ def test_index_throttling_past_the_retries_is_a_temporary_failure(aws, monkeypat
     import boto3
     from botocore.config import Config
 
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
     from bert2vec.bulk.app import batch_operations
     from tests.conftest import load_event
 
     put(aws, "incoming/t.txt", texts(3))
-    eng = engine(aws, "s3vectors")
+    eng = make_engine(aws, "s3vectors")
     eng.vectors = boto3.client("s3vectors", config=Config(retries={"mode": "standard", "max_attempts": 1}))
 
     def always(request: Any, **kwargs: Any) -> Any:
@@ -441,7 +423,7 @@ def test_every_message_delivered_twice_and_the_manifest_is_byte_identical(aws, f
     key = "incoming/twice.txt"
     lines = texts(80)
     put(aws, key, lines)
-    eng = engine(aws, fmt, chunk_bytes=1024, shard_bytes=2048)
+    eng = make_engine(aws, fmt, chunk_bytes=1024, shard_bytes=2048)
     eng.handle_object(BUCKET, key, forever)
     assert drain(aws, eng, times=2) >= 2
     first = manifest_bytes(aws["s3"], key)
@@ -468,13 +450,12 @@ def _task(key: str, version: str | None = None) -> dict[str, Any]:
 
 
 def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, monkeypatch) -> None:
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
     from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     v1 = s3.put_object(Bucket=BUCKET, Key="incoming/v.txt", Body=lines_of(texts(5, "v1 ")))["VersionId"]
-    eng = engine(aws)
+    eng = make_engine(aws)
     (r,) = batch_operations(_task("incoming/v.txt", v1), None, eng)["results"]
     assert r["resultCode"] == "Succeeded" and "5 lines encoded" in r["resultString"], r
     m = manifest_of(s3, "incoming/v.txt")
@@ -490,7 +471,7 @@ def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, 
     assert gone["resultCode"] == "PermanentFailure" and "no longer exists" in gone["resultString"]
     # Overwritten while its task runs: said so, not "Succeeded | 0 lines encoded".
     s3.put_object(Bucket=BUCKET, Key="incoming/w.txt", Body=lines_of(texts(30)))
-    eng_small = engine(aws, chunk_bytes=256)
+    eng_small = make_engine(aws, chunk_bytes=256)
     once_before(eng_small.store, "create", lambda b, k, d: k.endswith("_slices/000000.json"),
                 lambda: s3.put_object(Bucket=BUCKET, Key="incoming/w.txt", Body=b"new\n"))  # fmt: skip
     (changed,) = batch_operations(_task("incoming/w.txt"), None, eng_small)["results"]
@@ -498,13 +479,12 @@ def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, 
 
 
 def test_batch_suffixes_are_case_insensitive_and_other_objects_are_not_encoded(aws, monkeypatch) -> None:
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
     from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/Notes.TXT", Body=b"upper case suffix\n")
     s3.put_object(Bucket=BUCKET, Key="incoming/photo.png", Body=b"\x89PNG")
-    eng = engine(aws)
+    eng = make_engine(aws)
     (ok,) = batch_operations(_task("incoming/Notes.TXT"), None, eng)["results"]
     assert ok["resultCode"] == "Succeeded" and "1 lines encoded" in ok["resultString"]
     (png,) = batch_operations(_task("incoming/photo.png"), None, eng)["results"]
@@ -541,7 +521,7 @@ def test_an_overwrite_between_the_etag_check_and_the_manifest_write_never_wins(a
     key = "incoming/late-check.jsonl"
     v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
     aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=_jsonl(v1, bad_line=3))
-    old, new = engine(aws, fmt), engine(aws, fmt)
+    old, new = make_engine(aws, fmt), make_engine(aws, fmt)
     real = old.finalizer._is_at
     calls = {"n": 0}
 
@@ -570,7 +550,7 @@ def test_a_late_losing_attempt_of_an_old_version_takes_its_vectors_back(aws) -> 
     key = "incoming/late-loser.txt"
     v1, v2 = texts(10, "v1 "), texts(6, "v2 ")
     put(aws, key, v1)
-    a, b, new = engine(aws, "s3vectors"), engine(aws, "s3vectors"), engine(aws, "s3vectors")
+    a, b, new = make_engine(aws, "s3vectors"), make_engine(aws, "s3vectors"), make_engine(aws, "s3vectors")
     at_state_delete, release = threading.Event(), threading.Event()
     real_delete = new.store.delete
 
@@ -608,7 +588,7 @@ def test_a_duplicate_that_loses_to_a_failed_slice_takes_its_vectors_back(aws) ->
     vectors and then loses the commit, the index must still hold exactly what the manifest counts."""
     key = "incoming/given-up.txt"
     put(aws, key, texts(10))
-    d, f = (engine(aws, "s3vectors", chunk_bytes=64, shard_bytes=64) for _ in range(2))
+    d, f = (make_engine(aws, "s3vectors", chunk_bytes=64, shard_bytes=64) for _ in range(2))
     assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
     items = []
     while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
@@ -657,7 +637,7 @@ def test_a_duplicate_failing_late_never_hides_the_manifest_another_attempt_compl
     key = "incoming/late-failure.txt"
     lines = texts(20)
     put(aws, key, lines)
-    a, b = engine(aws), engine(aws)
+    a, b = make_engine(aws), make_engine(aws)
 
     def b_completes_then_a_breaks() -> None:
         assert b.handle_object(BUCKET, key, forever).status == "complete"
@@ -674,14 +654,13 @@ def test_a_duplicate_failing_late_never_hides_the_manifest_another_attempt_compl
 def test_a_task_naming_its_version_overwritten_while_it_runs_says_so(aws, monkeypatch) -> None:
     """Reads that name the version never see the overwrite (no 412): the run reaches its ETag check
     instead, writes no manifest, and the task's answer must say why — not "the manifest appears"."""
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
     from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     key = "incoming/versioned.txt"
     v1 = s3.put_object(Bucket=BUCKET, Key=key, Body=lines_of(texts(30, "v1 ")))["VersionId"]
-    eng, new = engine(aws, "s3vectors", chunk_bytes=256), engine(aws, "s3vectors")
+    eng, new = make_engine(aws, "s3vectors", chunk_bytes=256), make_engine(aws, "s3vectors")
     v2 = texts(4, "v2 ")
 
     def v2_arrives_and_completes() -> None:
@@ -700,7 +679,7 @@ def test_a_duplicate_skipping_a_slice_failed_by_its_twin_numbers_the_next_lines_
     key = "incoming/renumber.txt"
     lines = texts(30)
     put(aws, key, lines)
-    d, f = (engine(aws, chunk_bytes=64, shard_bytes=256) for _ in range(2))
+    d, f = (make_engine(aws, chunk_bytes=64, shard_bytes=256) for _ in range(2))
     assert d.handle_object(BUCKET, key, forever).kind == "fanned_out"
     msgs = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)["Messages"]
     items = sorted((WorkItem.from_message(m["Body"]) for m in msgs), key=lambda it: it.first_slice)
@@ -728,7 +707,7 @@ def test_a_duplicate_that_loses_a_progress_write_after_the_slice_failed_takes_it
     does L put its vectors, and lose its progress write: they must not stay in the index."""
     key = "incoming/stale-progress.txt"
     put(aws, key, texts(30))
-    p, x, lo, f = (engine(aws, "s3vectors", chunk_bytes=128, shard_bytes=128) for _ in range(4))
+    p, x, lo, f = (make_engine(aws, "s3vectors", chunk_bytes=128, shard_bytes=128) for _ in range(4))
     assert p.handle_object(BUCKET, key, forever).kind == "fanned_out"
 
     def take_all() -> list[WorkItem]:
@@ -761,7 +740,7 @@ def test_a_duplicate_that_loses_a_progress_write_after_the_slice_failed_takes_it
 def test_an_overwrite_between_the_planners_head_and_its_first_read_is_changed_not_an_error(aws) -> None:
     key = "incoming/planning.txt"
     put(aws, key, texts(5, "v1 "))
-    eng = engine(aws)
+    eng = make_engine(aws)
     v2 = texts(3, "v2 ")
     once_before(eng.store, "get_json", lambda bucket, k: k.endswith(".manifest.json"), lambda: put(aws, key, v2))
     assert eng.handle_object(BUCKET, key, forever).kind == "changed"  # not a retryable failure

@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.bulk.config import BulkConfig
-from bert2vec.bulk.s3_engine import Engine, WorkItem
-from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, assert_exactly_once, lines_of, moto_aws
+from bert2vec.bulk.s3_engine import WorkItem
+from tests.bulk_support import BUCKET, assert_exactly_once, lines_of, make_engine, moto_aws
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
 OPS = ["deliver", "duplicate", "concurrent", "delay", "kill", "deadline", "overwrite", "overwrite_during"]
@@ -37,9 +36,7 @@ class Harness:
     """The engine with its queue replaced by a list the schedule controls."""
 
     def __init__(self, aws: dict[str, Any], fmt: str) -> None:
-        extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
-        cfg = BulkConfig(queue_url="local", output_format=fmt, chunk_bytes=128, shard_bytes=256, **extra)
-        self.eng = Engine(aws["s3"], HashEncoder(), cfg, None)  # type: ignore[arg-type]
+        self.eng = make_engine({**aws, "sqs": None}, fmt, queue_url="local", chunk_bytes=128, shard_bytes=256)
         self.queue: list[WorkItem | None] = [None]  # None: the object's upload event
         self.eng.send = self.queue.extend  # type: ignore[method-assign]
         self.key = "incoming/p.txt"

@@ -12,14 +12,12 @@ from __future__ import annotations
 import collections
 import copy
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bert2vec.bulk.config import BulkConfig
 from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import (
     BUCKET,
@@ -27,24 +25,18 @@ from tests.bulk_support import (
     VINDEX,
     HashEncoder,
     assert_exactly_once,
+    forever,
     hash_vector,
     index_contents,
     lines_of,
+    make_engine,
     manifest_bytes,
     manifest_of,
-    moto_aws,
     output_rows,
 )
 from tests.conftest import load_event
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    with moto_aws() as env:
-        yield env
 
 
 class ModelEncoder(HashEncoder):
@@ -59,14 +51,6 @@ class ModelEncoder(HashEncoder):
         return super().encode([self.salt + t for t in texts], batch_size)
 
 
-def make_engine(aws: dict[str, Any], fmt: str = "jsonl", encoder: Any = None, **cfg: Any) -> Engine:
-    extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
-    config = BulkConfig(queue_url=aws["queue_url"], output_format=fmt, **extra, **cfg)
-    return Engine(aws["s3"], encoder or HashEncoder(), config, aws["sqs"])  # type: ignore[arg-type]
-
-
-def forever() -> int:
-    return 10_000_000
 
 
 def texts(n: int, tag: str = "") -> list[str]:
@@ -523,9 +507,7 @@ def test_changing_the_model_writes_a_new_index_by_backfill(aws, monkeypatch) -> 
     aws["vectors"].create_index(vectorBucketName=VBUCKET, indexName="lines-b", dataType="float32", dimension=8,
                                 distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})  # fmt: skip
     b_model = ModelEncoder("b" * 64)
-    b_cfg = BulkConfig(queue_url=aws["queue_url"], output_format="s3vectors", vector_bucket=VBUCKET,
-                       vector_index="lines-b", output_prefix="vectors-b/")  # fmt: skip
-    b = Engine(aws["s3"], b_model, b_cfg, aws["sqs"])  # type: ignore[arg-type]
+    b = make_engine(aws, "s3vectors", b_model, vector_index="lines-b", output_prefix="vectors-b/")
     for key in keys:
         event = load_event("s3_batch_operations.json")
         event["tasks"][0]["s3Key"] = key

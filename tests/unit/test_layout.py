@@ -1,15 +1,16 @@
 """The layout's promises, checked on the source (no imports of the code under test needed).
 
-- The serving code is four named layers, each a package: ``core`` (contract, errors, settings,
-  encoder, long-text policy, start-up) <- ``files`` (readers, writers, pipeline, manifest) <-
-  ``http`` and ``bulk``; ``http`` and ``bulk`` never import each other. Above them sit ``cli`` and
+- The serving code is five named layers, each a package: ``core`` (contract, errors, settings,
+  encoder, long-text policy, start-up) <- ``files`` (readers, writers, pipeline, manifest) and,
+  beside it, ``aws`` (the one client factory and error classifier) <- ``http`` and ``bulk``;
+  ``files`` and ``aws`` never import each other, nor do ``http`` and ``bulk``. Above them sit ``cli`` and
   the pip user's modules (``api``, ``backfill``...). ``export`` (build time) uses only the shared
   SavedModel contract. One AST pass over every import (module level and inside functions) holds
   the rule, and a planted wrong-way arrow shows the check failing.
 - The serving layers are exactly what the Lambda image runs: they never import the export tooling,
   the CLI, the examples or dev-only libraries. ``function/`` holds only the image's entry points,
   each re-exporting handlers from ``bert2vec.http.app`` / ``bert2vec.bulk.app``.
-- The Dockerfile's runtime stage copies the four layers, ``bert2vec/__init__.py`` and
+- The Dockerfile's runtime stage copies the five layers, ``bert2vec/__init__.py`` and
   ``function/``, and nothing else of ``bert2vec/``.
 - The wheel installs one top-level package, ``bert2vec`` (tests/wheel checks the built wheel).
 - Every error type has exactly one HTTP status, in the edge's table.
@@ -23,18 +24,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "bert2vec"
-SERVING = ("core", "files", "http", "bulk")  # what the image ships, lowest layer first
+SERVING = ("core", "aws", "files", "http", "bulk")  # what the image ships, lowest layer first
 ENTRY_POINTS = REPO / "function"
 FORBIDDEN_IN_IMAGE = ("examples", "tests", "moto", "tqdm", "argparse")
 # Which layers each may import (itself included). cli and the pip user's top-level modules may use
 # every serving layer; export (build time) only the SavedModel contract and the quiet TF import.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "core": frozenset({"core"}),
+    "aws": frozenset({"core", "aws"}),
     "files": frozenset({"core", "files"}),
-    "http": frozenset({"core", "files", "http"}),
-    "bulk": frozenset({"core", "files", "bulk"}),
-    "cli": frozenset({"core", "files", "http", "bulk", "cli", "top", "export"}),
-    "top": frozenset({"core", "files", "http", "bulk", "cli", "top", "export"}),
+    "http": frozenset({"core", "aws", "files", "http"}),
+    "bulk": frozenset({"core", "aws", "files", "bulk"}),
+    "cli": frozenset({"core", "aws", "files", "http", "bulk", "cli", "top", "export"}),
+    "top": frozenset({"core", "aws", "files", "http", "bulk", "cli", "top", "export"}),
     "export": frozenset({"export", "core.contract", "core.tf_quiet", "top"}),
 }
 
@@ -97,6 +99,8 @@ def test_the_layer_check_fails_on_a_wrong_way_arrow(tmp_path: Path) -> None:
         "files/pipeline.py": "def f():\n    from bert2vec.bulk.config import ConfigError\n",  # files -> bulk, lazily
         "http/search.py": "from bert2vec.bulk import vectors\n",  # http -> bulk
         "bulk/worker.py": "import bert2vec.http.service\n",  # bulk -> http
+        "aws/factory.py": "from bert2vec.files import manifest\n",  # aws -> files (beside it, not below)
+        "files/readers.py": "def f():\n    from bert2vec.aws.errors import error_code\n",  # files -> aws, lazily
         "export/builder.py": "from bert2vec.core import encoder\n",  # export -> more than the contract
     }
     for rel, line in planted.items():

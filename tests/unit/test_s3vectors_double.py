@@ -532,7 +532,8 @@ def test_unpaced_project_deletes_hit_the_rate_limit(s3v: FaithfulS3Vectors, cloc
 
 
 def test_install_replaces_the_projects_client(monkeypatch: pytest.MonkeyPatch, s3v: FaithfulS3Vectors) -> None:
-    from bert2vec.bulk import s3_engine, vectors
+    from bert2vec.aws import factory as vectors
+    from bert2vec.bulk import s3_engine
 
     original = vectors.s3vectors_client
     install(monkeypatch, s3v)

@@ -1,7 +1,7 @@
-"""The one place that decides whether an AWS failure is worth another try.
+"""The one place that decides what an AWS failure means: worth another try, throttling, missing.
 
-Every caller on the bulk path (the worker, the planner, the Batch Operations answer) asks
-:func:`is_transient` instead of keeping its own list of codes, so throttling from S3 Vectors
+Every caller (the bulk path's worker, planner and Batch Operations answer; ``/search``) asks
+:func:`is_transient` or :func:`is_throttling` instead of keeping its own list of codes, so throttling from S3 Vectors
 (``TooManyRequestsException``, ``ServiceUnavailableException``) is retried exactly like S3's
 ``SlowDown``: botocore's standard retry mode tries first, and whatever still fails transiently
 fails the invocation (SQS / Lambda retry it) or answers ``TemporaryFailure`` (Batch Operations
@@ -21,6 +21,13 @@ TRANSIENT_CODES = frozenset({
     "EC2ThrottledException", "KMSThrottlingException", "OperationAborted", "ConditionalRequestConflict",
     "500", "502", "503", "504",
 })  # fmt: skip
+# The subset that says "you are calling too fast" (what ``/search`` answers 429 for).
+THROTTLING_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "EC2ThrottledException",
+    "KMSThrottlingException", "ServiceUnavailableException",
+})  # fmt: skip
+assert THROTTLING_CODES <= TRANSIENT_CODES
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 DENIED_CODES = frozenset({"403", "AccessDenied"})
 # 412 only: a conditional write that lost. S3's 409 ConditionalRequestConflict means a conflicting
@@ -50,6 +57,11 @@ def is_transient(exc: BaseException) -> bool:
         status = http_status(exc)
         return error_code(exc) in TRANSIENT_CODES or status == 429 or status >= 500
     return False
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """The service asks the caller to slow down (a throttling code, or HTTP 429/503)."""
+    return error_code(exc) in THROTTLING_CODES or http_status(exc) in (429, 503)
 
 
 def is_not_found(exc: BaseException) -> bool:
