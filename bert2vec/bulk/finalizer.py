@@ -14,23 +14,24 @@ that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors
    removed, so an ETag that comes back later starts afresh.
 
 A version that finds it is no longer current deletes every key its own attempts recorded: a late
-writer of an old version cleans up after itself.
+writer of an old version cleans up after itself. What is deleted from the index, and how it is
+paced against the deadline, is :mod:`bert2vec.bulk.index_cleanup`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from bert2vec.aws.errors import is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout
+from bert2vec.bulk.index_cleanup import IndexCleanup, no_deadline
 from bert2vec.bulk.ledger import Ledger
 from bert2vec.bulk.planner import Failure
 from bert2vec.bulk.state import Commit, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
-from bert2vec.bulk.vectors import VectorTarget, read_keys
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
 from bert2vec.files.pipeline import Counts
@@ -39,12 +40,6 @@ log = logging.getLogger("bert2vec.bulk")
 PUBLISH_TRIES = 5  # conditional manifest writes lost to other writers before giving up (then retried)
 COMMIT_READERS = 16  # commits read at once by the finalizer that finds every slice committed
 COMMIT_NAME = re.compile(r"_slices/\d{6}\.json")
-CLEANUP_MARGIN_MS = 20_000  # a clean-up stops this long before the deadline and is handed on
-
-
-class CleanupUnfinished(Exception):
-    """A clean-up of the index ran out of time; what is left is picked up by the next invocation
-    (each key record is deleted once its keys are, so a resumed clean-up never starts over)."""
 
 
 class ModelChanged(Exception):
@@ -52,23 +47,18 @@ class ModelChanged(Exception):
     start again in a new epoch, never be published mixed."""
 
 
-def no_deadline() -> int:
-    """``remaining_ms`` for callers without a deadline (tools, tests)."""
-    return 1 << 62
-
-
 class Finalizer:
     """Publishes what the commits say; needs of the worker only where an item's outputs live."""
 
     def __init__(
         self, store: S3Store, encoder: Encoder, cfg: BulkConfig, *, layout: Callable[[WorkItem], OutputLayout],
-        vector_target: Callable[[WorkItem], VectorTarget],
+        index: IndexCleanup,
     ) -> None:  # fmt: skip
         self.store = store
         self.encoder = encoder
         self.cfg = cfg
         self.layout = layout  # where an item's run state and outputs live
-        self.vector_target = vector_target  # the index an item's vectors go to (s3vectors)
+        self.index = index  # what a run takes out of the index: older versions' keys, or its own
 
     def ledger_for(self, bucket: str) -> Ledger:
         """The ledger lives in the output bucket (the input bucket when no other is set)."""
@@ -121,7 +111,7 @@ class Finalizer:
             # Not every slice is committed yet (the common case for all shards but the last): one
             # listing says so, so each shard's finish costs pages, not a read of every commit.
             if not self.still_current(item) and vectors:
-                self.retract(item, remaining_ms)
+                self.index.retract(item, remaining_ms)
             return None
         commits = self.commits(layout, keys)
         finals = [k for k, c in commits.items() if c.final]
@@ -129,12 +119,12 @@ class Finalizer:
         if last is None or any(k not in commits for k in range(last + 1)):
             if not self.still_current(item):
                 if vectors:
-                    self.retract(item, remaining_ms)
+                    self.index.retract(item, remaining_ms)
             return None
-        older = self._other_versions(item, layout) if vectors else {}
+        older = self.index.other_versions(item, layout) if vectors else {}
         if not self.still_current(item):
             if vectors:
-                self.retract(item, remaining_ms)
+                self.index.retract(item, remaining_ms)
             return None
         ordered = [commits[k] for k in range(last + 1)]
         models = {c.model for c in ordered if c.model}
@@ -151,7 +141,7 @@ class Finalizer:
         errors_file = MergedErrors(self.store, layout.bucket,
                                    [seg.errors_key for c in ordered for seg in c.segments if seg.errors_key])  # fmt: skip
         parts = [_part_entry(c, seg) for c in ordered if not c.failed for seg in c.segments if seg.parts]
-        stale = self._clean_index(item, layout, older, parts, remaining_ms) if vectors else None
+        stale = self.index.clean(item, layout, older, parts, remaining_ms) if vectors else None
         status = manifests.status_of(counts, len(failed), len(ordered))
         if read_errors and status == "complete":
             status = "incomplete" if counts.lines_read else "failed"
@@ -190,7 +180,7 @@ class Finalizer:
                 raise
         if not published:
             if vectors:
-                self.retract(item, remaining_ms)
+                self.index.retract(item, remaining_ms)
             return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
         self._drop_uncommitted(layout, ordered)
@@ -281,101 +271,6 @@ class Finalizer:
                         bucket, key, etag, current)  # fmt: skip
             return False
         return True
-
-    # ---- the index -------------------------------------------------------------------------
-    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        """The run's own key records (never an object a crafted input key put under the directory)."""
-        out = []
-        for key in self.store.keys(layout.bucket, prefix):
-            if not OWN_RUN_FILES.fullmatch(key[len(layout.run) :]):
-                continue
-            data = self.store.get_json(layout.bucket, key)
-            if data is not None:
-                out.append((key, data))
-        return out
-
-    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Key records of this object's other versions: {run directory: [(record key, record)]}."""
-        mine = run_name(item.etag, item.epoch)
-        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for key in self.store.keys(layout.bucket, layout.runs_prefix):
-            parts = key[len(layout.runs_prefix) :].split("/")
-            if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
-                continue  # not a key record, another object's (a key that extends this one), or ours
-            data = self.store.get_json(layout.bucket, key)
-            if data and data.get("source_bucket") == item.bucket and data.get("source_key") == item.key:
-                found.setdefault(parts[0], []).append((key, data))
-        return found
-
-    def _clean_index(
-        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = no_deadline,
-    ) -> int:  # fmt: skip
-        """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
-
-        Resumable: the count is written before anything is deleted, each older run's key record is
-        deleted once its keys are, and before each record the time its keys take at the index's
-        documented write rate is checked against the deadline — out of time, :class:`CleanupUnfinished`
-        hands the rest to the next invocation, which lists only what is left."""
-        target = self.vector_target(item)
-        committed: set[str] = set()
-        for part in parts:
-            committed |= read_keys(self.store.body(layout.bucket, part["key"]))
-        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
-        planned |= own - committed
-        try:
-            self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": len(planned)})
-            deleted = len(planned)
-        except Conflict:
-            done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
-            deleted = int(done.get("stale_vectors_deleted", len(planned)))
-        done = 0
-        for run, records in older.items():
-            done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
-                                         keep=committed, progressed=done > 0)  # fmt: skip
-            # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            run_dir = f"{layout.runs_prefix}{run}/"
-            state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
-                     and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
-            self.store.delete(layout.bucket, state)
-        if own - committed:
-            target.delete(own - committed)
-        return deleted
-
-    def delete_recorded(
-        self, bucket: str, records: Iterable[tuple[str, dict[str, Any]]], target: Any, remaining_ms: Callable[[], int],
-        where: str, *, keep: set[str] | frozenset[str] = frozenset(), progressed: bool = False,
-    ) -> int:  # fmt: skip
-        """Delete the keys each key record lists (less ``keep``) from the index, then the record:
-        record by record, so a clean-up stopped anywhere resumes where it stopped. Before each record
-        but the first of an invocation (``progressed``: one was done already), the deadline is checked
-        (:class:`CleanupUnfinished` hands the rest on); every invocation makes progress."""
-        done = 0
-        for record_key, rec in records:
-            keys = set(rec.get("keys", [])) - keep
-            if progressed or done:
-                self._check_budget(remaining_ms, target, len(keys), where)
-            done += target.delete(keys)
-            self.store.delete(bucket, [record_key])
-        return done
-
-    def _check_budget(self, remaining_ms: Callable[[], int], target: Any, n: int, where: str) -> None:
-        """Stop (to be handed on) unless deleting ``n`` more keys at the index's rate fits before the deadline."""
-        if remaining_ms() < CLEANUP_MARGIN_MS + 1000 * target.pacer.seconds_for(n):
-            raise CleanupUnfinished(f"{where}: index clean-up continues in the next invocation")
-
-    def retract(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline) -> int:
-        """This run lost (its version was replaced or deleted, or its epoch moved on): delete every
-        key its attempts recorded. Keys carry the version and the epoch, so no newer run shares
-        them. Record by record (each deleted after its keys), so it resumes where it stopped."""
-        layout = self.layout(item)
-        total = self.delete_recorded(layout.bucket, self._records(layout, layout.vector_keys_prefix),
-                                     self.vector_target(item), remaining_ms, f"s3://{item.bucket}/{item.key}")  # fmt: skip
-        if total:
-            log.warning("s3://%s/%s (etag %s, epoch %d) is no longer current: deleted its %d vectors", item.bucket,
-                        item.key, item.etag, item.epoch, total)  # fmt: skip
-        return total
 
     # ---- files -------------------------------------------------------------------------------
 

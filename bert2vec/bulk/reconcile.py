@@ -62,7 +62,7 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
     from bert2vec.bulk.s3_engine import Deletion
 
     cfg, store = engine.cfg, engine.store
-    from bert2vec.bulk.finalizer import no_deadline
+    from bert2vec.bulk.index_cleanup import no_deadline
 
     remaining = remaining_ms or no_deadline
     prefix = prefix or cfg.input_prefix

@@ -6,7 +6,8 @@ Design (docs/s3-bulk.md, "Scale-out" and "Delivery guarantee"):
 - ``worker.py``: the slices of one message under the commit protocol (attempt-unique parts, one
   conditional commit per slice), handing off before the deadline.
 - ``finalizer.py``: the manifest from the commits, only while the input is at the ETag encoded,
-  and for ``s3vectors`` the index made equal to it.
+  and for ``s3vectors`` the index made equal to it (``index_cleanup.py``: what a run takes out of
+  the index, older versions' keys or its own, paced against the deadline).
 - ``state.py`` (typed messages and state), ``store.py`` (every S3 call, conditional writes),
   ``bert2vec.aws`` (the client factory and the one transient-vs-permanent classifier),
   ``outcome.py`` (one result per object, mapped once to Batch Operations codes, logs and metrics).
@@ -23,7 +24,8 @@ from typing import Any
 from bert2vec.aws.errors import error_code, is_denied, is_not_found
 from bert2vec.aws.factory import s3_client, s3vectors_client, sqs_client
 from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
-from bert2vec.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
+from bert2vec.bulk.finalizer import Finalizer, ModelChanged
+from bert2vec.bulk.index_cleanup import CleanupUnfinished, IndexCleanup
 from bert2vec.bulk.index_mark import IndexMark
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.planner import Done, Encode, FanOut, Plan, Planner
@@ -67,8 +69,8 @@ class Engine:
         self.store = S3Store(s3)
         vectors = s3vectors_client() if cfg.output_format == "s3vectors" else None
         self.worker = Worker(self.store, encoder, cfg, vectors)
-        self.finalizer = Finalizer(self.store, encoder, cfg, layout=self.worker.layout,
-                                   vector_target=self.worker.vector_target)  # fmt: skip
+        self.index = IndexCleanup(self.store, layout=self.worker.layout, vector_target=self.worker.vector_target)
+        self.finalizer = Finalizer(self.store, encoder, cfg, layout=self.worker.layout, index=self.index)
         self.planner = Planner(self.store, cfg, ledger_for=self.finalizer.ledger_for, source=self.worker.source,
                                model_id=self.worker.model_id, index_refusal=IndexMark(self.store, encoder, cfg).refusal)  # fmt: skip
 
@@ -222,7 +224,7 @@ class Engine:
                 continue  # a run of an upload that came after the deletion
             records = [k for k in keys if "/_vector_keys/" in k]
             if records and target is not None:
-                vectors_removed += self.finalizer.delete_recorded(
+                vectors_removed += self.index.delete_recorded(
                     layout.bucket, own_records(records), target, remaining_ms, f"s3://{deletion.bucket}/{deletion.key}",
                     progressed=vectors_removed > 0,
                 )  # fmt: skip
@@ -266,7 +268,7 @@ class Engine:
         ledger = self.finalizer.ledger_for(item.bucket)
         moved = ledger.move_from(item.bucket, item.key, item.epoch, f"restarted: {why}").moved
         if self.cfg.output_format == "s3vectors" and item.output_format in (None, "s3vectors"):
-            self.finalizer.retract(item, remaining_ms)
+            self.index.retract(item, remaining_ms)
         if not moved:
             return Outcome(Kind.CHANGED, item.key, f"not encoded: {why}; the object was already started again")
         log.warning("s3://%s/%s: %s; encoding it again from the start", item.bucket, item.key, why)
@@ -282,7 +284,7 @@ class Engine:
             if error_code(exc) in ("PreconditionFailed", "412"):
                 log.warning("s3://%s/%s changed since etag %s; leaving it to the newer event", item.bucket, item.key, item.etag)
                 if self.cfg.output_format == "s3vectors":
-                    self.finalizer.retract(item, remaining_ms)  # a killed late writer's retry cleans up after it
+                    self.index.retract(item, remaining_ms)  # a killed late writer's retry cleans up after it
                 return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done)
             if (is_denied(exc) or is_not_found(exc)) and not self.finalizer.still_current(item):
                 # The object (or this run's state) went away under it: deleted or replaced. The
@@ -290,7 +292,7 @@ class Engine:
                 log.warning("s3://%s/%s (etag %s) is gone or replaced mid-run: %s", item.bucket, item.key, item.etag,
                             error_code(exc))  # fmt: skip
                 if self.cfg.output_format == "s3vectors":
-                    self.finalizer.retract(item, remaining_ms)
+                    self.index.retract(item, remaining_ms)
                 return Outcome(Kind.CHANGED, item.key, "the object was deleted or replaced while it was read",
                                slices_done=result.slices_done)  # fmt: skip
             if not (is_denied(exc) or is_not_found(exc)):
@@ -309,7 +311,7 @@ class Engine:
             if self.cfg.output_format == "s3vectors" and not self.finalizer.still_current(item):
                 # It may have put its vectors after the newer version's completion deleted this
                 # version's keys; the attempt it lost to cannot know that. Take them back.
-                self.finalizer.retract(item, remaining_ms)
+                self.index.retract(item, remaining_ms)
             return Outcome(Kind.DUPLICATE, item.key, "another attempt owns this work", slices_done=result.slices_done,
                            slices_skipped=result.slices_skipped)  # fmt: skip
         if result.handoff is not None:

@@ -282,7 +282,7 @@ def test_the_same_etag_restored_while_the_version_between_completes_is_repaired_
     v1, v2 = texts(5, "one "), texts(4, "two ")
     deliver(a, bucket.put(key, v1), monkeypatch)
     v2_event = bucket.put(key, v2)
-    real = b.finalizer._clean_index
+    real = b.index.clean
     restored: dict[str, Any] = {}
 
     def v1_comes_back_first(*args: Any, **kwargs: Any) -> int:
@@ -290,7 +290,7 @@ def test_the_same_etag_restored_while_the_version_between_completes_is_repaired_
         restored["summary"] = deliver(a, restored["event"], monkeypatch)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(b.finalizer, "_clean_index", v1_comes_back_first)
+    monkeypatch.setattr(b.index, "clean", v1_comes_back_first)
     deliver(b, v2_event, monkeypatch)
     assert restored["summary"][0]["status"] == "complete"
     assert_exactly_once(aws, key, v1, "s3vectors")
@@ -415,7 +415,7 @@ class LambdaTime:
 
 @pytest.fixture
 def lambda_time(aws, monkeypatch) -> LambdaTime:
-    from bert2vec.bulk import finalizer, vectors
+    from bert2vec.bulk import index_cleanup, vectors
 
     t = LambdaTime()
     index = aws["vectors"]  # the documented 2,500 vectors/s per index, on this clock
@@ -424,7 +424,7 @@ def lambda_time(aws, monkeypatch) -> LambdaTime:
     for name, value in (("clock", t.clock), ("sleep", t.sleep), ("_window", collections.deque())):
         monkeypatch.setattr(vectors.PACER, name, value)
     # Scaled down with the file (10,000 vectors, not millions): invocations of 3 s, a 0.5 s margin.
-    monkeypatch.setattr(finalizer, "CLEANUP_MARGIN_MS", 500)
+    monkeypatch.setattr(index_cleanup, "CLEANUP_MARGIN_MS", 500)
     return t
 
 
@@ -442,7 +442,7 @@ def test_a_big_files_old_vectors_are_retracted_across_invocations(aws, monkeypat
     deliver(eng, bucket.put(key, v1), monkeypatch)  # 4 s of index time to put, no deadline in the way
     assert len(vectors_of(aws, key)) == 10_000
     if not deadline_check:
-        monkeypatch.setattr(eng.finalizer, "_check_budget", lambda *args: None)
+        monkeypatch.setattr(eng.index, "_check_budget", lambda *args: None)
         with pytest.raises(Killed):
             deliver(eng, bucket.put(key, v2), monkeypatch, t.budget(3))
         return
@@ -721,7 +721,7 @@ def test_a_crafted_key_inside_another_objects_run_directory_is_never_touched_by_
     item = WorkItem(BUCKET, "incoming/a.txt", m["input"]["etag"], m["input"]["size"], "txt", False, "bytes", 1 << 20,
                     end_slice=1, epoch=m["input"]["epoch"], output_format="s3vectors")  # fmt: skip
     eng.run(item, forever)  # the late duplicate: every slice committed, finalize again
-    eng.finalizer.retract(replace(item, etag="0" * 32))  # a retraction of another version of a.txt
+    eng.index.retract(replace(item, etag="0" * 32))  # a retraction of another version of a.txt
     assert_exactly_once(aws, crafted, texts(3, "x "), "s3vectors")
     assert_exactly_once(aws, "incoming/a.txt", texts(4), "s3vectors")
 
