@@ -48,8 +48,9 @@ def real_lines(n: int) -> list[str]:
 
 def _child(args: argparse.Namespace) -> int:
     """Runs inside the measured process: one object, inline (no fan-out), then report."""
+    from bert2vec.aws.factory import s3_client
     from bert2vec.bulk.config import BulkConfig
-    from bert2vec.bulk.s3_engine import Engine, s3_client
+    from bert2vec.bulk.s3_engine import Engine
     from bert2vec.core.encoder import Encoder
 
     encoder = Encoder.load(args.model)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from bert2vec.aws.errors import error_code, is_denied, is_not_found
-from bert2vec.aws.factory import s3_client, s3vectors_client, sqs_client
+from bert2vec.aws.factory import s3vectors_client
 from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
 from bert2vec.bulk.finalizer import Finalizer, ModelChanged
 from bert2vec.bulk.index_cleanup import CleanupUnfinished, IndexCleanup
@@ -37,7 +37,7 @@ from bert2vec.files import manifest as manifests
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError
 
-__all__ = ["Deletion", "Engine", "WorkItem", "s3_client", "sqs_client"]
+__all__ = ["Deletion", "Engine", "WorkItem"]
 log = logging.getLogger("bert2vec.bulk")
 
 
