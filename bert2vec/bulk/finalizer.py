@@ -33,6 +33,7 @@ from bert2vec.bulk.vectors import read_keys
 from bert2vec.bulk.worker import Worker
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import FailedSlice, Manifest, Output, Part, Slices, Source, SourceFormat, Timings
 from bert2vec.files.pipeline import Counts
 
 log = logging.getLogger("bert2vec.bulk")
@@ -100,7 +101,7 @@ class Finalizer:
 
     # ---- the manifest ----------------------------------------------------------------------
     def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline, *, full: bool = False
-                 ) -> dict[str, Any] | None:  # fmt: skip
+                 ) -> Manifest | None:  # fmt: skip
         """Write the manifest if every slice up to the final one is committed; else None.
 
         A run that is no longer current (the object was replaced or deleted, or its epoch moved on)
@@ -137,8 +138,8 @@ class Finalizer:
         counts = Counts()
         for c in ordered:
             if not c.failed:
-                counts.add(Counts(**c.counts))
-        failed = [{"chunk": c.slice, "error": c.error} for c in ordered if c.failed]
+                counts.add(c.counts)
+        failed = [FailedSlice(c.slice, c.error) for c in ordered if c.failed]
         read_errors = [c.read_error for c in ordered if c.read_error]
         from botocore.exceptions import ClientError
 
@@ -149,29 +150,25 @@ class Finalizer:
         status = manifests.status_of(counts, len(failed), len(ordered))
         if read_errors and status == "complete":
             status = "incomplete" if counts.lines_read else "failed"
-        errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
-        manifest = manifests.build(
+        errors = [f"slice {f.slice}: {f.error}" for f in failed] + [str(e) for e in read_errors]
+        manifest = Manifest.result(
             status=status,
-            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                   "format": {"kind": item.kind, "gzip": item.gzip},
-                   **({"version_id": item.version_id} if item.version_id else {}),
-                   **({"epoch": item.epoch} if item.epoch else {})},
+            input=Source(bucket=item.bucket, key=item.key, etag=item.etag, size=item.size,
+                         format=SourceFormat(item.kind, item.gzip), version_id=item.version_id or None,
+                         epoch=item.epoch),
             model_card=self.encoder.card,
-            output={
-                "bucket": layout.bucket,
-                "format": self.cfg.output_format,
-                "parts": parts,
-                "errors_key": layout.errors_key,
+            output=Output(
+                bucket=layout.bucket, format=self.cfg.output_format, parts=parts, errors_key=layout.errors_key,
                 **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
                                              "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
-            },
+            ),
             counts=counts,
-            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
-            timings={
-                "started_at": min((c.started_at or c.finished_at) for c in ordered),
-                "finished_at": max(c.finished_at for c in ordered),
-                "encode_seconds": round(counts.encode_seconds, 3),
-            },
+            slices=Slices(total=len(ordered), unit=item.unit, slice_size=item.slice_size, failed=failed),
+            timings=Timings(
+                started_at=min((c.started_at or c.finished_at) for c in ordered),
+                finished_at=max(c.finished_at for c in ordered),
+                encode_seconds=round(counts.encode_seconds, 3),
+            ),
             error="; ".join(errors)[:4000] if errors else None,
         )  # fmt: skip
         try:
@@ -186,14 +183,14 @@ class Finalizer:
             if vectors:
                 self.retract(item, remaining_ms)
             return None
-        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
+        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest.status)
         self._drop_uncommitted(layout, ordered)
         if item.staged:  # every slice is committed: the decompressed copy has done its work
             self.store.delete(layout.bucket, [item.staged["key"]])
         return manifest
 
     def publish(
-        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: Manifest,
         errors_file: Any | None = None, *, keep_finished: bool = False, epoch: int | None = None,
     ) -> bool:  # fmt: skip
         """Write the manifest (and the errors file) only while the input is still at ``etag``.
@@ -205,13 +202,13 @@ class Finalizer:
         ``keep_finished``: never replace a finished manifest of this same version (a retry marker
         must not hide a result another attempt completed). ``epoch``: also the ledger's epoch must
         still be this one (None: no such check — a deletion's own record). False when this version lost."""
-        body = manifests.dumps(manifest)
+        body = manifest.to_json()
         for _ in range(PUBLISH_TRIES):
             there = self.store.read(layout.bucket, layout.manifest_key)
             if there is not None and manifests.dumps(there.data) == body:
                 return True
-            if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
-                    and not there.data.get("retryable"):  # fmt: skip
+            found = None if there is None else Manifest.from_dict(there.data)
+            if keep_finished and found is not None and found.etag == etag and not found.retryable:
                 return False
             if etag and not self._is_at(bucket, key, etag):
                 return False
@@ -284,7 +281,7 @@ class Finalizer:
 
     def _clean_index(
         self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = no_deadline,
+        parts: list[Part], remaining_ms: Callable[[], int] = no_deadline,
     ) -> int:  # fmt: skip
         """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
 
@@ -295,7 +292,7 @@ class Finalizer:
         target = self.worker.vector_target(item)
         committed: set[str] = set()
         for part in parts:
-            committed |= read_keys(self.store.body(layout.bucket, part["key"]))
+            committed |= read_keys(self.store.body(layout.bucket, str(part.key)))
         own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
         planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
         planned |= own - committed
@@ -366,13 +363,11 @@ class Finalizer:
             self.store.delete(layout.bucket, garbage)
 
 
-def _part_entry(commit: Commit, segment: Any) -> dict[str, Any]:
+def _part_entry(commit: Commit, segment: Any) -> Part:
     """One segment's output: its data file, plus the ids sidecar for npy."""
-    entry = {"chunk": commit.slice, "segment": segment.segment, "rows": segment.rows,
-             "first_line": segment.first_line, "last_line": segment.last_line, "key": segment.parts[0]}  # fmt: skip
-    if len(segment.parts) > 1:
-        entry["ids_key"] = segment.parts[1]
-    return entry
+    return Part(slice=commit.slice, segment=segment.segment, rows=segment.rows, first_line=segment.first_line,
+                last_line=segment.last_line, key=segment.parts[0],
+                ids_key=segment.parts[1] if len(segment.parts) > 1 else None)  # fmt: skip
 
 
 class MergedErrors:

@@ -19,7 +19,7 @@ from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.state import WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.core.encoder import Encoder
-from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Output, Source
 from bert2vec.files.pipeline import Counts
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
@@ -100,10 +100,11 @@ class Planner:
             log.info("s3://%s/%s: %s", bucket, key, why)
             return Outcome(Kind.CHANGED, key, why)
         layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch)
-        existing = self.store.get_json(layout.bucket, layout.manifest_key)
-        if existing and _finished(existing, etag, epoch):
+        found = self.store.get_json(layout.bucket, layout.manifest_key)
+        existing = Manifest.from_dict(found) if found else None
+        if existing is not None and existing.answers(etag, epoch):
             log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
-            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status"))
+            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.status)
         refusal = self.engine.index_refusal(bucket)
         if refusal:
             log.error("s3://%s/%s: %s", bucket, key, refusal)
@@ -191,33 +192,18 @@ class Planner:
     def failed_manifest(
         self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False,
         epoch: int = 0,
-    ) -> dict[str, Any]:  # fmt: skip
-        manifest = manifests.build(
+    ) -> Manifest:  # fmt: skip
+        manifest = Manifest.result(
             status="failed",
-            input={"bucket": bucket, "key": key, "etag": etag, "size": size, **({"epoch": epoch} if epoch else {})},
+            input=Source(bucket=bucket, key=key, etag=etag, size=size, epoch=epoch),
             model_card=self.encoder.card,
-            output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
+            output=Output(bucket=layout.bucket, format=self.cfg.output_format),
             counts=Counts(),
             error=error,
+            retryable=retryable,  # written before the retry: a retry is not a duplicate
         )
-        if retryable:
-            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
         # Like every manifest: never over a newer version's, nor over this version's finished one
         # (a duplicate that failed late must not hide what the attempt that won completed).
         self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True, epoch=epoch)
         return manifest
 
-
-def _finished(manifest: dict[str, Any], etag: str, epoch: int) -> bool:
-    """Whether a manifest already answers this version in this epoch (so a new event is a duplicate).
-
-    Its status counts, not only its ETag: a ``deleted`` record or a ``retryable`` marker never makes
-    an upload a duplicate, and a manifest of an earlier epoch (before a deletion or a new upload of
-    the same bytes) does not either — that upload is encoded afresh."""
-    found = manifest.get("input", {})
-    return (
-        found.get("etag") == etag
-        and int(found.get("epoch") or 0) == epoch
-        and manifest.get("status") in ("complete", "incomplete", "failed")
-        and not manifest.get("retryable")
-    )

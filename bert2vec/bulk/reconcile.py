@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bert2vec.files.manifest import Manifest
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
 log = logging.getLogger("bert2vec.bulk")
@@ -82,24 +83,23 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
             current[key] = str(obj["ETag"]).strip('"')
     drift.objects = len(current)
     out_bucket = cfg.output_bucket or bucket
-    manifests: dict[str, dict[str, Any]] = {}
+    manifests: dict[str, Manifest] = {}
     out_prefix = cfg.output_prefix + prefix[len(cfg.input_prefix) :]
     for key in store.keys(out_bucket, out_prefix):
         if not key.endswith(".manifest.json"):
             continue
-        m = store.get_json(out_bucket, key) or {}
-        src = m.get("input", {})
-        if src.get("bucket") == bucket and str(src.get("key", "")).startswith(prefix):
-            manifests[src["key"]] = m
+        m = Manifest.from_dict(store.get_json(out_bucket, key) or {})
+        if m.input.bucket == bucket and m.input.key is not None and m.input.key.startswith(prefix):
+            manifests[m.input.key] = m
     for key, etag in sorted(current.items()):
-        m = manifests.get(key)
-        if m is None or m.get("status") == "deleted" or m.get("retryable"):
+        found = manifests.get(key)
+        if found is None or found.status == "deleted" or found.retryable:
             drift.missing.append(key)
-        elif m.get("input", {}).get("etag") != etag:
+        elif found.etag != etag:
             drift.outdated.append(key)
         else:
             drift.up_to_date += 1
-    drift.orphaned = sorted(k for k, m in manifests.items() if k not in current and m.get("status") != "deleted")
+    drift.orphaned = sorted(k for k, m in manifests.items() if k not in current and m.status != "deleted")
     stray: list[str] = []
     if cfg.output_format == "s3vectors" and engine.vectors is not None:
         repaired = set(drift.missing) | set(drift.outdated) | set(drift.orphaned)  # their runs clean up

@@ -30,6 +30,7 @@ from bert2vec.bulk.vectors import s3vectors_client
 from bert2vec.bulk.worker import RunResult, Worker
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Source
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError
 
@@ -197,13 +198,9 @@ class Engine:
         except CleanupUnfinished:
             self.send([deletion])
             return Outcome(Kind.IN_PROGRESS, key, "the deletion's index clean-up continues on the shard queue")
-        record = {
-            "version": manifests.MANIFEST_VERSION,
-            "status": "deleted",
-            "input": {"bucket": bucket, "key": key, "epoch": deletion.epoch,
-                      **({"sequencer": deletion.sequencer} if deletion.sequencer else {})},
-            "deleted": {"reason": deletion.reason, **({"at": deletion.at} if deletion.at else {})},
-        }  # fmt: skip
+        record = Manifest.deletion(Source(bucket=bucket, key=key, epoch=deletion.epoch,
+                                          sequencer=deletion.sequencer or None),
+                                   deletion.reason, deletion.at or None)  # fmt: skip
         if not self.finalizer.publish(layout, bucket, key, "", record, epoch=deletion.epoch):
             return Outcome(Kind.LATE, key, "the object was uploaded again while its deletion ran")
         if self.finalizer.ledger_for(bucket).epoch(bucket, key) == deletion.epoch:
@@ -291,7 +288,7 @@ class Engine:
         from botocore.exceptions import ClientError
 
         result = RunResult()
-        manifest: dict[str, Any] | None = None
+        manifest: Manifest | None = None
         try:
             self.worker.run(item, remaining_ms, result)
         except ClientError as exc:
@@ -331,7 +328,7 @@ class Engine:
         if result.handoff is not None:
             if result.handoff.hops > self.cfg.max_hops:
                 k = result.handoff.first_slice
-                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; chunks from {k} on "
+                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; slices from {k} on "
                        "were not encoded")  # fmt: skip
                 log.error("s3://%s/%s: %s", item.bucket, item.key, why)
                 self.finalizer.mark_failed(result.handoff, self._remaining_slices(result.handoff), why)
@@ -348,8 +345,8 @@ class Engine:
                 return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done,
                                slices_skipped=result.slices_skipped)  # fmt: skip
             return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done, slices_skipped=result.slices_skipped)
-        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest["status"],
-                       counts=manifest["counts"], slices_done=result.slices_done,
+        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest.status,
+                       counts=manifest.counts, slices_done=result.slices_done,
                        slices_skipped=result.slices_skipped)  # fmt: skip
 
     def _remaining_slices(self, item: WorkItem) -> list[int]:
@@ -359,7 +356,7 @@ class Engine:
             return list(range(item.first_slice, min(item.end_slice or total, total)))
         return [item.first_slice]
 
-    def fail(self, item: WorkItem, error: str) -> dict[str, Any] | None:
+    def fail(self, item: WorkItem, error: str) -> Manifest | None:
         """A shard on its last receive (before the DLQ): only the slice it was stuck on is marked
         failed; the slices after it are queued again as a fresh message, so one poisoned slice
         never takes its neighbours down with it."""
@@ -384,5 +381,5 @@ class Engine:
         (line,) = self.worker.source(item).first_lines([(k + 1) * item.slice_size])
         return replace(item, first_slice=k + 1, first_line=line, hops=item.hops + 1)
 
-    def finalize(self, item: WorkItem) -> dict[str, Any] | None:
+    def finalize(self, item: WorkItem) -> Manifest | None:
         return self.finalizer.finalize(item)

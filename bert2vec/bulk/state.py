@@ -21,6 +21,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bert2vec.files.pipeline import Counts
+
 MESSAGE_VERSION = 2
 STATE_VERSION = 1
 
@@ -92,16 +94,21 @@ class Segment:
 
     segment: int
     attempt: str
-    counts: dict[str, Any]
+    counts: Counts
     parts: list[str]
     rows: int  # = encoded lines, or with CHUNK_ROWS=1 their windows
     errors_key: str | None
     first_line: int | None
     last_line: int | None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts.to_dict()}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segment:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__}
+        fields["counts"] = Counts.from_dict(d.get("counts"))
+        return cls(**fields)
 
 
 @dataclass
@@ -117,7 +124,7 @@ class Progress:
     v: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "segments": [s.to_dict() for s in self.segments]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Progress:
@@ -136,7 +143,7 @@ class Commit:
     final: bool  # the object's last slice (or reading could not go on past it)
     finished_at: str
     attempt: str = ""
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
     segments: list[Segment] = field(default_factory=list)
     rows: int = 0
     first_line: int | None = None
@@ -150,10 +157,13 @@ class Commit:
     v: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "counts": self.counts.to_dict(), "segments": [s.to_dict() for s in self.segments]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Commit:
+        """A commit as any release wrote it: fields it did not write yet take their defaults, and
+        its counts are read by :meth:`Counts.from_dict` (a failed slice's ``{}`` is zeros)."""
         fields = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
+        fields["counts"] = Counts.from_dict(d.get("counts"))
         fields["segments"] = [Segment.from_dict(s) for s in d.get("segments", [])]
         return cls(**fields)

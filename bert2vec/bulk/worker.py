@@ -287,12 +287,12 @@ class Worker:
             return None
         total = Counts()
         for seg in progress.segments:
-            total.add(Counts(**seg.counts))
+            total.add(seg.counts)
         exhausted = position[-1] == 1 if item.unit == "records" and len(position) > 1 else False
         is_final = bool(read_error) or (k == (item.total_slices or 0) - 1 if item.unit == "bytes" else exhausted)
         firsts = [s.first_line for s in progress.segments if s.first_line is not None]
         commit = Commit(
-            slice=k, final=is_final, finished_at=manifests.now(), attempt=attempt, counts=total.to_dict(),
+            slice=k, final=is_final, finished_at=manifests.now(), attempt=attempt, counts=total,
             segments=[s for s in progress.segments if s.rows or s.errors_key],
             rows=sum(s.rows for s in progress.segments), first_line=progress.first_line if firsts else None,
             last_line=last_line[0], next_line=last_line[0] + 1, started_at=progress.started_at, model=self.model_id,
@@ -351,7 +351,9 @@ class Worker:
             if counts.rejected:
                 errors_key = layout.slice_errors_key(k, s, attempt)
                 self.store.upload(str(error_files[0]), layout.bucket, errors_key)
-        return Segment(segment=s, attempt=attempt, counts=counts.to_dict(), parts=parts, rows=writer.rows,
+        # The counts as stored (rounded seconds), so a commit sums the same numbers whether its
+        # segments were read back from the progress record or are still in memory.
+        return Segment(segment=s, attempt=attempt, counts=Counts.from_dict(counts.to_dict()), parts=parts, rows=writer.rows,
                        errors_key=errors_key, first_line=lines[0] if lines else None,
                        last_line=lines[-1] if lines else None)  # fmt: skip
 
