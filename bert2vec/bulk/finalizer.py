@@ -27,7 +27,7 @@ from typing import Any
 from bert2vec.bulk.aws_errors import is_denied, is_not_found
 from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.bulk.ledger import Ledger
-from bert2vec.bulk.state import Commit, WorkItem
+from bert2vec.bulk.state import Commit, KeyRecord, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
 from bert2vec.bulk.vectors import read_keys
 from bert2vec.bulk.worker import Worker
@@ -255,7 +255,7 @@ class Finalizer:
         return True
 
     # ---- the index -------------------------------------------------------------------------
-    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, KeyRecord]]:
         """The run's own key records (never an object a crafted input key put under the directory)."""
         out = []
         for key in self.store.keys(layout.bucket, prefix):
@@ -263,24 +263,24 @@ class Finalizer:
                 continue
             data = self.store.get_json(layout.bucket, key)
             if data is not None:
-                out.append((key, data))
+                out.append((key, KeyRecord.from_dict(data)))
         return out
 
-    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, KeyRecord]]]:
         """Key records of this object's other versions: {run directory: [(record key, record)]}."""
         mine = run_name(item.etag, item.epoch)
-        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        found: dict[str, list[tuple[str, KeyRecord]]] = {}
         for key in self.store.keys(layout.bucket, layout.runs_prefix):
             parts = key[len(layout.runs_prefix) :].split("/")
             if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
                 continue  # not a key record, another object's (a key that extends this one), or ours
-            data = self.store.get_json(layout.bucket, key)
-            if data and data.get("source_bucket") == item.bucket and data.get("source_key") == item.key:
-                found.setdefault(parts[0], []).append((key, data))
+            record = KeyRecord.from_dict(self.store.get_json(layout.bucket, key))
+            if record.belongs_to(item.bucket, item.key):
+                found.setdefault(parts[0], []).append((key, record))
         return found
 
     def _clean_index(
-        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
+        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, KeyRecord]]],
         parts: list[Part], remaining_ms: Callable[[], int] = no_deadline,
     ) -> int:  # fmt: skip
         """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
@@ -293,8 +293,8 @@ class Finalizer:
         committed: set[str] = set()
         for part in parts:
             committed |= read_keys(self.store.body(layout.bucket, str(part.key)))
-        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
+        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.keys}
+        planned = {k for records in older.values() for _, rec in records for k in rec.keys} - committed
         planned |= own - committed
         try:
             self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": len(planned)})
@@ -316,7 +316,7 @@ class Finalizer:
         return deleted
 
     def delete_recorded(
-        self, bucket: str, records: Iterable[tuple[str, dict[str, Any]]], target: Any, remaining_ms: Callable[[], int],
+        self, bucket: str, records: Iterable[tuple[str, KeyRecord]], target: Any, remaining_ms: Callable[[], int],
         where: str, *, keep: set[str] | frozenset[str] = frozenset(), progressed: bool = False,
     ) -> int:  # fmt: skip
         """Delete the keys each key record lists (less ``keep``) from the index, then the record:
@@ -325,7 +325,7 @@ class Finalizer:
         (:class:`CleanupUnfinished` hands the rest on); every invocation makes progress."""
         done = 0
         for record_key, rec in records:
-            keys = set(rec.get("keys", [])) - keep
+            keys = set(rec.keys) - keep
             if progressed or done:
                 self._check_budget(remaining_ms, target, len(keys), where)
             done += target.delete(keys)

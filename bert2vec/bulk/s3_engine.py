@@ -24,7 +24,7 @@ from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_ep
 from bert2vec.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.planner import Planner
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.state import KeyRecord, WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.bulk.vectors import s3vectors_client
 from bert2vec.bulk.worker import RunResult, Worker
@@ -225,10 +225,10 @@ class Engine:
         target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1)) \
             if self.cfg.output_format == "s3vectors" else None  # fmt: skip
 
-        def own_records(keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        def own_records(keys: list[str]) -> Iterator[tuple[str, KeyRecord]]:
             for k in keys:
-                rec = self.store.get_json(layout.bucket, k) or {}
-                if rec.get("source_bucket") == deletion.bucket and rec.get("source_key") == deletion.key:
+                rec = KeyRecord.from_dict(self.store.get_json(layout.bucket, k))
+                if rec.belongs_to(deletion.bucket, deletion.key):
                     yield k, rec
 
         for run, keys in sorted(by_run.items()):

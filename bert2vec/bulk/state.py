@@ -135,6 +135,34 @@ class Progress:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """``_vector_keys/<slice>-<segment>-<attempt>-<n>.json``: the vector keys an attempt is about to
+    put into the index, written *before* the put, so every later clean-up (a lost commit, a newer
+    version's completion, a deletion) can find vectors no commit lists. It names the object it
+    belongs to, and every reader checks that (:meth:`belongs_to`): a crafted input key that reaches
+    into another object's run directory must never make a clean-up delete that object's vectors."""
+
+    source_bucket: str
+    source_key: str
+    keys: list[str]
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_bucket": self.source_bucket, "source_key": self.source_key, "etag": self.etag,
+                "keys": list(self.keys)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> KeyRecord:
+        """Tolerant: a record missing a field (unreadable, or not one of ours) names no object and no keys."""
+        d = d or {}
+        return cls(str(d.get("source_bucket") or ""), str(d.get("source_key") or ""),
+                   [str(k) for k in d.get("keys") or []], d.get("etag"))  # fmt: skip
+
+    def belongs_to(self, bucket: str, key: str) -> bool:
+        return self.source_bucket == bucket and self.source_key == key
+
+
 @dataclass
 class Commit:
     """A finished (or failed) slice: the one record that says which parts count."""

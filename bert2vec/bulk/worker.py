@@ -31,7 +31,7 @@ from typing import Any
 
 from bert2vec.bulk.config import BulkConfig, OutputLayout
 from bert2vec.bulk.source import InputObject
-from bert2vec.bulk.state import Commit, Progress, Segment, WorkItem
+from bert2vec.bulk.state import Commit, KeyRecord, Progress, Segment, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store, Stored
 from bert2vec.bulk.vectors import S3VectorsPartWriter, VectorTarget
 from bert2vec.core.encoder import Encoder
@@ -190,7 +190,7 @@ class Worker:
         mine: set[str] = set()
         for key in self.store.keys(layout.bucket, f"{layout.vector_keys_prefix}{k:06d}-"):
             if f"-{attempt}-" in key:
-                mine |= set((self.store.get_json(layout.bucket, key) or {}).get("keys", []))
+                mine |= set(KeyRecord.from_dict(self.store.get_json(layout.bucket, key)).keys)
         if mine - committed:
             self.vector_target(item).delete(mine - committed)
 
@@ -320,8 +320,7 @@ class Worker:
             n = records[0]
             records[0] += 1
             key = f"{layout.vector_keys_prefix}{k:06d}-{s:04d}-{attempt}-{n:05d}.json"
-            self.store.put_json(layout.bucket, key, {"source_bucket": item.bucket, "source_key": item.key,
-                                                     "etag": item.etag, "keys": keys})  # fmt: skip
+            self.store.put_json(layout.bucket, key, KeyRecord(item.bucket, item.key, keys, item.etag).to_dict())
 
         def tracked() -> Iterator[Item]:
             for it in items:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bert2vec.bulk.outcome import Kind, Outcome
-from bert2vec.bulk.state import Commit, Progress
+from bert2vec.bulk.state import Commit, KeyRecord, Progress
 from bert2vec.files import manifest as manifests
 from bert2vec.files.manifest import (
     MANIFEST_VERSION,
@@ -284,3 +284,15 @@ def test_the_duplicate_check_and_reconcile_read_manifests_of_earlier_releases(mo
         written = json.loads(s3.get_object(Bucket=BUCKET, Key="vectors/retry.txt.manifest.json")["Body"].read())
         assert written["version"] == MANIFEST_VERSION and written["slices"]["total"] == 1 and written["chunks"]
         assert Manifest.from_dict(written).counts == encoded.counts and encoded.counts.encoded == 2
+
+
+def test_a_vector_key_record_of_the_previous_release_reads_and_writes_back_the_same() -> None:
+    old = {"source_bucket": "in", "source_key": "incoming/a.txt", "etag": "e1",
+           "keys": ["in/incoming/a.txt#1@e1~2", "in/incoming/a.txt#2@e1~2"]}  # fmt: skip
+    record = KeyRecord.from_dict(old)
+    assert record.belongs_to("in", "incoming/a.txt") and not record.belongs_to("in", "incoming/a.txt.x")
+    assert record.keys == old["keys"] and record.to_dict() == old
+    # Unreadable or not one of ours: names no object, lists nothing (so no clean-up acts on it).
+    for junk in (None, {}, {"keys": None}, {"source_key": "incoming/a.txt"}):
+        stray = KeyRecord.from_dict(junk)
+        assert stray.keys == [] or not stray.belongs_to("in", "incoming/a.txt")
