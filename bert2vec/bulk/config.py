@@ -39,8 +39,8 @@ class BulkConfig:
     output_prefix: str = defaults.OUTPUT_PREFIX
     output_format: str = defaults.OUTPUT_FORMAT
     shard_bytes: int = defaults.SHARD_BYTES
-    chunk_bytes: int = defaults.CHUNK_BYTES
-    chunk_records: int = defaults.CHUNK_RECORDS
+    chunk_bytes: int = defaults.SLICE_BYTES  # SLICE_BYTES
+    chunk_records: int = defaults.SLICE_RECORDS  # SLICE_RECORDS
     queue_url: str | None = None
     max_receives: int = defaults.SHARD_MAX_RECEIVES
     long_text: str = defaults.LONG_TEXT  # LONG_TEXT (former name: OVERLONG)
@@ -88,10 +88,10 @@ class BulkConfig:
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
             raise ConfigError(
-                f"CHUNK_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= CHUNK_BYTES <= "
-                "SHARD_BYTES (a shard is a whole number of chunks)"
+                f"SLICE_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= SLICE_BYTES <= "
+                "SHARD_BYTES (a shard is a whole number of slices; SLICE_BYTES was CHUNK_BYTES)"
             )
-        for name, value in (("CHUNK_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
+        for name, value in (("SLICE_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
                             ("BATCH_SIZE", self.batch_size), ("MAX_HOPS", self.max_hops),
                             ("SHARD_MAX_RECEIVES", self.max_receives)):  # fmt: skip
             if value < 1:
