@@ -1,4 +1,4 @@
-"""``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one chunk.
+"""``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one slice.
 
 The same readers, :func:`bert2vec.files.pipeline.encode_items` and writers, so a file that works
 locally works in S3 and produces the same rows, rejections and counts. Next to the vector file go
@@ -335,7 +335,7 @@ def _tracked(items: Iterable[Item], last_line: list[int]) -> Iterator[Item]:
 
 
 def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> int:
-    """Read → ``encode_items`` → writers, exactly like one S3 chunk; then manifest and summary.
+    """Read → ``encode_items`` → writers, exactly like one S3 slice; then manifest and summary.
 
     Every file this run creates is written under ``*.partial`` and renamed at the end; any
     exception (Ctrl-C included) aborts the writers and removes what was already renamed, so an
