@@ -319,11 +319,10 @@ class Finalizer:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
         done = 0
-        for run, records in older.items():
+        for run_dir, records in older.items():
             done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
                                          keep=committed, progressed=done > 0)  # fmt: skip
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            run_dir = run
             state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
                      and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
             self.store.delete(layout.bucket, state)
@@ -376,8 +375,9 @@ class Finalizer:
         if layout.legacy_home is None:
             return
         mine = f"{layout.legacy_home}{run_name(item.etag, item.epoch)}/"
-        doomed = [key for run_dir, keys in own_runs(layout.legacy_home, self.store.keys(layout.bucket, layout.legacy_home)).items()
-                  if run_dir != mine for key in keys if not key[len(run_dir) :].startswith("_vector_keys/")]  # fmt: skip
+        runs = own_runs(layout.legacy_home, self.store.keys(layout.bucket, layout.legacy_home))
+        doomed = [key for run_dir, keys in runs.items() if run_dir != mine
+                  for key in keys if not key[len(run_dir) :].startswith("_vector_keys/")]  # fmt: skip
         if doomed:
             log.info("s3://%s/%s: %d files of older runs in the previous layout removed", item.bucket, item.key,
                      len(doomed))  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 from bert2vec.function.bulk import manifest as manifests
 from bert2vec.function.bulk.aws_errors import error_code, is_denied, is_not_found
-from bert2vec.function.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout
+from bert2vec.function.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.function.bulk.outcome import Kind, Outcome
 from bert2vec.function.bulk.pipeline import Counts
 from bert2vec.function.bulk.readers import InputFormat, UnsupportedFormatError
@@ -136,7 +136,7 @@ class Planner:
             return Outcome(Kind.FAILED, key, str(exc), layout.manifest_key, "failed")
         unit = "bytes" if fmt.shardable else "records"
         size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
-        version = self._run_layout(layout)
+        version = self._run_layout(layout, etag, epoch)
         if version != layout.version:
             layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch, version)
         item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id,
@@ -160,7 +160,7 @@ class Planner:
                 return Outcome(Kind.FANNED_OUT, key, shards=len(shards))
         return self.engine.run(item, remaining_ms)
 
-    def _run_layout(self, layout: OutputLayout) -> int:
+    def _run_layout(self, layout: OutputLayout, etag: str, epoch: int) -> int:
         """Where a run of this version goes: the previous layout's run directory when a run of this
         very version (ETag and epoch) was started there — a duplicate event or task, or a reconcile,
         after a deploy that found it unfinished — so it goes on where it is (its committed slices
@@ -168,7 +168,7 @@ class Planner:
         One listing request, only for keys the previous layout can have held runs of."""
         if layout.legacy_home is None:
             return RUN_LAYOUT
-        old = f"{layout.legacy_home}{layout.run[len(layout.home) :]}"
+        old = f"{layout.legacy_home}{run_name(etag, epoch)}/"
         if self.store.any_key(layout.bucket, old, lambda k: OWN_RUN_FILES.fullmatch(k[len(old) :])):
             return LEGACY_RUN_LAYOUT
         return RUN_LAYOUT
