@@ -27,14 +27,14 @@ $(SAM):
 
 # Re-exported whenever the exporter or the contract changes, so `make run`/`make bench` never use a
 # model that lacks what the code now expects (new signatures, new card fields).
-$(MODEL)/saved_model.pb: $(wildcard bert2vec/export/*.py) bert2vec/function/contract.py | $(STAMP)
+$(MODEL)/saved_model.pb: $(wildcard bert2vec/export/*.py) bert2vec/core/contract.py | $(STAMP)
 	$(BIN)/bert-export --output $(MODEL) --force > /dev/null
 	@echo "exported the embedded default model to $(MODEL)"
 
 export-default: $(MODEL)/saved_model.pb
 
 # The opt-in bfloat16 variant of the default, for `make bench`'s precision rows.
-$(MODEL)-bf16/saved_model.pb: $(wildcard bert2vec/export/*.py) bert2vec/function/contract.py | $(STAMP)
+$(MODEL)-bf16/saved_model.pb: $(wildcard bert2vec/export/*.py) bert2vec/core/contract.py | $(STAMP)
 	$(BIN)/bert-export --precision bf16 --output $(MODEL)-bf16 --force > /dev/null
 
 run: $(STAMP) $(MODEL)/saved_model.pb
@@ -65,9 +65,11 @@ test-all: $(STAMP) $(SAM)
 
 # The fast tier: no TensorFlow, no model (request validation, readers/writers, manifests, config,
 # template and layout invariants). tests/unit/conftest.py fails the run if TensorFlow gets imported.
+# Two workers, and the Hypothesis "fast" profile: the fault schedules run 8 fixed examples here and
+# 40 in CI's slow tier.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest tests/unit -q
+	HYPOTHESIS_PROFILE=fast $(BIN)/pytest tests/unit -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

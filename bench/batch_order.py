@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args(argv)
-    from bert2vec.function.encoder import Encoder, form_batches, padded_work
+    from bert2vec.core.encoder import Encoder, form_batches, padded_work
 
     enc = Encoder.load(args.model_dir)
     texts = load_corpus(args.n)

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per invocation (Lambda's maximum: 900)")
     args = ap.parse_args(argv)
     os.environ.setdefault("BERT2VEC_LAZY_INIT", "1")
-    from bert2vec.function.bulk import vectors
-    from bert2vec.function.bulk.config import BulkConfig
-    from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+    from bert2vec.bulk import vectors
+    from bert2vec.bulk.config import BulkConfig
+    from bert2vec.bulk.s3_engine import Engine, WorkItem
     from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, moto_aws
 
     class Killed(BaseException):

@@ -48,9 +48,9 @@ def real_lines(n: int) -> list[str]:
 
 def _child(args: argparse.Namespace) -> int:
     """Runs inside the measured process: one object, inline (no fan-out), then report."""
-    from bert2vec.function.bulk.config import BulkConfig
-    from bert2vec.function.bulk.s3_engine import Engine, s3_client
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.bulk.config import BulkConfig
+    from bert2vec.bulk.s3_engine import Engine, s3_client
+    from bert2vec.core.encoder import Encoder
 
     encoder = Encoder.load(args.model)
     eng = Engine(s3_client(), encoder, BulkConfig(chunk_bytes=1 << 20, shard_bytes=1 << 40, output_format=args.format))

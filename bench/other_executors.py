@@ -92,7 +92,7 @@ def child(executor: str, ids_file: str, out_file: str, rounds: int) -> dict[str,
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     elif executor.startswith("graph"):
-        from bert2vec.function.cpu import configure_tensorflow_threads
+        from bert2vec.core.cpu import configure_tensorflow_threads
 
         configure_tensorflow_threads(threads)
     data = np.load(ids_file)

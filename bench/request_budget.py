@@ -51,12 +51,12 @@ def main() -> int:
 
     os.sched_setaffinity(0, {args.cpu})  # before TensorFlow sizes its pools
     os.environ["TF_NUM_THREADS"] = "1"
-    from bert2vec.function.tf_quiet import import_tensorflow
+    from bert2vec.core.tf_quiet import import_tensorflow
 
     import_tensorflow()
-    from bert2vec.function.encoder import Encoder, form_batches, padded_work
-    from bert2vec.function.errors import RequestTooLargeError
-    from bert2vec.function.service import EncodeRequest, EncodeService, Limits
+    from bert2vec.core.encoder import Encoder, form_batches, padded_work
+    from bert2vec.core.errors import RequestTooLargeError
+    from bert2vec.http.service import EncodeRequest, EncodeService, Limits
 
     encoder = Encoder.load(args.model, workers=1)
     service = EncodeService(encoder, Limits.from_env())  # MAX_REQUEST_TOKENS etc. as the function reads them

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.run [--n 2000] [--rounds 3] [--models minilm base] [--corpus FILE] [--quick]
 
 Runtimes (each in its own worker process, loaded once, see ``bench/runtimes.py``):
-``ours`` (the exported SavedModel via ``bert2vec.function.encoder.Encoder``), ``onnxruntime`` (same
+``ours`` (the exported SavedModel via ``bert2vec.core.encoder.Encoder``), ``onnxruntime`` (same
 weights exported to ONNX), ``sentence-transformers`` (torch CPU), ``tfhub-style`` (vectorhub's
 pipeline: TF Hub preprocess at fixed 128 tokens → plain TF BERT graph). Models: the embedded
 all-MiniLM-L6-v2 and a random-weight BERT-base-shaped model (L-12, H-768, A-12).
@@ -487,7 +487,7 @@ def render(report: dict[str, Any]) -> str:
                       "(and ours) does not."]  # fmt: skip
         if "items" in res:
             it = res["items"]
-            lines += ["", f"S3 bulk path (`bert2vec.function.bulk.pipeline.encode_items`, 1,024-text windows, writers stubbed): "
+            lines += ["", f"S3 bulk path (`bert2vec.files.pipeline.encode_items`, 1,024-text windows, writers stubbed): "
                       f"{it['texts_per_s']:.1f} texts/s, {it['tokens_per_s']:.0f} tokens/s; same vectors as "
                       f"`Encoder.encode` (max abs diff {it['max_abs_diff_vs_encode']:.1e}: other windows, other padding)."]  # fmt: skip
         if res["failures"]:

@@ -99,7 +99,7 @@ class _TFRuntime(Runtime):
         import tensorflow  # noqa: F401
         import tensorflow_text  # noqa: F401
 
-        from bert2vec.function.cpu import configure_tensorflow_threads, usable_cpus
+        from bert2vec.core.cpu import configure_tensorflow_threads, usable_cpus
 
         configure_tensorflow_threads(usable_cpus())
 
@@ -128,14 +128,14 @@ class _TFRuntime(Runtime):
 
 
 class Ours(_TFRuntime):
-    """This project: the exported SavedModel through ``bert2vec.function.encoder.Encoder``."""
+    """This project: the exported SavedModel through ``bert2vec.core.encoder.Encoder``."""
 
     name = "ours"
     #: Which export of the spec this runtime loads.
     model_key = "saved_model"
 
     def load(self) -> None:
-        from bert2vec.function.encoder import Encoder
+        from bert2vec.core.encoder import Encoder
 
         self.encoder = Encoder.load(self.spec[self.model_key])
 
@@ -147,8 +147,8 @@ class Ours(_TFRuntime):
 
     def encode_items(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """The S3 bulk path's ``encode_items`` (1,024-text length-sorted windows), writers stubbed out."""
-        from bert2vec.function.bulk.pipeline import PipelineOptions, encode_items
-        from bert2vec.function.bulk.readers import Record
+        from bert2vec.files.pipeline import PipelineOptions, encode_items
+        from bert2vec.files.readers import Record
 
         class _Collect:
             def __init__(self) -> None:

@@ -100,7 +100,7 @@ import json, os, sys, time, statistics
 t0 = time.perf_counter()
 import tensorflow as tf
 t_import = time.perf_counter() - t0
-from bert2vec.function.encoder import Encoder
+from bert2vec.core.encoder import Encoder
 t1 = time.perf_counter()
 enc = Encoder.load(sys.argv[1])
 t_load = time.perf_counter() - t1

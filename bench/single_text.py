@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.single_text NAME=DIR [NAME=DIR ...] [--texts 200] [--rounds 5]
         [--bulk 512] [--batch-size 8] [--signature NAME=SIGNATURE]
 
-Each ``NAME=DIR`` is an exported SavedModel loaded through ``bert2vec.function.encoder.Encoder`` (so the
+Each ``NAME=DIR`` is an exported SavedModel loaded through ``bert2vec.core.encoder.Encoder`` (so the
 encoder picks its graph by the CPU quota, as in Lambda); ``--signature NAME=MODEL:SIGNATURE``
 adds a single-text-only variant that calls one signature of an already listed model directly
 (e.g. ``after-unsplit=after:serving_default``). Rounds are interleaved: in every round each variant, in a
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
 
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     variants: list[_Variant] = []
     by_name: dict[str, Any] = {}

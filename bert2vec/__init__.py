@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bert2vec.api import Bert2Vec
-    from bert2vec.function.encoder import Encoder, EncodeResult
+    from bert2vec.core.encoder import Encoder, EncodeResult
 
-__all__ = ["Bert2Vec", "EncodeResult", "Encoder"]
+__version__ = "0.2.0"  # the one place the version is written (pyproject reads it)
+__all__ = ["Bert2Vec", "EncodeResult", "Encoder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return Bert2Vec
     if name in ("Encoder", "EncodeResult"):
-        from bert2vec.function import encoder
+        from bert2vec.core import encoder
 
         return getattr(encoder, name)
     raise AttributeError(f"module 'bert2vec' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``Bert2Vec``: the vectorhub-style facade over :class:`bert2vec.function.encoder.Encoder`.
+"""``Bert2Vec``: the vectorhub-style facade over :class:`bert2vec.core.encoder.Encoder`.
 
 It lives beside, not inside, the Lambda function's code because it may run the export step, which
 the image never ships.
@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bert2vec.core import contract
+from bert2vec.core import long_text as long_texts
+from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder
+from bert2vec.core.errors import ModelNotFoundError
 from bert2vec.export import user_cache
-from bert2vec.function import contract
-from bert2vec.function import long_text as long_texts
-from bert2vec.function.encoder import DEFAULT_BATCH_SIZE, Encoder
-from bert2vec.function.errors import ModelNotFoundError
 from bert2vec.model_lookup import find_default_model
 
 

@@ -28,12 +28,17 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+# The image's entry-point modules (function/*.py) and where their handlers live in the package.
+ENTRY_POINTS = {"function.app": "bert2vec.http.app", "function.bulk_app": "bert2vec.bulk.app"}
+
+
 def load_handler(spec: str):
     """``module.function`` → the callable, as awslambdaric resolves ``CMD``.
 
     The image's handler names (``function.app.handler``, as in template.yaml) name the thin entry
     points of the repository's ``function/``; a pip install has no such top-level package, only
-    the code itself under ``bert2vec.function``, so there the same names resolve to that.
+    the code itself (``bert2vec.http.app``, ``bert2vec.bulk.app``), so there the same names resolve
+    to that.
     """
     module_name, _, func = spec.rpartition(".")
     try:
@@ -41,5 +46,5 @@ def load_handler(spec: str):
     except ModuleNotFoundError as exc:
         if module_name.split(".")[0] != "function" or exc.name != "function":
             raise
-        module = importlib.import_module(f"bert2vec.{module_name}")
+        module = importlib.import_module(ENTRY_POINTS[module_name])
     return getattr(module, func)

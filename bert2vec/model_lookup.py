@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bert2vec.core import contract
+from bert2vec.core.settings import env_model_dir
 from bert2vec.export import user_cache
-from bert2vec.function import contract
-from bert2vec.function.settings import env_model_dir
 
 BUILD_MODEL = Path("build") / "model"
 

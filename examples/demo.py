@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from bert2vec.function.tf_quiet import import_tensorflow
+    from bert2vec.core.tf_quiet import import_tensorflow
 
     import_tensorflow()  # before anything loads TensorFlow: no absl/oneDNN/CUDA banners
     from bert2vec import Bert2Vec
-    from bert2vec.function.errors import Bert2VecError
+    from bert2vec.core.errors import Bert2VecError
 
     t0 = time.perf_counter()
     try:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.model:
             os.environ["MODEL_DIR"] = args.model
-        from bert2vec.function import bulk_app
+        from bert2vec.bulk import app as bulk_app
         from bert2vec.local_invoke import LocalContext
 
         eng = bulk_app.engine()

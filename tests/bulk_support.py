@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bert2vec.function.encoder import EncodeResult
+from bert2vec.core.encoder import EncodeResult
 
 BUCKET = "bert2vec-input"
 VBUCKET, VINDEX = "bert2vec-vectors", "lines"
@@ -72,7 +72,7 @@ def moto_aws(monkeypatch: Any | None = None, *, vectors: bool = True) -> Iterato
     os.environ.pop("AWS_ENDPOINT_URL", None)
     from moto import mock_aws
 
-    from bert2vec.function.bulk.s3_engine import s3_client, sqs_client
+    from bert2vec.bulk.s3_engine import s3_client, sqs_client
 
     try:
         with mock_aws():

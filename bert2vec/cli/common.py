@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bert2vec.core.bootstrap import load_model
+from bert2vec.core.encoder import Encoder, read_model_card
+from bert2vec.core.errors import ModelNotFoundError
 from bert2vec.export.user_cache import DEFAULT_MODEL_NAME
-from bert2vec.function.bootstrap import load_model
-from bert2vec.function.encoder import Encoder, read_model_card
-from bert2vec.function.errors import ModelNotFoundError
 from bert2vec.model_lookup import find_default_model, no_default_model_message
 
 PROG = "bert-encode"

@@ -1,9 +1,9 @@
 """``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one chunk.
 
-The same readers, :func:`bert2vec.function.bulk.pipeline.encode_items` and writers, so a file that works
+The same readers, :func:`bert2vec.files.pipeline.encode_items` and writers, so a file that works
 locally works in S3 and produces the same rows, rejections and counts. Next to the vector file go
 ``<output>.manifest.json`` (the S3 manifest's shape, with paths instead of keys, built by
-:mod:`bert2vec.function.bulk.manifest`) and ``<output>.errors.jsonl``.
+:mod:`bert2vec.files.manifest`) and ``<output>.errors.jsonl``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from typing import IO, Any, BinaryIO, cast
 import numpy as np
 
 from bert2vec.cli.common import EXIT_FAILED, PROG, CliError, UsageError, isatty
-from bert2vec.function.bulk import manifest as manifests
-from bert2vec.function.bulk.pipeline import Counts, PipelineOptions, encode_items
-from bert2vec.function.bulk.readers import (
+from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult
+from bert2vec.files import manifest as manifests
+from bert2vec.files.pipeline import Counts, PipelineOptions, encode_items
+from bert2vec.files.readers import (
     BLOCK_SIZE,
     SUPPORTED_SUFFIXES,
     InputFormat,
@@ -38,8 +39,7 @@ from bert2vec.function.bulk.readers import (
     UnsupportedFormatError,
     sniff_text,
 )
-from bert2vec.function.bulk.writers import FORMATS, ErrorWriter, PartWriter, open_part_writer, part_suffixes
-from bert2vec.function.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult
+from bert2vec.files.writers import FORMATS, ErrorWriter, PartWriter, open_part_writer, part_suffixes
 
 INPUT_KINDS = ("txt", "jsonl", "csv")
 INPUT_FORMATS = INPUT_KINDS + tuple(f"{k}.gz" for k in INPUT_KINDS)

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from bert2vec.cli.common import CliError, UsageError
-from bert2vec.function.encoder import Encoder
-from bert2vec.function.long_text import LongTextPolicy
+from bert2vec.core.encoder import Encoder
+from bert2vec.core.long_text import LongTextPolicy
 
 
 def _vector_json(vector: np.ndarray) -> list[float]:

@@ -1,6 +1,6 @@
 """Assemble tokenizer + encoder + pooling into ONE SavedModel and write it atomically.
 
-The SavedModel contract (``bert2vec/function/contract.py``):
+The SavedModel contract (``bert2vec/core/contract.py``):
 ``serving_default(text: string[None]) -> {embedding: float32[None, D], token_count: int32[None]}``.
 Each batch is padded only to its own longest text (capped at ``max_seq_length``); truncation
 keeps the closing ``[SEP]``; ``token_count`` counts wordpieces incl. ``[CLS]``/``[SEP]`` before
@@ -23,12 +23,12 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
+from bert2vec.core import contract
 from bert2vec.export import interrupts, long_text, sources
 from bert2vec.export.errors import ExportError, IncompatibleModelError, OutputExistsError, OutputRefusedError, warn
 from bert2vec.export.packing import pack
 from bert2vec.export.pooling import Pooling
 from bert2vec.export.preflight import ExportOptions, Prepared, is_previous_export, prepare
-from bert2vec.function import contract
 
 __all__ = ["PARTS_SIGNATURE", "ExportOptions", "ServingModule", "build", "export_model"]
 

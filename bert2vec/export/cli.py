@@ -17,9 +17,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from bert2vec.core import contract
+from bert2vec.core.tf_quiet import import_tensorflow as import_tensorflow_quietly
 from bert2vec.export import catalogue, interrupts, user_cache
-from bert2vec.function import contract
-from bert2vec.function.tf_quiet import import_tensorflow as import_tensorflow_quietly
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,10 +62,10 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bert2vec.core import contract
 from bert2vec.export.packing import pack
 from bert2vec.export.pooling import Pooling
 from bert2vec.export.tokenizer import WordTokenizer
-from bert2vec.function import contract
 
 __all__ = ["WINDOW_BATCH", "LongTextModule", "attach"]
 

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bert2vec.core import contract
 from bert2vec.export import sources
 from bert2vec.export.errors import (
     IncompatibleModelError,
@@ -24,7 +25,6 @@ from bert2vec.export.errors import (
     warn,
 )
 from bert2vec.export.hf_checkpoint import HfCheckpoint, inspect_hf_checkpoint
-from bert2vec.function import contract
 
 MIN_SEQ_LENGTH = 3  # [CLS], one token, [SEP]
 

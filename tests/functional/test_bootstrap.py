@@ -1,4 +1,4 @@
-"""The one start-up routine (``bert2vec.function.bootstrap``) with the real model and the real
+"""The one start-up routine (``bert2vec.core.bootstrap``) with the real model and the real
 ``snapshot_restore_py`` registry: what it records, when it starts, and what its SnapStart hooks do."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bert2vec.function.bootstrap import Startup, load_model
-from bert2vec.function.cpu import usable_cpus
-from bert2vec.function.errors import ModelNotFoundError
-from bert2vec.function.settings import LAZY_INIT_VAR
+from bert2vec.core.bootstrap import Startup, load_model
+from bert2vec.core.cpu import usable_cpus
+from bert2vec.core.errors import ModelNotFoundError
+from bert2vec.core.settings import LAZY_INIT_VAR
 
 TIMING_KEYS = {"import_tf_s", "load_s", "warmup_s", "threads", "threads_applied"}
 
@@ -88,10 +88,10 @@ def test_a_bulk_function_set_to_chunk_loads_the_long_text_signatures_before_the_
     keeps encode_long / encode_chunks in a SavedModel of its own, loaded on first use)."""
     from types import SimpleNamespace
 
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     monkeypatch.setenv(LAZY_INIT_VAR, "1")
-    from bert2vec.function import bulk_app
+    from bert2vec.bulk import app as bulk_app
 
     encoder = Encoder.load(default_model_dir)
     assert encoder._long_text is None  # not loaded by Encoder.load

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import index_contents
 from tests.conftest import RawBody as _Raw
 from tests.conftest import load_event
@@ -33,8 +33,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
     from moto import mock_aws
 
-    from bert2vec.function.bulk.s3_engine import s3_client, sqs_client
-    from bert2vec.function.bulk.vectors import s3vectors_client
+    from bert2vec.bulk.s3_engine import s3_client, sqs_client
+    from bert2vec.bulk.vectors import s3vectors_client
 
     with mock_aws():
         s3, sqs, vec = s3_client(), sqs_client(), s3vectors_client()
@@ -88,7 +88,7 @@ def results(response: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_batch_over_several_objects_puts_every_line_once(aws, default_encoder) -> None:
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/a.txt", Body=lines(5, "a "))
@@ -119,7 +119,7 @@ def test_batch_over_several_objects_puts_every_line_once(aws, default_encoder) -
 def test_mixed_outcomes_per_task(aws, default_encoder) -> None:
     from botocore.config import Config
 
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/ok.txt", Body=lines(3))
@@ -150,7 +150,7 @@ def test_mixed_outcomes_per_task(aws, default_encoder) -> None:
 
 
 def test_backfill_after_an_upload_event_does_not_double_the_output(aws, default_encoder) -> None:
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/once.txt", Body=lines(4))

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig, ConfigError
-from bert2vec.function.long_text import LongTextEncoder
+from bert2vec.bulk.config import BulkConfig, ConfigError
+from bert2vec.core.long_text import LongTextEncoder
 from tests.functional.test_bulk_s3 import BUCKET, aws, errors_of, forever, make_engine, manifest_of, put  # noqa: F401
 
 DOC = "Le café est à côté. 我喜欢散步 👍 " + " ".join(f"word{i} and some more text" for i in range(150))
@@ -124,7 +124,7 @@ def test_chunk_mode_hands_off_before_a_line_that_would_outrun_the_deadline(
 ) -> None:
     """Two seconds left with a one-second margin: enough for a short line, not for a 20,000-character
     document read whole; truncate mode reads 512 tokens of it and goes on."""
-    from bert2vec.function.bulk.s3_engine import WorkItem
+    from bert2vec.bulk.s3_engine import WorkItem
 
     s3, sqs, queue_url = aws
     long_doc = ("many words in a long document " * 700)[:20_000]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import output_rows as read_outputs
 from tests.conftest import RawBody as _Raw
 
@@ -35,7 +35,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     from moto import mock_aws
 
-    from bert2vec.function.bulk.s3_engine import s3_client, sqs_client
+    from bert2vec.bulk.s3_engine import s3_client, sqs_client
 
     with mock_aws():
         s3, sqs = s3_client(), sqs_client()
@@ -543,7 +543,7 @@ def test_a_connection_reset_mid_read_fails_the_try_and_the_retry_completes(aws, 
     s3 = aws[0]
     put(s3, "incoming/reset.txt", ("\n".join(_corpus(50)) + "\n").encode())
     eng = make_engine(aws, default_encoder, chunk_bytes=512)
-    from bert2vec.function.bulk.source import InputObject
+    from bert2vec.bulk.source import InputObject
 
     real_open = InputObject.open
     resets = {"n": 0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_configure_threads_reports_when_tensorflow_already_ran() -> None:
     import tensorflow as tf
 
-    from bert2vec.function.cpu import configure_tensorflow_threads
+    from bert2vec.core.cpu import configure_tensorflow_threads
 
     tf.constant(1.0) + 1.0  # TF has executed an op: its pools are now fixed
     assert configure_tensorflow_threads(1) is False
@@ -15,7 +15,7 @@ def test_configure_threads_reports_when_tensorflow_already_ran() -> None:
 def test_thread_pools_are_read_back_not_configured_again() -> None:
     import tensorflow as tf
 
-    from bert2vec.function.cpu import tensorflow_threads_are
+    from bert2vec.core.cpu import tensorflow_threads_are
 
     tf.constant(1.0) + 1.0
     inter = tf.config.threading.get_inter_op_parallelism_threads()

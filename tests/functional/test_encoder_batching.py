@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bert2vec.function.encoder import form_batches, padded_work
+from bert2vec.core.encoder import form_batches, padded_work
 
 HANGUL = "각" * 29 + " " + "각" * 29 + " " + "각" * 28  # 88 characters, 260 wordpieces
 SPACES = "a" + " " * 87  # 88 characters, 3 wordpieces

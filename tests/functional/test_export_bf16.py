@@ -19,7 +19,7 @@ def bf16_dir():
 
 @pytest.mark.slow  # a whole bf16 export of the embedded default
 def test_bf16_vectors_stay_close_to_fp32_on_real_text(bf16_dir, default_encoder, golden) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     texts = golden["texts"]
     fp32 = default_encoder.encode(texts).embeddings
@@ -63,12 +63,12 @@ def test_a_bf16_export_says_whether_this_cpu_runs_it_natively(tiny_bf16_dir, nat
     """The CPU is the one thing a test cannot change here, so its answer is stood in for: on a CPU
     without native bfloat16 the model still serves (the vectors are right, only slower) with one
     warning, and ``/model`` and ``/info`` say which precision runs and whether it is emulated."""
-    import bert2vec.function.cpu
-    from bert2vec.function.encoder import Encoder
-    from bert2vec.function.wire import tei
+    import bert2vec.core.cpu
+    from bert2vec.core.encoder import Encoder
+    from bert2vec.http.wire import tei
 
-    monkeypatch.setattr(bert2vec.function.cpu, "native_bf16", lambda: native)
-    with caplog.at_level("WARNING", logger="bert2vec.function.encoder"):
+    monkeypatch.setattr(bert2vec.core.cpu, "native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="bert2vec.core.encoder"):
         enc = Encoder.load(tiny_bf16_dir, workers=1)
     warnings = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
     assert len(warnings) == (1 if native is False else 0), warnings
@@ -81,7 +81,7 @@ def test_a_bf16_export_says_whether_this_cpu_runs_it_natively(tiny_bf16_dir, nat
 
 
 def test_an_fp32_export_reports_float32_and_no_bf16_question(default_encoder) -> None:
-    from bert2vec.function.wire import tei
+    from bert2vec.http.wire import tei
 
     assert default_encoder.runtime["precision"] == "fp32" and default_encoder.runtime["bf16_native"] is None
     info = tei.info(default_encoder.card, runtime=default_encoder.runtime, max_texts=1, max_request_tokens=1,

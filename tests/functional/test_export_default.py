@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert2vec.function import contract
+from bert2vec.core import contract
 
 
 def test_vectors_equal_sentence_transformers(default_encoder, golden) -> None:
@@ -116,9 +116,9 @@ def test_bert2vec_api(default_model_dir: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.slow  # a whole export of the embedded default
 def test_self_contained_after_source_deleted(tmp_path: Path) -> None:
     """Export from a copy of the HF checkpoint, delete the copy, load: nothing may point back."""
+    from bert2vec.core.encoder import Encoder
     from bert2vec.export.builder import ExportOptions, export_model
     from bert2vec.export.sources import embedded_default_dir
-    from bert2vec.function.encoder import Encoder
 
     src = tmp_path / "src"
     shutil.copytree(embedded_default_dir(), src)

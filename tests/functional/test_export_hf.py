@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bert2vec.core.encoder import Encoder
 from bert2vec.export.sources import embedded_default_dir
-from bert2vec.function.encoder import Encoder
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import HEADS, INTER, LAYERS, H, layer_tensors
 

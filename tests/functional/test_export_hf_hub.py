@@ -53,7 +53,7 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow  # a whole export of all-MiniLM-L6-v2 from the hub cache
 def test_model_id_exports_like_the_embedded_default(hub_cache: Path, tmp_path: Path, capsys, default_model_dir) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     out = tmp_path / "m"
     assert main(["--model", REPO_ID, "--output", str(out)]) == 0

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bert2vec.function import contract
+from bert2vec.core import contract
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import tiny_bert
 
@@ -46,8 +46,8 @@ def test_the_card_and_the_signatures_say_whether_long_text_is_there(exports) -> 
 def test_long_text_is_loaded_on_its_first_call(exports) -> None:
     import numpy as np
 
-    from bert2vec.function.encoder import Encoder
-    from bert2vec.function.long_text import LongTextEncoder
+    from bert2vec.core.encoder import Encoder
+    from bert2vec.core.long_text import LongTextEncoder
 
     with_lt, _ = exports
     enc = Encoder.load(with_lt, workers=1)
@@ -62,9 +62,9 @@ def test_long_text_is_loaded_on_its_first_call(exports) -> None:
 
 
 def test_chunk_mode_on_a_model_without_it_names_the_fix(exports) -> None:
-    from bert2vec.function.encoder import Encoder
-    from bert2vec.function.errors import UnsupportedOptionError
-    from bert2vec.function.long_text import LongTextEncoder
+    from bert2vec.core.encoder import Encoder
+    from bert2vec.core.errors import UnsupportedOptionError
+    from bert2vec.core.long_text import LongTextEncoder
 
     with_lt, without_lt = exports
     enc = Encoder.load(without_lt, workers=1)
@@ -100,7 +100,7 @@ def test_the_long_text_model_takes_the_loaded_weights_not_a_second_copy_from_dis
 
     import numpy as np
 
-    from bert2vec.function.encoder import Encoder, load_long_text_savedmodel
+    from bert2vec.core.encoder import Encoder, load_long_text_savedmodel
 
     with_lt, _ = exports
     copy = tmp_path / "model"
@@ -117,7 +117,7 @@ def test_without_a_twin_for_every_variable_the_weights_come_from_disk(exports) -
     import numpy as np
     import tensorflow as tf
 
-    from bert2vec.function.encoder import load_long_text_savedmodel
+    from bert2vec.core.encoder import load_long_text_savedmodel
 
     with_lt, _ = exports
     main = tf.saved_model.load(str(with_lt))
@@ -133,7 +133,7 @@ def test_without_a_twin_for_every_variable_the_weights_come_from_disk(exports) -
 def test_checkpoint_paths_of_the_long_text_model_all_exist_in_the_main_model(exports) -> None:
     import tensorflow as tf
 
-    from bert2vec.function.encoder import variables_by_checkpoint_path
+    from bert2vec.core.encoder import variables_by_checkpoint_path
 
     with_lt, _ = exports
     main = variables_by_checkpoint_path(tf.saved_model.load(str(with_lt)))

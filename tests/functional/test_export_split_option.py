@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from bert2vec.function import contract
+from bert2vec.core import contract
 from tests.conftest import cached_export
 from tests.fixtures.tiny_bert import tiny_bert
 
@@ -44,10 +44,10 @@ def test_no_split_leaves_out_the_split_signatures_and_their_kernels(exports) -> 
 
 
 def test_serving_is_the_unsplit_graph_with_the_same_vectors(exports, caplog) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     split, no_split = exports
-    with caplog.at_level(logging.WARNING, logger="bert2vec.function.encoder"):
+    with caplog.at_level(logging.WARNING, logger="bert2vec.core.encoder"):
         enc = Encoder.load(no_split, workers=2)
     assert enc.parts == 1 and enc.runtime["parts"] == 1
     assert any("--no-split" in r.getMessage() and "2 CPUs" in r.getMessage() for r in caplog.records)
@@ -57,10 +57,10 @@ def test_serving_is_the_unsplit_graph_with_the_same_vectors(exports, caplog) -> 
 
 
 def test_one_cpu_is_not_warned_about(exports, caplog) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     _, no_split = exports
-    with caplog.at_level(logging.WARNING, logger="bert2vec.function.encoder"):
+    with caplog.at_level(logging.WARNING, logger="bert2vec.core.encoder"):
         Encoder.load(no_split, workers=1)
     assert not any("--no-split" in r.getMessage() for r in caplog.records)
 

@@ -17,10 +17,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
+from bert2vec.core.encoder import Encoder
 from bert2vec.export import catalogue
 from bert2vec.export.builder import ExportOptions, export_model
 from bert2vec.export.errors import HubUnavailableError, IncompatibleModelError
-from bert2vec.function.encoder import Encoder
 from tests.conftest import cached_export
 from tests.fixtures import tfhub_models as fx
 

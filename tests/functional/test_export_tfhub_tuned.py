@@ -19,10 +19,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
+from bert2vec.core.encoder import Encoder
 from bert2vec.export import tfhub_source as th
 from bert2vec.export import tfhub_weights
 from bert2vec.export.errors import ExportWarning
-from bert2vec.function.encoder import Encoder
 from tests.conftest import GOLDEN, cached_export
 from tests.fixtures import tfhub_models as fx
 from tests.functional.test_export_tfhub import TEXTS

@@ -85,7 +85,7 @@ def _export_warnings(capsys, src: Path, out: Path) -> list[str]:
 
 
 def test_surplus_layer_is_named_in_one_warning_and_ignored(capsys, tmp_path: Path) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     plain = tiny_bert(tmp_path / "plain")
     extra = tiny_bert(tmp_path / "extra", layers_in_file=LAYERS + 1)  # same seed: same first 2 layers

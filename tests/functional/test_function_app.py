@@ -100,7 +100,7 @@ def test_unexpected_error_is_500_with_request_id_and_no_trace(app_module, lambda
 
 
 def test_response_over_6mb_is_413_pointing_to_s3(app_module, lambda_context, monkeypatch) -> None:
-    from bert2vec.function.service import Limits
+    from bert2vec.http.service import Limits
 
     svc = app_module.init()
     monkeypatch.setattr(svc, "limits", Limits(max_texts=2000, max_text_chars=100_000))
@@ -111,7 +111,7 @@ def test_response_over_6mb_is_413_pointing_to_s3(app_module, lambda_context, mon
 
 
 def test_cors_headers_when_configured(default_model_dir, lambda_context) -> None:
-    from bert2vec.function.routes import Routes, build_resolvers, cors_config
+    from bert2vec.http.routes import Routes, build_resolvers, cors_config
 
     app_module_routes = Routes(lambda: None, None, None)  # health works without a model
     resolvers = build_resolvers(app_module_routes, cors_config("https://a.example, https://b.example"))
@@ -128,7 +128,7 @@ def test_cors_headers_when_configured(default_model_dir, lambda_context) -> None
 
 
 def test_event_kind_detection() -> None:
-    from bert2vec.function.routes import event_kind
+    from bert2vec.http.routes import event_kind
 
     assert event_kind(load_event("api_gateway_v1_encode.json")) == "rest"
     assert event_kind(load_event("api_gateway_v2_encode.json")) == "http"
@@ -431,7 +431,7 @@ def test_whole_float_integers_are_integers_on_every_route(app_module, lambda_con
 
 
 def test_embed_honours_long_text_and_stride(app_module, default_encoder, lambda_context) -> None:
-    from bert2vec.function.long_text import LongTextEncoder
+    from bert2vec.core.long_text import LongTextEncoder
 
     text = "the quick brown fox jumps over the lazy dog " * 60  # ~540 wordpieces
     status, got, _ = post(app_module, lambda_context, "/embed", {"inputs": text, "long_text": "chunk", "stride": 8})

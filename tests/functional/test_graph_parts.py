@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert2vec.function.encoder import Encoder, pick_parts
+from bert2vec.core.encoder import Encoder, pick_parts
 
 
 def _random_bert(config, seed: int = 0):

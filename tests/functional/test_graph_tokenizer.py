@@ -42,7 +42,7 @@ def _reachable_ops(model_dir: Path, signature: str) -> collections.Counter[str]:
 def test_serving_signatures_run_no_ragged_validation(default_model_dir: Path) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from bert2vec.function.encoder import PARTS_SIGNATURE
+    from bert2vec.core.encoder import PARTS_SIGNATURE
 
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString((default_model_dir / "saved_model.pb").read_bytes())

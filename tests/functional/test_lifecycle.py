@@ -13,7 +13,7 @@ def test_reseed_draws_fresh_numbers_but_leaves_tensorflows_seed_alone() -> None:
     import tensorflow  # noqa: F401
     from tensorflow.python.framework import random_seed
 
-    from bert2vec.function import lifecycle
+    from bert2vec.core import lifecycle
 
     global_seed_before = random_seed.get_seed(None)[0]
     random.seed(1)
@@ -28,7 +28,7 @@ def test_reseed_draws_fresh_numbers_but_leaves_tensorflows_seed_alone() -> None:
 
 
 def test_hooks_register_only_under_snapstart(monkeypatch) -> None:
-    from bert2vec.function import lifecycle
+    from bert2vec.core import lifecycle
 
     monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
     assert lifecycle.register(before_snapshot=lambda: None, after_restore=lambda: None) is False

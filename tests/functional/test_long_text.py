@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bert2vec.function import contract
-from bert2vec.function.errors import (
+from bert2vec.core import contract
+from bert2vec.core.errors import (
     InvalidInputError,
     RequestTooLargeError,
     TextTooLongForModelError,
     UnsupportedOptionError,
 )
-from bert2vec.function.long_text import LongTextEncoder, default_stride, windows_for
-from bert2vec.function.service import EncodeRequest, EncodeService, Limits
+from bert2vec.core.long_text import LongTextEncoder, default_stride, windows_for
+from bert2vec.http.service import EncodeRequest, EncodeService, Limits
 from tests.conftest import GOLDEN
 
 sys.path.insert(0, str(GOLDEN))
@@ -72,7 +72,7 @@ def test_signatures(default_model_dir) -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from bert2vec.function.encoder import load_long_text_savedmodel
+    from bert2vec.core.encoder import load_long_text_savedmodel
 
     assert not (default_model_dir / contract.LONG_TEXT_DIR / "variables").exists()  # weights stored once
     loaded = load_long_text_savedmodel(default_model_dir)
@@ -155,7 +155,7 @@ def test_one_wordpiece_over_is_two_windows(long, default_encoder) -> None:
 
 
 def test_a_word_cut_by_a_window_boundary_belongs_to_both_spans(long) -> None:
-    from bert2vec.function.service import ModelTokenizer
+    from bert2vec.http.service import ModelTokenizer
 
     text = " ".join(["hello"] * (WINDOW - 1)) + " serverless tail"
     vocab = ModelTokenizer(long.encoder).vocab
@@ -254,14 +254,14 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
 
 
 def test_a_model_without_the_signatures_says_re_export(default_encoder, tmp_path) -> None:
-    from bert2vec.function.encoder import Encoder
+    from bert2vec.core.encoder import Encoder
 
     old = Encoder(tmp_path, default_encoder.card, default_encoder._fn)  # no long_text/ there
     old._loaded = SimpleNamespace(signatures={contract.SIGNATURE_NAME: default_encoder._fn})
     with pytest.raises(UnsupportedOptionError, match="re-export"):
         EncodeService(old, Limits()).encode(EncodeRequest(["a"], long_text="chunk"))
-    from bert2vec.function.bulk.config import ConfigError
-    from bert2vec.function.bulk.pipeline import check_chunk_config
+    from bert2vec.bulk.config import ConfigError
+    from bert2vec.files.pipeline import check_chunk_config
 
     with pytest.raises(ConfigError, match="LONG_TEXT=chunk.*re-export"):
         check_chunk_config(old, None)

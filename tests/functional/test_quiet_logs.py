@@ -30,8 +30,8 @@ def test_the_noise_pattern_matches_what_tensorflow_prints(default_model_dir) -> 
     assert NOISE.search(out.stderr), out.stderr
 
 
-# Both handlers start through bert2vec.function.bootstrap.load_model: the bulk one in the slow tier.
-@pytest.mark.parametrize("module", ["bert2vec.function.app", pytest.param("bert2vec.function.bulk_app", marks=pytest.mark.slow)])
+# Both handlers start through bert2vec.core.bootstrap.load_model: the bulk one in the slow tier.
+@pytest.mark.parametrize("module", ["bert2vec.http.app", pytest.param("bert2vec.bulk.app", marks=pytest.mark.slow)])
 def test_cold_start_logs_have_no_tensorflow_banners(default_model_dir, module: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", f"import {module}"],

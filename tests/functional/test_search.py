@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
-from bert2vec.function.search import MAX_ATTEMPTS, VectorSearch, search_client
+from bert2vec.http.search import MAX_ATTEMPTS, VectorSearch, search_client
 from tests.conftest import load_event
 
 
@@ -153,8 +153,8 @@ def _expected() -> dict[str, Any]:
 
 
 def test_a_filter_from_python_with_nan_is_refused_too() -> None:
-    from bert2vec.function.errors import InvalidInputError
-    from bert2vec.function.search_filter import check_filter
+    from bert2vec.core.errors import InvalidInputError
+    from bert2vec.http.search_filter import check_filter
 
     for value in (float("nan"), float("inf")):
         with pytest.raises(InvalidInputError, match="not a finite number"):

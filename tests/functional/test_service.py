@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.errors import (
+from bert2vec.core.errors import (
     EmptyInputError,
     InvalidInputError,
     PayloadTooLargeError,
@@ -19,8 +19,8 @@ from bert2vec.function.errors import (
     TooManyTextsError,
     UnsupportedOptionError,
 )
-from bert2vec.function.service import EncodeService, Limits, ModelTokenizer, check_payload_size
-from bert2vec.function.wire import native, openai_api, tei
+from bert2vec.http.service import EncodeService, Limits, ModelTokenizer, check_payload_size
+from bert2vec.http.wire import native, openai_api, tei
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_the_bound_holds_for_hangul_which_nfd_splits_into_jamo(default_encoder) 
     texts = ["한국어 문장", "日本語", "!?!?", "ﬁ ǅ", "[CLS] [SEP]", "a.b.c"]
     counts = default_encoder.encode(texts).token_counts
     assert counts[0] > len(texts[0]) + 2  # one character can be several wordpieces...
-    from bert2vec.function.service import WORDPIECES_PER_CHAR
+    from bert2vec.http.service import WORDPIECES_PER_CHAR
 
     assert all(c <= WORDPIECES_PER_CHAR * len(t) + 2 for t, c in zip(texts, counts, strict=True))  # ...but few
 

@@ -48,7 +48,7 @@ from golden_reference import OUT_DIR, golden_files, offline, reference_versions
 NPZ_PATH, JSON_PATH, GENERATED_BY = golden_files("long")
 
 MAX_SEQ_LENGTH = 256
-STRIDES = (0, 32, 200)  # overlaps checked; 32 is the default (bert2vec/function/long_text.py)
+STRIDES = (0, 32, 200)  # overlaps checked; 32 is the default (bert2vec/core/long_text.py)
 CHUNK_STRIDE = 32  # the stride whose per-window vectors and spans are stored
 MIN_PIECES, MAX_PIECES = 1_000, 5_000
 TOPIC_EVERY = 3  # of the topics with MIN..MAX wordpieces, sorted by size: every third, and the largest

@@ -36,7 +36,7 @@ def test_the_function_sees_lambdas_limits(encode_function, encode_memory_mb: int
     """From inside the running container: uid 993, only /tmp writable, the template's memory and CPU share."""
     _, process = encode_function
     probe = (
-        "import os, pathlib; from bert2vec.function.cpu import cpu_quota; "
+        "import os, pathlib; from bert2vec.core.cpu import cpu_quota; "
         "limit = next(p.read_text().strip() for p in map(pathlib.Path, ('/sys/fs/cgroup/memory.max', "
         "'/sys/fs/cgroup/memory/memory.limit_in_bytes')) if p.is_file()); "
         "root = next(line.split()[3] for line in open('/proc/mounts') if line.split()[1] == '/'); "

@@ -19,7 +19,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from bert2vec.cli.serve import LAMBDA_SYNC_PAYLOAD_BYTES, LocalServer, http_api_event, proxy_response
-from bert2vec.function.routes import event_kind
+from bert2vec.http.routes import event_kind
 
 
 def test_request_becomes_an_http_api_event() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
-from bert2vec.function.bulk.store import S3Store
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.store import S3Store
 from tests.bulk_support import (
     BUCKET,
     VBUCKET,
@@ -412,7 +412,7 @@ def test_index_throttling_past_the_retries_is_a_temporary_failure(aws, monkeypat
     from botocore.config import Config
 
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
     from tests.conftest import load_event
 
     put(aws, "incoming/t.txt", texts(3))
@@ -469,7 +469,7 @@ def _task(key: str, version: str | None = None) -> dict[str, Any]:
 
 def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, monkeypatch) -> None:
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -499,7 +499,7 @@ def test_batch_tasks_honour_the_version_and_say_when_it_changed_or_is_gone(aws, 
 
 def test_batch_suffixes_are_case_insensitive_and_other_objects_are_not_encoded(aws, monkeypatch) -> None:
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_object(Bucket=BUCKET, Key="incoming/Notes.TXT", Body=b"upper case suffix\n")
@@ -675,7 +675,7 @@ def test_a_task_naming_its_version_overwritten_while_it_runs_says_so(aws, monkey
     """Reads that name the version never see the overwrite (no 412): the run reaches its ETag check
     instead, writes no manifest, and the task's answer must say why — not "the manifest appears"."""
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")  # the tests hand the handler their own engine
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     s3 = aws["s3"]
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import BUCKET, VBUCKET, VINDEX, HashEncoder, assert_exactly_once, lines_of, moto_aws
 
 FORMATS = ["jsonl", "parquet", "npy", "s3vectors"]
@@ -100,7 +100,7 @@ class Harness:
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fmt=st.sampled_from(FORMATS),  # "overwrite_during": a new version uploaded and its event run between two S3 calls
     sizes=st.lists(st.integers(min_value=1, max_value=14), min_size=1, max_size=3),

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.bulk.config import BulkConfig, ConfigError
-from bert2vec.function.bulk.pipeline import PipelineOptions, encode_items
-from bert2vec.function.bulk.readers import Blank, InputFormat, Record, Rejected, has_nothing_to_encode, sniff_text
-from bert2vec.function.encoder import EncodeResult
+from bert2vec.bulk.config import BulkConfig, ConfigError
+from bert2vec.core.encoder import EncodeResult
+from bert2vec.files.pipeline import PipelineOptions, encode_items
+from bert2vec.files.readers import Blank, InputFormat, Record, Rejected, has_nothing_to_encode, sniff_text
 
 LINE_BYTES = st.lists(
     st.one_of(
@@ -71,7 +71,7 @@ def test_every_physical_line_is_one_item_and_counted_once(lines: list[bytes], ki
 @settings(max_examples=150, deadline=None)
 @given(lines=st.lists(LINE_BYTES, max_size=15))
 def test_csv_items_never_repeat_or_reorder_lines(lines: list[bytes]) -> None:
-    from bert2vec.function.bulk.readers import InputFormatError
+    from bert2vec.files.readers import InputFormatError
 
     data = b"id,text\n" + b"\n".join(lines)
     try:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import (
     BUCKET,
     VBUCKET,
@@ -135,7 +135,7 @@ def deleted_event(key: str, sequencer: str, shape: str = "eventbridge", reason: 
 
 def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch, remaining: Any = None) -> list[dict[str, Any]]:
     """The planner's real entry point, with this test's engine."""
-    from bert2vec.function import bulk_app
+    from bert2vec.bulk import app as bulk_app
 
     monkeypatch.setattr(bulk_app, "engine", lambda: eng)
     return list(bulk_app.s3_handler(copy.deepcopy(event), Context(remaining))["objects"])
@@ -144,7 +144,7 @@ def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
 def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, budget: Any = lambda: forever) -> int:
     """Run every queued message through the worker's handler logic (shards, hand-offs, clean-ups);
     ``budget()`` gives each message (one invocation) its clock."""
-    from bert2vec.function import bulk_app
+    from bert2vec.bulk import app as bulk_app
 
     monkeypatch.setattr(bulk_app, "engine", lambda: eng)
     n = 0
@@ -152,7 +152,7 @@ def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, bud
         for msg in msgs:
             body = json.loads(msg["Body"])
             if "purge" in body:
-                from bert2vec.function.bulk.s3_engine import Deletion
+                from bert2vec.bulk.s3_engine import Deletion
 
                 eng.handle_deleted(Deletion.from_message(body), budget())
             else:
@@ -165,7 +165,7 @@ def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, bud
 def outputs_of(aws: dict[str, Any], key: str) -> list[str]:
     """Every output object in the key's run home (parts, state), in the previous layout's place for
     it, and its errors file of releases before run-scoped ones."""
-    from bert2vec.function.bulk.config import object_hash
+    from bert2vec.bulk.config import object_hash
 
     rel = key[len("incoming/") :]
     found = []
@@ -434,7 +434,7 @@ class LambdaTime:
 
 @pytest.fixture
 def lambda_time(aws, monkeypatch) -> LambdaTime:
-    from bert2vec.function.bulk import finalizer, vectors
+    from bert2vec.bulk import finalizer, vectors
 
     t = LambdaTime()
     index = aws["vectors"]  # the documented 2,500 vectors/s per index, on this clock
@@ -481,7 +481,7 @@ def test_reconcile_finds_and_repairs_every_kind_of_drift(aws, monkeypatch) -> No
     """Events lost or coalesced: an upload never announced, an overwrite never announced, a deletion
     never announced, vectors of an object nobody knows. A dry run counts and changes nothing;
     ``apply`` leaves the index and the outputs equal to the bucket; a second run finds nothing."""
-    from bert2vec.function.bulk.reconcile import reconcile
+    from bert2vec.bulk.reconcile import reconcile
 
     bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
     s3 = aws["s3"]
@@ -515,7 +515,7 @@ def test_reconcile_finds_and_repairs_every_kind_of_drift(aws, monkeypatch) -> No
 def test_changing_the_model_writes_a_new_index_by_backfill(aws, monkeypatch) -> None:
     """The documented upgrade path: model B gets a new index, a backfill fills it, model A's index
     is untouched until the switch; each index holds one model's vectors."""
-    from bert2vec.function.bulk_app import batch_operations
+    from bert2vec.bulk.app import batch_operations
 
     bucket = Bucket(aws)
     a = make_engine(aws, "s3vectors", ModelEncoder("a" * 64))
@@ -610,7 +610,7 @@ def test_tiny_lines_never_make_a_part_bigger_than_the_disk_bound(aws, monkeypatc
     """Output rows are far bigger than input lines (3-letter lines): a slice is cut into segments by
     the bytes its part takes on local disk, each uploaded and removed before the next, so /tmp holds
     at most the bound plus one encode window — and every line is still exactly once."""
-    from bert2vec.function.bulk import worker
+    from bert2vec.bulk import worker
 
     monkeypatch.setattr(worker, "PART_MAX_BYTES", 4096)
     bucket, eng = Bucket(aws), make_engine(aws, fmt, window=16)
@@ -663,7 +663,7 @@ def test_the_scheduled_reconcile_and_a_deletions_continuation_go_through_the_rea
     """The template's schedule sends ``{"bert2vec": "reconcile", "bucket"}`` to the planner; a
     deletion whose clean-up outlives its invocation continues as a ``purge`` message through the
     worker's SQS handler (partial batch responses), until the object is gone from the index."""
-    from bert2vec.function import bulk_app
+    from bert2vec.bulk import app as bulk_app
 
     t = lambda_time
     bucket, eng = Bucket(aws), make_engine(aws, "s3vectors", chunk_bytes=1 << 20, window=512, time_margin_ms=100)
@@ -758,7 +758,7 @@ def test_bert_encode_reconcile_refuses_a_bad_url_or_a_prefix_outside_the_inputs(
 
 def test_sequencers_compare_after_padding_and_case_folding() -> None:
     """S3's sequencers of one key are hex strings of varying length: compared left-padded."""
-    from bert2vec.function.bulk.ledger import sequencer_order
+    from bert2vec.bulk.ledger import sequencer_order
 
     assert sequencer_order("0A1B", "A1B") == 0 and sequencer_order("a1b", "0A1B") == 0
     assert sequencer_order("FF", "100") == -1 and sequencer_order("100", "FF") == 1

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.bulk.readers import (
+from bert2vec.files.readers import (
     Blank,
     InputFormat,
     InputFormatError,

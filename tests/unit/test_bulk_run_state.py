@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bert2vec.function.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout
-from bert2vec.function.bulk.s3_engine import Engine, WorkItem
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout
+from bert2vec.bulk.s3_engine import Engine, WorkItem
 from tests.bulk_support import (
     BUCKET,
     VBUCKET,
@@ -194,7 +194,7 @@ def test_an_input_named_like_a_run_home_never_takes_it_for_its_old_runs(aws, mon
     """``incoming/_runs/<a's hash>`` would have its previous-layout runs in ``vectors/_runs/<a's hash>/``,
     which is a's run home: a key the previous release never started a run for (no supported
     suffix) has no old runs to look for, so its deletion removes nothing of a's."""
-    from bert2vec.function.bulk.config import object_hash
+    from bert2vec.bulk.config import object_hash
 
     bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
     key = "incoming/a.txt"
@@ -237,7 +237,7 @@ class Replayed:
 
     def drain(self) -> int:
         """Every queued message, each through the engine of its format (a purge: the s3vectors one)."""
-        from bert2vec.function.bulk.s3_engine import Deletion
+        from bert2vec.bulk.s3_engine import Deletion
 
         sqs, url, n = self.aws["sqs"], self.aws["queue_url"], 0
         while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
@@ -256,7 +256,7 @@ class Replayed:
                 and "part-zz" not in k}  # fmt: skip
 
     def sequencer_of(self, key: str) -> str:
-        from bert2vec.function.bulk.config import object_hash
+        from bert2vec.bulk.config import object_hash
 
         record = json.loads(self.state["outputs"][f"vectors/_objects/{object_hash(BUCKET, key)}.json"]["text"])
         return str(record["sequencer"])
@@ -264,14 +264,14 @@ class Replayed:
 
 def old_runs(aws: dict[str, Any], key: str) -> dict[str, list[str]]:
     """The object's runs in the previous layout: {run directory: files}."""
-    from bert2vec.function.bulk.config import own_runs
+    from bert2vec.bulk.config import own_runs
 
     home = f"vectors/{key[len('incoming/') :]}/"
     return own_runs(home, listing(aws, home))
 
 
 def new_home(key: str) -> str:
-    from bert2vec.function.bulk.config import object_hash
+    from bert2vec.bulk.config import object_hash
 
     return f"vectors/_runs/{object_hash(BUCKET, key)}/"
 
@@ -348,7 +348,7 @@ def test_completed_old_runs_are_cleaned_when_the_object_changes(aws, monkeypatch
 def test_reconcile_sees_both_layouts(aws, monkeypatch) -> None:
     """A dry run counts the previous release's run directories beside the drift; repairs (an orphan, an
     outdated object) remove old runs and their vectors; what is left is counted until it is gone."""
-    from bert2vec.function.bulk.reconcile import reconcile
+    from bert2vec.bulk.reconcile import reconcile
 
     old = Replayed(aws)
     drift = reconcile(old.vec, BUCKET, "incoming/")

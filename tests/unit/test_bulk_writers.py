@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bert2vec.function.bulk.readers import Rejected
-from bert2vec.function.bulk.writers import (
+from bert2vec.files.readers import Rejected
+from bert2vec.files.writers import (
     FORMATS,
     ErrorWriter,
     OutputRow,

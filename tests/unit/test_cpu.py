@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bert2vec.function.cpu import cpu_quota, requested_threads, usable_cpus
-from bert2vec.function.settings import ConfigError
+from bert2vec.core.cpu import cpu_quota, requested_threads, usable_cpus
+from bert2vec.core.settings import ConfigError
 
 
 def _visible() -> int:
@@ -73,14 +73,14 @@ _SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx512f amx_bf16 amx_tile amx_int
     [(_ZEN4, True), (_SKYLAKE, False), (_GRAVITON2, False), (_GRAVITON3, True), (_SAPPHIRE_RAPIDS, True)],
 )
 def test_native_bf16_from_cpu_flags(tmp_path: Path, cpuinfo: str, native: bool) -> None:
-    from bert2vec.function.cpu import native_bf16
+    from bert2vec.core.cpu import native_bf16
 
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     assert native_bf16(tmp_path / "cpuinfo") is native
 
 
 def test_native_bf16_unknown_when_cpuinfo_is_unreadable(tmp_path: Path) -> None:
-    from bert2vec.function.cpu import native_bf16
+    from bert2vec.core.cpu import native_bf16
 
     assert native_bf16(tmp_path / "missing") is None
     (tmp_path / "cpuinfo").write_text("processor\t: 0\n")

@@ -1,4 +1,4 @@
-"""One home for defaults: ``bert2vec/function/defaults.py``. The template's parameter defaults and the
+"""One home for defaults: ``bert2vec/core/defaults.py``. The template's parameter defaults and the
 configuration tables in ``docs/`` must say what the code does when nothing is configured."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bert2vec.function import defaults
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.service import Limits
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.core import defaults
+from bert2vec.http.service import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ def test_the_code_reads_its_defaults_from_one_module(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("variable", [v for v, (p, _) in SETTINGS.items() if p])
 def test_template_parameter_defaults_match_the_code(variable: str, parameters: dict[str, Any]) -> None:
     name, value = SETTINGS[variable]
-    assert str(parameters[name]["Default"]) == str(value), f"{name} in template.yaml vs bert2vec/function/defaults.py"
+    assert str(parameters[name]["Default"]) == str(value), f"{name} in template.yaml vs bert2vec/core/defaults.py"
 
 
 def _doc_defaults() -> dict[str, str]:

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes import (
     SQSEvent,
 )
 
-from bert2vec.function.routes import ROUTES as DECLARED_ROUTES
+from bert2vec.http.routes import ROUTES as DECLARED_ROUTES
 from tests.conftest import EVENTS, load_event
 
 EXPECTATIONS_FILE = "expectations.json"
@@ -78,7 +78,7 @@ TEXT_FIELDS = {
     "/": ("inputs",),
     "/tokenize": ("inputs",),
 }
-MAX_TEXTS = 2048  # bert2vec/function/defaults.py
+MAX_TEXTS = 2048  # bert2vec/core/defaults.py
 MAX_REQUEST_TOKENS = 8_192
 MAX_SEQ_LENGTH = 256  # the default model's
 
@@ -194,7 +194,7 @@ def test_event_parses_with_powertools(name: str) -> None:
 @pytest.mark.parametrize("name", http_events())
 def test_event_dispatches_to_its_front_door(name: str) -> None:
     """The handler tells the front doors apart the same way the expectations do."""
-    from bert2vec.function import routes  # an import error here is a failure, never a skip
+    from bert2vec.http import routes  # an import error here is a failure, never a skip
 
     assert routes.event_kind(load_event(name)) == EXPECTATIONS[name]["source"]
 

@@ -27,7 +27,7 @@ def test_an_import_inside_a_function_counts_only_if_that_function_ran(capsys) ->
     with _CodeRecorder() as recorder:
         cli.build_parser()
     files = set(recorder.files())
-    assert {"bert2vec/export/cli.py", "bert2vec/export/catalogue.py", "bert2vec/function/contract.py"} <= files  # ran / module-level imports
+    assert {"bert2vec/export/cli.py", "bert2vec/export/catalogue.py", "bert2vec/core/contract.py"} <= files  # ran / module-level imports
     assert "bert2vec/export/preflight.py" not in files and "bert2vec/export/errors.py" not in files  # imported only by _run etc.
 
     with _CodeRecorder() as recorder:

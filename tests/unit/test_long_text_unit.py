@@ -9,10 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig, ConfigError
-from bert2vec.function.bulk.writers import FORMATS, OutputRow, open_part_writer
-from bert2vec.function.errors import InvalidInputError
-from bert2vec.function.long_text import (
+from bert2vec.bulk.config import BulkConfig, ConfigError
+from bert2vec.core.errors import InvalidInputError
+from bert2vec.core.long_text import (
     LongTextPolicy,
     TooLong,
     check_stride,
@@ -20,8 +19,9 @@ from bert2vec.function.long_text import (
     window_size,
     windows_for,
 )
-from bert2vec.function.service import EncodeRequest
-from bert2vec.function.wire import native, openai_api
+from bert2vec.files.writers import FORMATS, OutputRow, open_part_writer
+from bert2vec.http.service import EncodeRequest
+from bert2vec.http.wire import native, openai_api
 
 
 def windows_by_hand(pieces: int, window: int, stride: int) -> list[tuple[int, int]]:

@@ -19,9 +19,9 @@ import pytest
 
 from bert2vec.cli import main as encode_main
 from bert2vec.cli.common import reexport_command
+from bert2vec.core import contract
 from bert2vec.export import user_cache
 from bert2vec.export.cli import main as export_main
-from bert2vec.function import contract
 from bert2vec.model_lookup import find_default_model, no_default_model_message
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bert2vec.function.bulk.config import BulkConfig, ConfigError, prefixes_overlap
-from bert2vec.function.settings import Settings
+from bert2vec.bulk.config import BulkConfig, ConfigError, prefixes_overlap
+from bert2vec.core.settings import Settings
 
 
 def bulk(**env: str) -> BulkConfig:

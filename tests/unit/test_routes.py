@@ -1,4 +1,4 @@
-"""Routes are declared once (``bert2vec.function.routes.ROUTES``): template.yaml's API events must equal
+"""Routes are declared once (``bert2vec.http.routes.ROUTES``): template.yaml's API events must equal
 that list, the resolvers are registered from it, and each route's declared error shape — not its
 path — decides how its errors look. Fast tier: no TensorFlow, no model (the service is not loaded,
 so every routed request answers 503 ``model_not_loaded`` or ``loading``)."""
@@ -15,8 +15,8 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 
-from bert2vec.function.errors import InvalidInputError, UnsupportedOptionError
-from bert2vec.function.routes import ROUTES, ErrorShape, Route, Routes, shape_for, status_for
+from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
+from bert2vec.http.routes import ROUTES, ErrorShape, Route, Routes, shape_for, status_for
 from bert2vec.local_invoke import LocalContext
 from tests.conftest import load_event
 

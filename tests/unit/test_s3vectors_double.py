@@ -479,7 +479,7 @@ def test_retries_follow_botocores_standard_mode(clock: FakeClock) -> None:
 
 def target_for(s3v: FaithfulS3Vectors, clock: FakeClock, **kwargs: Any) -> Any:
     """The project's VectorTarget on the double; its write pacing (when it has one) on the fake clock."""
-    from bert2vec.function.bulk import vectors
+    from bert2vec.bulk import vectors
 
     if hasattr(vectors, "Pacer") and "pacer" not in kwargs:
         kwargs["pacer"] = vectors.Pacer(clock=clock, sleep=clock.advance)
@@ -488,7 +488,7 @@ def target_for(s3v: FaithfulS3Vectors, clock: FakeClock, **kwargs: Any) -> Any:
 
 
 def test_vector_target_puts_and_deletes_through_the_double(s3v: FaithfulS3Vectors, clock: FakeClock) -> None:
-    from bert2vec.function.bulk.writers import OutputRow
+    from bert2vec.files.writers import OutputRow
 
     target = target_for(s3v, clock)
     rows = [
@@ -513,7 +513,7 @@ def test_vector_target_puts_and_deletes_through_the_double(s3v: FaithfulS3Vector
 
 def test_unpaced_project_deletes_hit_the_rate_limit(s3v: FaithfulS3Vectors, clock: FakeClock) -> None:
     """The project's own delete loop, unpaced, gets the 429 AWS sends at 2,600 vectors in a second."""
-    from bert2vec.function.bulk import vectors
+    from bert2vec.bulk import vectors
 
     pacing = hasattr(vectors, "Pacer")  # a VectorTarget that paces its writes gets an unlimited pacer here
     unpaced = {"pacer": vectors.Pacer(rate=math.inf, clock=clock, sleep=clock.advance)} if pacing else {}
@@ -532,7 +532,7 @@ def test_unpaced_project_deletes_hit_the_rate_limit(s3v: FaithfulS3Vectors, cloc
 
 
 def test_install_replaces_the_projects_client(monkeypatch: pytest.MonkeyPatch, s3v: FaithfulS3Vectors) -> None:
-    from bert2vec.function.bulk import s3_engine, vectors
+    from bert2vec.bulk import s3_engine, vectors
 
     original = vectors.s3vectors_client
     install(monkeypatch, s3v)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from bert2vec.function import defaults
-from bert2vec.function.bulk.config import BulkConfig
-from bert2vec.function.bulk.config import ConfigError as BulkConfigError
-from bert2vec.function.search import VectorSearch
-from bert2vec.function.service import Limits
-from bert2vec.function.settings import ConfigError, Settings
+from bert2vec.bulk.config import BulkConfig
+from bert2vec.bulk.config import ConfigError as BulkConfigError
+from bert2vec.core import defaults
+from bert2vec.core.settings import ConfigError, Settings
+from bert2vec.http.search import VectorSearch
+from bert2vec.http.service import Limits
 
 
 def test_nothing_set_is_every_default() -> None:
@@ -74,7 +74,7 @@ def test_every_field_of_the_bulk_view_is_a_setting() -> None:
     silently keep its default whatever the environment says."""
     from dataclasses import fields
 
-    from bert2vec.function.bulk.readers import ReaderOptions
+    from bert2vec.files.readers import ReaderOptions
 
     settings = {f.name for f in fields(Settings)}
     assert {f.name for f in fields(BulkConfig)} - {"reader"} <= settings
@@ -97,8 +97,8 @@ def test_one_variable_read_alone_does_not_fail_on_another(monkeypatch: pytest.Mo
     other variables: a ``BATCH_SIZE`` meant for some other tool is not our error there."""
     from pathlib import Path
 
-    from bert2vec.function.cpu import requested_threads
-    from bert2vec.function.encoder import default_model_dir
+    from bert2vec.core.cpu import requested_threads
+    from bert2vec.core.encoder import default_model_dir
     from bert2vec.model_lookup import find_default_model
 
     monkeypatch.setenv("BATCH_SIZE", "large")
@@ -116,9 +116,10 @@ def test_no_module_of_the_serving_side_reads_its_own_configuration() -> None:
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "bert2vec" / "function"
+    root = Path(__file__).resolve().parents[2] / "bert2vec"
     readers = re.compile(r"(?:os\.environ(?:\.get)?[\[(]|os\.getenv\()\s*[\"']([A-Z0-9_]+)")
-    found = {(p.name, name) for p in root.rglob("*.py") if p.name != "settings.py"
+    serving = [p for layer in ("core", "files", "http", "bulk") for p in (root / layer).rglob("*.py")]
+    found = {(p.name, name) for p in serving if p.name != "settings.py"
              for name in readers.findall(p.read_text(encoding="utf-8"))}  # fmt: skip
     assert found == {("lifecycle.py", "AWS_LAMBDA_INITIALIZATION_TYPE"), ("tf_quiet.py", "TF_CPP_MIN_LOG_LEVEL")}
 

@@ -157,7 +157,7 @@ def test_sam_validate_lint() -> None:
 
 def _module_functions(module: str) -> set[str]:
     """Functions the module defines, and those it re-exports from the module that defines them
-    (function/app.py is the image's entry point for bert2vec/function/app.py)."""
+    (function/app.py is the image's entry point for bert2vec/http/app.py)."""
     tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
     names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     for node in tree.body:
@@ -191,6 +191,11 @@ def _code_strings(root: Path) -> set[str]:
     return {n.value for t in trees for n in ast.walk(t) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
 
+def _serving_strings() -> set[str]:
+    """String constants of the code the image runs (the serving layers)."""
+    return set().union(*(_code_strings(REPO / "bert2vec" / layer) for layer in ("core", "files", "http", "bulk")))
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_env_var_is_read(name: str) -> None:
     """Each variable the function gets is a string the code (or Powertools, for POWERTOOLS_*, or
@@ -198,7 +203,7 @@ def test_every_env_var_is_read(name: str) -> None:
     import aws_lambda_powertools
     import botocore
 
-    ours = _code_strings(REPO / "bert2vec" / "function")
+    ours = _serving_strings()
     powertools = _code_strings(Path(aws_lambda_powertools.__file__).parent)
     boto = _code_strings(Path(botocore.__file__).parent) if name.startswith("Bulk") else set()
     for var in props(TPL, name)["Environment"]["Variables"]:
@@ -281,7 +286,7 @@ def test_search_and_backfill_grants_are_scoped() -> None:
 def test_worker_hand_off_chains_are_not_cut_by_loop_detection() -> None:
     """Workers re-queue unfinished work on their own queue; the code bounds the chain (MAX_HOPS)."""
     assert props(TPL, "BulkWorkerFunction")["RecursiveLoop"] == "Allow"
-    assert "MAX_HOPS" in _code_strings(REPO / "bert2vec" / "function")
+    assert "MAX_HOPS" in _serving_strings()
 
 
 def test_planner_failures_retry_then_dead_letter() -> None:

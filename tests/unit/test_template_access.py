@@ -229,9 +229,9 @@ def test_search_auth_can_differ_from_encode(mode: str) -> None:
 
 def test_stored_texts_are_a_deploy_parameter() -> None:
     """VectorTextMaxBytes -> VECTOR_TEXT_MAX_BYTES on the functions that write the index; 0 keeps no text."""
-    from bert2vec.function.bulk.config import MAX_VECTOR_TEXT_BYTES
-    from bert2vec.function.bulk.vectors import VectorTarget
-    from bert2vec.function.bulk.writers import OutputRow
+    from bert2vec.bulk.config import MAX_VECTOR_TEXT_BYTES
+    from bert2vec.bulk.vectors import VectorTarget
+    from bert2vec.files.writers import OutputRow
 
     param = PARAMS["VectorTextMaxBytes"]
     assert (int(param["MinValue"]), int(param["MaxValue"])) == (0, MAX_VECTOR_TEXT_BYTES)

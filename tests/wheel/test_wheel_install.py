@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MOVED = (REPO / "bert2vec" / "function" / "__init__.py").is_file()
+MOVED = (REPO / "bert2vec" / "core" / "__init__.py").is_file()
 
 pytestmark = [
     pytest.mark.slow,
@@ -109,9 +109,9 @@ def user(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
     (wheel,) = dist.glob("*.whl")
     env = Env(tmp_path_factory.mktemp("user"), wheel)
     venv.EnvBuilder(with_pip=True).create(env.venv)
-    (env.work / "bert2vec" / "function").mkdir(parents=True)
-    (env.work / "bert2vec" / "function" / "__init__.py").write_text(LOCAL_FUNCTION)
-    (env.work / "bert2vec" / "function" / "contract.py").write_text(LOCAL_FUNCTION)
+    (env.work / "bert2vec" / "core").mkdir(parents=True)
+    (env.work / "bert2vec" / "core" / "__init__.py").write_text(LOCAL_FUNCTION)
+    (env.work / "bert2vec" / "core" / "contract.py").write_text(LOCAL_FUNCTION)
     (env.work / "export.py").write_text(LOCAL_FUNCTION)
     (env.work / "texts.txt").write_text("hello\nServerless BERT\n")
     env.pip(str(wheel))
