@@ -13,6 +13,10 @@ that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors
 3. the count goes into ``_cleanup.json`` (created once), and the other versions' run state is
    removed, so an ETag that comes back later starts afresh.
 
+"Every other version" means in both run homes of the object (``OutputLayout.homes``): runs of the
+previous layout are cleaned like the rest. Once the manifest is written, the previous layout's runs
+of other versions go whole (parts, errors, state), every format, so that home empties.
+
 A version that finds it is no longer current deletes every key its own attempts recorded: a late
 writer of an old version cleans up after itself.
 """
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bert2vec.bulk.aws_errors import is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, own_runs, run_name
 from bert2vec.bulk.ledger import Ledger
 from bert2vec.bulk.state import Commit, KeyRecord, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
@@ -185,6 +189,7 @@ class Finalizer:
             return None
         log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest.status)
         self._drop_uncommitted(layout, ordered)
+        self._drop_legacy_runs(item, layout)
         if item.staged:  # every slice is committed: the decompressed copy has done its work
             self.store.delete(layout.bucket, [item.staged["key"]])
         return manifest
@@ -224,8 +229,11 @@ class Finalizer:
                     errors_file.upload(layout.errors_key)
                 self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
                                              None if there is None else there.etag, "application/json")  # fmt: skip
-                if errors_file is not None:
-                    self.store.delete(layout.bucket, [layout.legacy_errors_key])  # the fixed key of older releases
+                if there is not None and (there.data.get("output") or {}).get("errors_key") == layout.legacy_errors_key:
+                    # The fixed errors key of older releases, which the replaced manifest named. Only
+                    # then: for a key like incoming/_runs/<hash>/<run>/_slices/000000-0000-<attempt>
+                    # that name is another object's run file.
+                    self.store.delete(layout.bucket, [layout.legacy_errors_key])
                 return True
             except Conflict:
                 continue  # someone wrote in between: look again (we lose if the input moved on)
@@ -267,16 +275,21 @@ class Finalizer:
         return out
 
     def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, KeyRecord]]]:
-        """Key records of this object's other versions: {run directory: [(record key, record)]}."""
+        """Key records of this object's other versions, in both run homes: {run directory: [(record
+        key, record)]}. A run of this same version in the other home (one started by the previous
+        release while this one started here) holds this version's keys: never listed."""
         mine = run_name(item.etag, item.epoch)
         found: dict[str, list[tuple[str, KeyRecord]]] = {}
-        for key in self.store.keys(layout.bucket, layout.runs_prefix):
-            parts = key[len(layout.runs_prefix) :].split("/")
-            if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
-                continue  # not a key record, another object's (a key that extends this one), or ours
-            record = KeyRecord.from_dict(self.store.get_json(layout.bucket, key))
-            if record.belongs_to(item.bucket, item.key):
-                found.setdefault(parts[0], []).append((key, record))
+        for home in layout.homes:
+            for run_dir, keys in own_runs(home, self.store.keys(layout.bucket, home)).items():
+                if run_dir == f"{home}{mine}/":
+                    continue
+                for key in keys:
+                    if not key[len(run_dir) :].startswith("_vector_keys/"):
+                        continue
+                    record = KeyRecord.from_dict(self.store.get_json(layout.bucket, key))
+                    if record.belongs_to(item.bucket, item.key):
+                        found.setdefault(run_dir, []).append((key, record))
         return found
 
     def _clean_index(
@@ -303,11 +316,10 @@ class Finalizer:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
         done = 0
-        for run, records in older.items():
+        for run_dir, records in older.items():
             done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
                                          keep=committed, progressed=done > 0)  # fmt: skip
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            run_dir = f"{layout.runs_prefix}{run}/"
             state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
                      and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
             self.store.delete(layout.bucket, state)
@@ -350,6 +362,23 @@ class Finalizer:
         return total
 
     # ---- files -------------------------------------------------------------------------------
+
+    def _drop_legacy_runs(self, item: WorkItem, layout: OutputLayout) -> None:
+        """After this version's manifest is written: the previous layout's runs of every other
+        version go whole, so that home empties as objects are uploaded again and its read path can
+        be dropped one day. Key records stay: the index clean-up deletes each once its vectors are
+        gone (one written since that clean-up listed belongs to a run still in flight, which takes
+        its vectors back itself). A run of this same version there is left alone."""
+        if layout.legacy_home is None:
+            return
+        mine = f"{layout.legacy_home}{run_name(item.etag, item.epoch)}/"
+        runs = own_runs(layout.legacy_home, self.store.keys(layout.bucket, layout.legacy_home))
+        doomed = [key for run_dir, keys in runs.items() if run_dir != mine
+                  for key in keys if not key[len(run_dir) :].startswith("_vector_keys/")]  # fmt: skip
+        if doomed:
+            log.info("s3://%s/%s: %d files of older runs in the previous layout removed", item.bucket, item.key,
+                     len(doomed))  # fmt: skip
+            self.store.delete(layout.bucket, doomed)
 
     def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
         """Parts and error files of attempts that lost: nothing lists them, so they go."""

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from bert2vec.bulk.aws_errors import error_code, is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
+from bert2vec.bulk.config import BulkConfig, OutputLayout, object_hash, own_runs, run_epoch
 from bert2vec.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.planner import Planner
@@ -143,17 +143,18 @@ class Engine:
         if not mine.get("checksum"):
             return None  # a model without a checksum cannot be told apart: nothing to record
         out = self.cfg.output_bucket or bucket
-        mark = f"{self.cfg.output_prefix}{INDEX_MARKS}{self.cfg.vector_bucket}/{self.cfg.vector_index}.json"
+        mark = self.index_mark()
         from bert2vec.bulk.store import Conflict
 
         there = self.store.get_json(out, mark)
         if there is None:
+            first = self._legacy_index_mark(out) or {"model": mine, "since": manifests.now()}
             try:
                 self.store.create(out, mark, {"vector_bucket": self.cfg.vector_bucket, "vector_index": self.cfg.vector_index,
-                                              "model": mine, "since": manifests.now()})  # fmt: skip
-                there = {"model": mine}
+                                              "model": first["model"], "since": first.get("since")})  # fmt: skip
+                there = first
             except Conflict:
-                there = self.store.get_json(out, mark) or {"model": mine}
+                there = self.store.get_json(out, mark) or first
         theirs = there.get("model") or {}
         if theirs.get("checksum") != mine["checksum"]:
             return (f"the vector index {self.cfg.vector_bucket}/{self.cfg.vector_index} holds vectors of model "
@@ -163,6 +164,25 @@ class Engine:
                     f"s3://{out}/{mark}")  # fmt: skip
         self._index_ok = True
         return None
+
+    def index_mark(self) -> str:
+        """Where the index's model is recorded: ``_indexes/<hash of vector bucket/index>.json``. Named
+        by a hash because an index may be called ``x.manifest``: under its own name the record would
+        be ``.../x.manifest.json``, the manifest key of an input named ``<INPUT_PREFIX>_indexes/<bucket>/x``,
+        which could then replace it."""
+        assert self.cfg.vector_bucket and self.cfg.vector_index
+        return f"{self.cfg.output_prefix}{INDEX_MARKS}{object_hash(self.cfg.vector_bucket, self.cfg.vector_index)}.json"
+
+    def _legacy_index_mark(self, out: str) -> dict[str, Any] | None:
+        """The record releases before the hashed name kept (``_indexes/<vector bucket>/<index>.json``),
+        carried over by the first writer after the deploy so a function of another model is still
+        refused. Only a record that says it is this index's counts (that key can be a manifest)."""
+        there = self.store.get_json(out, f"{self.cfg.output_prefix}{INDEX_MARKS}{self.cfg.vector_bucket}/"
+                                         f"{self.cfg.vector_index}.json")  # fmt: skip
+        if not there or there.get("vector_bucket") != self.cfg.vector_bucket or \
+                there.get("vector_index") != self.cfg.vector_index or not isinstance(there.get("model"), dict):  # fmt: skip
+            return None
+        return there
 
     # ---- deletions ----------------------------------------------------------------------------
     def handle_deleted(self, deletion: Deletion, remaining_ms: Callable[[], int]) -> Outcome:
@@ -203,25 +223,21 @@ class Engine:
                                    deletion.reason, deletion.at or None)  # fmt: skip
         if not self.finalizer.publish(layout, bucket, key, "", record, epoch=deletion.epoch):
             return Outcome(Kind.LATE, key, "the object was uploaded again while its deletion ran")
-        if self.finalizer.ledger_for(bucket).epoch(bucket, key) == deletion.epoch:
-            self.store.delete(layout.bucket, [layout.legacy_errors_key])
         log.info("s3://%s/%s deleted (%s): %d vectors and %d output objects removed", bucket, key, deletion.reason,
                  removed[0], removed[1])  # fmt: skip
         return Outcome(Kind.DELETED, key, f"{removed[0]} vectors and {removed[1]} output objects removed",
                        layout.manifest_key, "deleted")  # fmt: skip
 
     def _purge_runs(self, layout: OutputLayout, deletion: Deletion, remaining_ms: Callable[[], int]) -> tuple[int, int]:
-        """Remove every run of the object older than the deletion's epoch: vectors first (record by
-        record, paced, deadline-aware), then the run's files. Never another object's: key records
-        must name this object, and only files the engine names are removed."""
+        """Remove every run of the object older than the deletion's epoch, in both run homes (a run
+        the previous layout left too): vectors first (record by record, paced, deadline-aware), then
+        the run's files. Never another object's: key records must name this object, and only files
+        the engine names are removed."""
         assert deletion.epoch is not None
         vectors_removed = objects_removed = 0
         by_run: dict[str, list[str]] = {}
-        for k in self.store.keys(layout.bucket, layout.runs_prefix):
-            rest = k[len(layout.runs_prefix) :]
-            run, _, inner = rest.partition("/")
-            if OWN_RUN_FILES.fullmatch(inner):
-                by_run.setdefault(run, []).append(k)
+        for home in layout.homes:  # this layout's run home, then the previous layout's
+            by_run.update(own_runs(home, self.store.keys(layout.bucket, home)))
         target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1)) \
             if self.cfg.output_format == "s3vectors" else None  # fmt: skip
 
@@ -231,7 +247,7 @@ class Engine:
                 if rec.belongs_to(deletion.bucket, deletion.key):
                     yield k, rec
 
-        for run, keys in sorted(by_run.items()):
+        for run, keys in by_run.items():
             if run_epoch(run) >= deletion.epoch:
                 continue  # a run of an upload that came after the deletion
             records = [k for k in keys if "/_vector_keys/" in k]

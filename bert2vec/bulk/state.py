@@ -25,6 +25,11 @@ from bert2vec.files.pipeline import Counts
 
 MESSAGE_VERSION = 2
 STATE_VERSION = 1
+# Where a run keeps its state (``config.OutputLayout``): 2, the object's hashed run home under
+# ``_runs/``; 1, the previous layout under the input's own name. A message without the field was
+# written by a release before it, for a run in the previous layout: that run finishes there.
+RUN_LAYOUT = 2
+LEGACY_RUN_LAYOUT = 1
 
 
 @dataclass
@@ -50,6 +55,7 @@ class WorkItem:
     # A .gz decompressed once into the run directory ({"bucket", "key", "etag", "size"}): slices are
     # byte ranges of it, so a compressed object fans out and no hand-off decompresses from byte 0.
     staged: dict[str, Any] | None = None
+    layout: int = RUN_LAYOUT  # where the run's state is: every message of a run names the same
 
     def to_message(self, input_prefix: str) -> str:
         body = {"v": MESSAGE_VERSION, **asdict(self), "input_prefix": input_prefix}
@@ -74,6 +80,7 @@ class WorkItem:
             first_line=int(data.get("first_line", 1)), hops=int(data.get("hops", 0)),
             version_id=data.get("version_id"), epoch=int(data.get("epoch") or 0), model=data.get("model"),
             output_format=data.get("output_format"), staged=data.get("staged"),
+            layout=int(data.get("layout") or LEGACY_RUN_LAYOUT),
         )  # fmt: skip
 
     @property

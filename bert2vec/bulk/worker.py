@@ -92,7 +92,7 @@ class Worker:
         return InputObject(self.store.client, item, self.cfg.reader)
 
     def layout(self, item: WorkItem) -> OutputLayout:
-        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch)
+        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch, item.layout)
 
     @property
     def model_id(self) -> str | None:
