@@ -13,6 +13,10 @@ that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors
 3. the count goes into ``_cleanup.json`` (created once), and the other versions' run state is
    removed, so an ETag that comes back later starts afresh.
 
+"Every other version" means in both run homes of the object (``OutputLayout.homes``): runs of the
+previous layout are cleaned like the rest. Once the manifest is written, the previous layout's runs
+of other versions go whole (parts, errors, state), every format, so that home empties.
+
 A version that finds it is no longer current deletes every key its own attempts recorded: a late
 writer of an old version cleans up after itself. What is deleted from the index, and how it is
 paced against the deadline, is :mod:`bert2vec.bulk.index_cleanup`.
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bert2vec.aws.errors import is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, own_runs, run_name
 from bert2vec.bulk.index_cleanup import IndexCleanup, no_deadline
 from bert2vec.bulk.ledger import Ledger
 from bert2vec.bulk.planner import Failure
@@ -34,6 +38,7 @@ from bert2vec.bulk.state import Commit, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import FailedSlice, Manifest, Output, Part, Slices, Source, SourceFormat, Timings
 from bert2vec.files.pipeline import Counts
 
 log = logging.getLogger("bert2vec.bulk")
@@ -96,7 +101,7 @@ class Finalizer:
 
     # ---- the manifest ----------------------------------------------------------------------
     def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline, *, full: bool = False
-                 ) -> dict[str, Any] | None:  # fmt: skip
+                 ) -> Manifest | None:  # fmt: skip
         """Write the manifest if every slice up to the final one is committed; else None.
 
         A run that is no longer current (the object was replaced or deleted, or its epoch moved on)
@@ -133,8 +138,8 @@ class Finalizer:
         counts = Counts()
         for c in ordered:
             if not c.failed:
-                counts.add(Counts(**c.counts))
-        failed = [{"chunk": c.slice, "error": c.error} for c in ordered if c.failed]
+                counts.add(c.counts)
+        failed = [FailedSlice(c.slice, c.error) for c in ordered if c.failed]
         read_errors = [c.read_error for c in ordered if c.read_error]
         from botocore.exceptions import ClientError
 
@@ -145,29 +150,25 @@ class Finalizer:
         status = manifests.status_of(counts, len(failed), len(ordered))
         if read_errors and status == "complete":
             status = "incomplete" if counts.lines_read else "failed"
-        errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
-        manifest = manifests.build(
+        errors = [f"slice {f.slice}: {f.error}" for f in failed] + [str(e) for e in read_errors]
+        manifest = Manifest.result(
             status=status,
-            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                   "format": {"kind": item.kind, "gzip": item.gzip},
-                   **({"version_id": item.version_id} if item.version_id else {}),
-                   **({"epoch": item.epoch} if item.epoch else {})},
+            input=Source(bucket=item.bucket, key=item.key, etag=item.etag, size=item.size,
+                         format=SourceFormat(item.kind, item.gzip), version_id=item.version_id or None,
+                         epoch=item.epoch),
             model_card=self.encoder.card,
-            output={
-                "bucket": layout.bucket,
-                "format": self.cfg.output_format,
-                "parts": parts,
-                "errors_key": layout.errors_key,
+            output=Output(
+                bucket=layout.bucket, format=self.cfg.output_format, parts=parts, errors_key=layout.errors_key,
                 **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
                                              "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
-            },
+            ),
             counts=counts,
-            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
-            timings={
-                "started_at": min((c.started_at or c.finished_at) for c in ordered),
-                "finished_at": max(c.finished_at for c in ordered),
-                "encode_seconds": round(counts.encode_seconds, 3),
-            },
+            slices=Slices(total=len(ordered), unit=item.unit, slice_size=item.slice_size, failed=failed),
+            timings=Timings(
+                started_at=min((c.started_at or c.finished_at) for c in ordered),
+                finished_at=max(c.finished_at for c in ordered),
+                encode_seconds=round(counts.encode_seconds, 3),
+            ),
             error="; ".join(errors)[:4000] if errors else None,
         )  # fmt: skip
         try:
@@ -182,14 +183,15 @@ class Finalizer:
             if vectors:
                 self.index.retract(item, remaining_ms)
             return None
-        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
+        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest.status)
         self._drop_uncommitted(layout, ordered)
+        self._drop_legacy_runs(item, layout)
         if item.staged:  # every slice is committed: the decompressed copy has done its work
             self.store.delete(layout.bucket, [item.staged["key"]])
         return manifest
 
     def publish(
-        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: Manifest,
         errors_file: Any | None = None, *, keep_finished: bool = False, epoch: int | None = None,
     ) -> bool:  # fmt: skip
         """Write the manifest (and the errors file) only while the input is still at ``etag``.
@@ -201,13 +203,13 @@ class Finalizer:
         ``keep_finished``: never replace a finished manifest of this same version (a retry marker
         must not hide a result another attempt completed). ``epoch``: also the ledger's epoch must
         still be this one (None: no such check — a deletion's own record). False when this version lost."""
-        body = manifests.dumps(manifest)
+        body = manifest.to_json()
         for _ in range(PUBLISH_TRIES):
             there = self.store.read(layout.bucket, layout.manifest_key)
             if there is not None and manifests.dumps(there.data) == body:
                 return True
-            if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
-                    and not there.data.get("retryable"):  # fmt: skip
+            found = None if there is None else Manifest.from_dict(there.data)
+            if keep_finished and found is not None and found.etag == etag and not found.retryable:
                 return False
             if etag and not self._is_at(bucket, key, etag):
                 return False
@@ -223,26 +225,28 @@ class Finalizer:
                     errors_file.upload(layout.errors_key)
                 self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
                                              None if there is None else there.etag, "application/json")  # fmt: skip
-                if errors_file is not None:
-                    self.store.delete(layout.bucket, [layout.legacy_errors_key])  # the fixed key of older releases
+                if there is not None and (there.data.get("output") or {}).get("errors_key") == layout.legacy_errors_key:
+                    # The fixed errors key of older releases, which the replaced manifest named. Only
+                    # then: for a key like incoming/_runs/<hash>/<run>/_slices/000000-0000-<attempt>
+                    # that name is another object's run file.
+                    self.store.delete(layout.bucket, [layout.legacy_errors_key])
                 return True
             except Conflict:
                 continue  # someone wrote in between: look again (we lose if the input moved on)
         raise RuntimeError(f"s3://{layout.bucket}/{layout.manifest_key} kept changing under {PUBLISH_TRIES} tries")
 
-    def publish_failed(self, failure: Failure) -> dict[str, Any]:
+    def publish_failed(self, failure: Failure) -> Manifest:
         """The failed manifest a planning verdict (or an unexpected error, ``retryable``) leaves."""
-        manifest = manifests.build(
+        manifest = Manifest.result(
             status="failed",
-            input={"bucket": failure.bucket, "key": failure.key, "etag": failure.etag, "size": failure.size,
-                   **({"epoch": failure.epoch} if failure.epoch else {})},
+            input=Source(bucket=failure.bucket, key=failure.key, etag=failure.etag, size=failure.size,
+                         epoch=failure.epoch),
             model_card=self.encoder.card,
-            output={"bucket": failure.layout.bucket, "format": self.cfg.output_format, "parts": []},
+            output=Output(bucket=failure.layout.bucket, format=self.cfg.output_format),
             counts=Counts(),
             error=failure.error,
+            retryable=failure.retryable,  # written before the retry: a retry is not a duplicate
         )  # fmt: skip
-        if failure.retryable:
-            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
         # Like every manifest: never over a newer version's, nor over this version's finished one
         # (a duplicate that failed late must not hide what the attempt that won completed).
         self.publish(failure.layout, failure.bucket, failure.key, failure.etag, manifest, keep_finished=True,
@@ -274,6 +278,23 @@ class Finalizer:
 
     # ---- files -------------------------------------------------------------------------------
 
+    def _drop_legacy_runs(self, item: WorkItem, layout: OutputLayout) -> None:
+        """After this version's manifest is written: the previous layout's runs of every other
+        version go whole, so that home empties as objects are uploaded again and its read path can
+        be dropped one day. Key records stay: the index clean-up deletes each once its vectors are
+        gone (one written since that clean-up listed belongs to a run still in flight, which takes
+        its vectors back itself). A run of this same version there is left alone."""
+        if layout.legacy_home is None:
+            return
+        mine = f"{layout.legacy_home}{run_name(item.etag, item.epoch)}/"
+        runs = own_runs(layout.legacy_home, self.store.keys(layout.bucket, layout.legacy_home))
+        doomed = [key for run_dir, keys in runs.items() if run_dir != mine
+                  for key in keys if not key[len(run_dir) :].startswith("_vector_keys/")]  # fmt: skip
+        if doomed:
+            log.info("s3://%s/%s: %d files of older runs in the previous layout removed", item.bucket, item.key,
+                     len(doomed))  # fmt: skip
+            self.store.delete(layout.bucket, doomed)
+
     def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
         """Parts and error files of attempts that lost: nothing lists them, so they go."""
         keep = {k for c in ordered for seg in c.segments for k in [*seg.parts, seg.errors_key] if k}
@@ -286,13 +307,11 @@ class Finalizer:
             self.store.delete(layout.bucket, garbage)
 
 
-def _part_entry(commit: Commit, segment: Any) -> dict[str, Any]:
+def _part_entry(commit: Commit, segment: Any) -> Part:
     """One segment's output: its data file, plus the ids sidecar for npy."""
-    entry = {"chunk": commit.slice, "segment": segment.segment, "rows": segment.rows,
-             "first_line": segment.first_line, "last_line": segment.last_line, "key": segment.parts[0]}  # fmt: skip
-    if len(segment.parts) > 1:
-        entry["ids_key"] = segment.parts[1]
-    return entry
+    return Part(slice=commit.slice, segment=segment.segment, rows=segment.rows, first_line=segment.first_line,
+                last_line=segment.last_line, key=segment.parts[0],
+                ids_key=segment.parts[1] if len(segment.parts) > 1 else None)  # fmt: skip
 
 
 class MergedErrors:

@@ -13,10 +13,11 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bert2vec.bulk.config import OWN_RUN_FILES, OutputLayout, run_name
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.config import OWN_RUN_FILES, OutputLayout, own_runs, run_name
+from bert2vec.bulk.state import KeyRecord, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
 from bert2vec.bulk.vectors import VectorTarget, read_keys
+from bert2vec.files.manifest import Part
 
 log = logging.getLogger("bert2vec.bulk")
 CLEANUP_MARGIN_MS = 20_000  # a clean-up stops this long before the deadline and is handed on
@@ -43,7 +44,7 @@ class IndexCleanup:
         self.layout = layout
         self.vector_target = vector_target
 
-    def records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    def records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, KeyRecord]]:
         """The run's own key records (never an object a crafted input key put under the directory)."""
         out = []
         for key in self.store.keys(layout.bucket, prefix):
@@ -51,25 +52,30 @@ class IndexCleanup:
                 continue
             data = self.store.get_json(layout.bucket, key)
             if data is not None:
-                out.append((key, data))
+                out.append((key, KeyRecord.from_dict(data)))
         return out
 
-    def other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Key records of this object's other versions: {run directory: [(record key, record)]}."""
+    def other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, KeyRecord]]]:
+        """Key records of this object's other versions, in both run homes: {run directory: [(record
+        key, record)]}. A run of this same version in the other home (one started by the previous
+        release while this one started here) holds this version's keys: never listed."""
         mine = run_name(item.etag, item.epoch)
-        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for key in self.store.keys(layout.bucket, layout.runs_prefix):
-            parts = key[len(layout.runs_prefix) :].split("/")
-            if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
-                continue  # not a key record, another object's (a key that extends this one), or ours
-            data = self.store.get_json(layout.bucket, key)
-            if data and data.get("source_bucket") == item.bucket and data.get("source_key") == item.key:
-                found.setdefault(parts[0], []).append((key, data))
+        found: dict[str, list[tuple[str, KeyRecord]]] = {}
+        for home in layout.homes:
+            for run_dir, keys in own_runs(home, self.store.keys(layout.bucket, home)).items():
+                if run_dir == f"{home}{mine}/":
+                    continue
+                for key in keys:
+                    if not key[len(run_dir) :].startswith("_vector_keys/"):
+                        continue
+                    record = KeyRecord.from_dict(self.store.get_json(layout.bucket, key))
+                    if record.belongs_to(item.bucket, item.key):
+                        found.setdefault(run_dir, []).append((key, record))
         return found
 
     def clean(
-        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = no_deadline,
+        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, KeyRecord]]],
+        parts: list[Part], remaining_ms: Callable[[], int] = no_deadline,
     ) -> int:  # fmt: skip
         """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
 
@@ -80,9 +86,9 @@ class IndexCleanup:
         target = self.vector_target(item)
         committed: set[str] = set()
         for part in parts:
-            committed |= read_keys(self.store.body(layout.bucket, part["key"]))
-        own = {k for _, rec in self.records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
+            committed |= read_keys(self.store.body(layout.bucket, str(part.key)))
+        own = {k for _, rec in self.records(layout, layout.vector_keys_prefix) for k in rec.keys}
+        planned = {k for records in older.values() for _, rec in records for k in rec.keys} - committed
         planned |= own - committed
         try:
             self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": len(planned)})
@@ -91,11 +97,10 @@ class IndexCleanup:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
         done = 0
-        for run, records in older.items():
+        for run_dir, records in older.items():
             done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
                                          keep=committed, progressed=done > 0)  # fmt: skip
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            run_dir = f"{layout.runs_prefix}{run}/"
             state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
                      and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
             self.store.delete(layout.bucket, state)
@@ -104,7 +109,7 @@ class IndexCleanup:
         return deleted
 
     def delete_recorded(
-        self, bucket: str, records: Iterable[tuple[str, dict[str, Any]]], target: Any, remaining_ms: Callable[[], int],
+        self, bucket: str, records: Iterable[tuple[str, KeyRecord]], target: Any, remaining_ms: Callable[[], int],
         where: str, *, keep: set[str] | frozenset[str] = frozenset(), progressed: bool = False,
     ) -> int:  # fmt: skip
         """Delete the keys each key record lists (less ``keep``) from the index, then the record:
@@ -113,7 +118,7 @@ class IndexCleanup:
         (:class:`CleanupUnfinished` hands the rest on); every invocation makes progress."""
         done = 0
         for record_key, rec in records:
-            keys = set(rec.get("keys", [])) - keep
+            keys = set(rec.keys) - keep
             if progressed or done:
                 self._check_budget(remaining_ms, target, len(keys), where)
             done += target.delete(keys)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bert2vec.aws.errors import error_code, is_denied, is_not_found
-from bert2vec.bulk.config import BulkConfig, OutputLayout
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.bulk.ledger import Ledger
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.source import InputObject
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.state import LEGACY_RUN_LAYOUT, RUN_LAYOUT, WorkItem
 from bert2vec.bulk.store import S3Store
+from bert2vec.files.manifest import Manifest
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
 log = logging.getLogger("bert2vec.bulk")
@@ -174,10 +175,11 @@ class Planner:
             log.info("s3://%s/%s: %s", bucket, key, why)
             return Done(Outcome(Kind.CHANGED, key, why))
         layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch)
-        existing = self.store.get_json(layout.bucket, layout.manifest_key)
-        if existing and _finished(existing, etag, epoch):
+        found = self.store.get_json(layout.bucket, layout.manifest_key)
+        existing = Manifest.from_dict(found) if found else None
+        if existing is not None and existing.answers(etag, epoch):
             log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
-            return Done(Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status")))
+            return Done(Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.status))
         admitted = Admitted(layout, bucket, key, etag, size, version_id, epoch)
         refusal = self.index_refusal(bucket)
         if refusal:
@@ -198,8 +200,12 @@ class Planner:
             return obj.failed(str(exc))
         unit = "bytes" if fmt.shardable else "records"
         size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
+        version = self._run_layout(obj.layout, obj.etag, obj.epoch)
+        if version != obj.layout.version:
+            obj = replace(obj, layout=OutputLayout.for_object(self.cfg, bucket, key, obj.etag, obj.epoch, version))
         item = WorkItem(bucket, key, obj.etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=obj.version_id,
-                        epoch=obj.epoch, model=self.model_id, output_format=self.cfg.output_format)  # fmt: skip
+                        epoch=obj.epoch, model=self.model_id, output_format=self.cfg.output_format,
+                        layout=version)  # fmt: skip
         not_text = self.source(item).sniff()
         if not_text:
             return obj.failed(not_text)
@@ -214,6 +220,19 @@ class Planner:
                 shards = self.plan_shards(item)
                 return FanOut(shards, Outcome(Kind.FANNED_OUT, key, shards=len(shards)))
         return Encode(item)
+
+    def _run_layout(self, layout: OutputLayout, etag: str, epoch: int) -> int:
+        """Where a run of this version goes: the previous layout's run directory when a run of this
+        very version (ETag and epoch) was started there — a duplicate event or task, or a reconcile,
+        after a deploy that found it unfinished — so it goes on where it is (its committed slices
+        skipped) instead of a second run of one version beside it; else the object's run home.
+        One listing request, only for keys the previous layout can have held runs of."""
+        if layout.legacy_home is None:
+            return RUN_LAYOUT
+        old = f"{layout.legacy_home}{run_name(etag, epoch)}/"
+        if self.store.any_key(layout.bucket, old, lambda k: OWN_RUN_FILES.fullmatch(k[len(old) :])):
+            return LEGACY_RUN_LAYOUT
+        return RUN_LAYOUT
 
     def _stage(self, item: WorkItem, layout: OutputLayout) -> dict[str, Any] | None:
         """The ``.gz`` decompressed once into the run directory (reused when a duplicate already
@@ -243,21 +262,7 @@ class Planner:
                 item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
                 first_slice=s, end_slice=min(s + per_shard, total), first_line=line, version_id=item.version_id,
                 epoch=item.epoch, model=item.model, output_format=item.output_format, staged=item.staged,
+                layout=item.layout,
             )  # fmt: skip
             for s, line in zip(starts, first_lines, strict=True)
         ]
-
-
-def _finished(manifest: dict[str, Any], etag: str, epoch: int) -> bool:
-    """Whether a manifest already answers this version in this epoch (so a new event is a duplicate).
-
-    Its status counts, not only its ETag: a ``deleted`` record or a ``retryable`` marker never makes
-    an upload a duplicate, and a manifest of an earlier epoch (before a deletion or a new upload of
-    the same bytes) does not either — that upload is encoded afresh."""
-    found = manifest.get("input", {})
-    return (
-        found.get("etag") == etag
-        and int(found.get("epoch") or 0) == epoch
-        and manifest.get("status") in ("complete", "incomplete", "failed")
-        and not manifest.get("retryable")
-    )

@@ -23,17 +23,17 @@ from typing import Any
 
 from bert2vec.aws.errors import error_code, is_denied, is_not_found
 from bert2vec.aws.factory import s3vectors_client
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
+from bert2vec.bulk.config import BulkConfig, OutputLayout, own_runs, run_epoch
 from bert2vec.bulk.finalizer import Finalizer, ModelChanged
 from bert2vec.bulk.index_cleanup import CleanupUnfinished, IndexCleanup
 from bert2vec.bulk.index_mark import IndexMark
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.planner import Done, Encode, FanOut, Plan, Planner
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.state import KeyRecord, WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.bulk.worker import RunResult, Worker
 from bert2vec.core.encoder import Encoder
-from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Source
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError
 
@@ -182,44 +182,36 @@ class Engine:
         except CleanupUnfinished:
             self.send([deletion])
             return Outcome(Kind.IN_PROGRESS, key, "the deletion's index clean-up continues on the shard queue")
-        record = {
-            "version": manifests.MANIFEST_VERSION,
-            "status": "deleted",
-            "input": {"bucket": bucket, "key": key, "epoch": deletion.epoch,
-                      **({"sequencer": deletion.sequencer} if deletion.sequencer else {})},
-            "deleted": {"reason": deletion.reason, **({"at": deletion.at} if deletion.at else {})},
-        }  # fmt: skip
+        record = Manifest.deletion(Source(bucket=bucket, key=key, epoch=deletion.epoch,
+                                          sequencer=deletion.sequencer or None),
+                                   deletion.reason, deletion.at or None)  # fmt: skip
         if not self.finalizer.publish(layout, bucket, key, "", record, epoch=deletion.epoch):
             return Outcome(Kind.LATE, key, "the object was uploaded again while its deletion ran")
-        if self.finalizer.ledger_for(bucket).epoch(bucket, key) == deletion.epoch:
-            self.store.delete(layout.bucket, [layout.legacy_errors_key])
         log.info("s3://%s/%s deleted (%s): %d vectors and %d output objects removed", bucket, key, deletion.reason,
                  removed[0], removed[1])  # fmt: skip
         return Outcome(Kind.DELETED, key, f"{removed[0]} vectors and {removed[1]} output objects removed",
                        layout.manifest_key, "deleted")  # fmt: skip
 
     def _purge_runs(self, layout: OutputLayout, deletion: Deletion, remaining_ms: Callable[[], int]) -> tuple[int, int]:
-        """Remove every run of the object older than the deletion's epoch: vectors first (record by
-        record, paced, deadline-aware), then the run's files. Never another object's: key records
-        must name this object, and only files the engine names are removed."""
+        """Remove every run of the object older than the deletion's epoch, in both run homes (a run
+        the previous layout left too): vectors first (record by record, paced, deadline-aware), then
+        the run's files. Never another object's: key records must name this object, and only files
+        the engine names are removed."""
         assert deletion.epoch is not None
         vectors_removed = objects_removed = 0
         by_run: dict[str, list[str]] = {}
-        for k in self.store.keys(layout.bucket, layout.runs_prefix):
-            rest = k[len(layout.runs_prefix) :]
-            run, _, inner = rest.partition("/")
-            if OWN_RUN_FILES.fullmatch(inner):
-                by_run.setdefault(run, []).append(k)
+        for home in layout.homes:  # this layout's run home, then the previous layout's
+            by_run.update(own_runs(home, self.store.keys(layout.bucket, home)))
         target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1)) \
             if self.cfg.output_format == "s3vectors" else None  # fmt: skip
 
-        def own_records(keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        def own_records(keys: list[str]) -> Iterator[tuple[str, KeyRecord]]:
             for k in keys:
-                rec = self.store.get_json(layout.bucket, k) or {}
-                if rec.get("source_bucket") == deletion.bucket and rec.get("source_key") == deletion.key:
+                rec = KeyRecord.from_dict(self.store.get_json(layout.bucket, k))
+                if rec.belongs_to(deletion.bucket, deletion.key):
                     yield k, rec
 
-        for run, keys in sorted(by_run.items()):
+        for run, keys in by_run.items():
             if run_epoch(run) >= deletion.epoch:
                 continue  # a run of an upload that came after the deletion
             records = [k for k in keys if "/_vector_keys/" in k]
@@ -277,7 +269,7 @@ class Engine:
     def _run(self, item: WorkItem, remaining_ms: Callable[[], int], result: RunResult) -> Outcome:
         from botocore.exceptions import ClientError
 
-        manifest: dict[str, Any] | None = None
+        manifest: Manifest | None = None
         try:
             self.worker.run(item, remaining_ms, result)
         except ClientError as exc:
@@ -317,7 +309,7 @@ class Engine:
         if result.handoff is not None:
             if result.handoff.hops > self.cfg.max_hops:
                 k = result.handoff.first_slice
-                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; chunks from {k} on "
+                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; slices from {k} on "
                        "were not encoded")  # fmt: skip
                 log.error("s3://%s/%s: %s", item.bucket, item.key, why)
                 self.finalizer.mark_failed(result.handoff, self._remaining_slices(result.handoff), why)
@@ -334,8 +326,8 @@ class Engine:
                 return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done,
                                slices_skipped=result.slices_skipped)  # fmt: skip
             return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done, slices_skipped=result.slices_skipped)
-        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest["status"],
-                       counts=manifest["counts"], slices_done=result.slices_done,
+        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest.status,
+                       counts=manifest.counts, slices_done=result.slices_done,
                        slices_skipped=result.slices_skipped)  # fmt: skip
 
     def _remaining_slices(self, item: WorkItem) -> list[int]:
@@ -345,7 +337,7 @@ class Engine:
             return list(range(item.first_slice, min(item.end_slice or total, total)))
         return [item.first_slice]
 
-    def fail(self, item: WorkItem, error: str, stuck_slice: int | None = None) -> dict[str, Any] | None:
+    def fail(self, item: WorkItem, error: str, stuck_slice: int | None = None) -> Manifest | None:
         """A shard on its last receive (before the DLQ): only the slice it was stuck on
         (``stuck_slice``, from the failed run's :class:`RunResult`; its first when it never got to
         one) is marked failed; the slices after it are queued again as a fresh message, so one
@@ -371,5 +363,5 @@ class Engine:
         (line,) = self.worker.source(item).first_lines([(k + 1) * item.slice_size])
         return replace(item, first_slice=k + 1, first_line=line, hops=item.hops + 1)
 
-    def finalize(self, item: WorkItem) -> dict[str, Any] | None:
+    def finalize(self, item: WorkItem) -> Manifest | None:
         return self.finalizer.finalize(item)

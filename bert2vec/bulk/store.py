@@ -9,7 +9,7 @@ writer that read the current version. A lost race raises :class:`Conflict`, whic
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,10 @@ class S3Store:
         if byte_range:
             kwargs["Range"] = byte_range
         return self.client.get_object(**kwargs)["Body"]
+
+    def any_key(self, bucket: str, prefix: str, match: Callable[[str], Any]) -> bool:
+        """Whether some key under ``prefix`` satisfies ``match`` (listing stops at the first)."""
+        return any(match(obj["Key"]) for obj in self.objects(bucket, prefix))
 
     def body(self, bucket: str, key: str) -> bytes:
         return bytes(self.open(bucket, key).read())
