@@ -61,10 +61,11 @@ def default_stride(max_seq_length: int) -> int:
 
 
 def check_mode(mode: Any, name: str = "long_text", shown: str | None = None) -> str:
-    """``shown``: how the caller's channel names the setting (``--long-text``); default ``'long_text'``."""
-    if mode not in MODES:
-        raise InvalidInputError(f"{shown or repr(name)} must be one of {', '.join(MODES)}, got {mode!r}", param=name)
-    return str(mode)
+    """``shown``: how the caller's channel names the setting (``--long-text``); default ``'long_text'``.
+    The value is echoed cut short (``echo``): a client's 4 MB string must not come back whole."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise InvalidInputError(f"{shown or repr(name)} must be one of {', '.join(MODES)}, got {echo(mode)}", param=name)
+    return mode
 
 
 def check_stride(stride: Any, max_seq_length: int, name: str = "stride", shown: str | None = None) -> int:
@@ -286,6 +287,25 @@ class Outcomes(EncodeResult):
 
 
 @dataclass(frozen=True)
+class LongTextChoice:
+    """What a caller asked for its texts over the model's limit, before any model is known.
+
+    A request carries this one value (``mode`` and, for chunk, ``stride``) from its wire format to
+    the service, which resolves it against the model exactly once (:meth:`LongTextPolicy.for_choice`).
+    The mode is checked here, at construction, and nowhere after. ``truncate_as``: how the caller
+    asked for truncation when not by the mode's own name (HTTP's ``"truncate": true``), so the
+    rejection messages answer in the caller's words.
+    """
+
+    mode: str = DEFAULT_MODE
+    stride: int | None = None  # chunk mode: overlap of consecutive windows; None: the model's default
+    truncate_as: str | None = None
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+
+
+@dataclass(frozen=True)
 class LongTextPolicy:
     """``long_text`` and ``stride`` resolved once for one model: every channel (HTTP, Python API, CLI,
     bulk) applies this and only maps its outcomes onto its own way of answering."""
@@ -312,6 +332,16 @@ class LongTextPolicy:
         ``names`` maps a param to how ``channel`` shows it (the CLI: ``{"stride": "--stride"}``)."""
         shown = names or {}
         mode = check_mode(long_text, shown=shown.get("long_text"))
+        return cls._for_model(encoder, mode, stride, channel=channel, shown=shown)
+
+    @classmethod
+    def for_choice(cls, encoder: Encoder, choice: LongTextChoice, *, channel: str = "http") -> LongTextPolicy:
+        """A request's :class:`LongTextChoice` resolved for ``encoder``; its mode was checked when it was made."""
+        return cls._for_model(encoder, choice.mode, choice.stride, channel=channel, shown={})
+
+    @classmethod
+    def _for_model(cls, encoder: Encoder, mode: str, stride: Any, *, channel: str, shown: dict[str, str]) -> LongTextPolicy:
+        """:meth:`resolve` past the mode's check: stride only with chunk, the model can chunk, the stride fits."""
         if mode == "truncate" and stride is None:  # nothing to check, nothing to word: any encoder-like will do
             return cls(mode, None, window_size(encoder.max_seq_length), encoder.max_seq_length, "", False)
         long = LongTextEncoder(encoder)

@@ -16,7 +16,7 @@ from typing import Any
 from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
 from bert2vec.http.service import Encoded, EncodeRequest
 from bert2vec.http.wire import bool_field, echo, require_object, texts_field, whole_number
-from bert2vec.http.wire.native import long_text_fields
+from bert2vec.http.wire.native import long_text_choice
 
 TRUNCATION_DIRECTIONS = {"right": "right", "Right": "right", "left": "left", "Left": "left"}
 
@@ -36,7 +36,7 @@ def _inputs(body: dict[str, Any]) -> EncodeRequest:
         bool_field(body, "normalize", True),
         "inputs",
         single=isinstance(body["inputs"], str),
-        **long_text_fields(body, truncate_default=False),
+        long_text=long_text_choice(body, truncate_default=False),
     )
 
 
