@@ -38,8 +38,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, check_model_dir, load_cli_handler
+from bert2vec.http.payload import LAMBDA_SYNC_PAYLOAD_BYTES  # what Lambda refuses before the handler runs
 
-LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # what Lambda refuses before the handler runs
 JSON_TYPE = "application/json"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # --host that listens on every interface
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")

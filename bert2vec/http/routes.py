@@ -44,8 +44,9 @@ from bert2vec.core.errors import (
     UnsupportedOptionError,
 )
 from bert2vec.http import search
+from bert2vec.http.payload import check_payload_size
 from bert2vec.http.search import VectorSearch
-from bert2vec.http.service import EncodeService, check_payload_size
+from bert2vec.http.service import EncodeService
 from bert2vec.http.wire import clip, error_body, native, openai_api, tei
 
 

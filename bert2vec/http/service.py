@@ -17,7 +17,6 @@ from bert2vec.core import defaults
 from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult, form_batches, padded_work
 from bert2vec.core.errors import (
     EmptyInputError,
-    PayloadTooLargeError,
     RequestTooLargeError,
     TextTooLargeError,
     TextTooLongForModelError,
@@ -27,7 +26,6 @@ from bert2vec.core.errors import (
 from bert2vec.core.long_text import LongTextChoice, LongTextPolicy, Outcomes, TooLong, l2_normalize
 from bert2vec.core.settings import Settings
 
-LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Wordpieces one character can become. Every wordpiece covers at least one character of the
 # normalised text, and normalisation (NFD for uncased models) turns one character into at most
 # three that survive accent stripping: a Hangul syllable into its jamo ("한" → ᄒ ᅡ ᆫ).
@@ -281,13 +279,3 @@ class EncodeService:
         result = EncodeResult(out.embeddings, out.token_counts, out.truncated)
         return Encoded(req, result, vectors, out.chunks, policy.stride)
 
-
-def check_payload_size(body: str) -> str:
-    """Refuse a response Lambda could not return synchronously (6 MB), pointing at the S3 path."""
-    size = len(body.encode("utf-8"))
-    if size > LAMBDA_SYNC_PAYLOAD_BYTES - 16 * 1024:  # leave room for the HTTP envelope
-        raise PayloadTooLargeError(
-            f"the response would be {size} bytes, over Lambda's 6 MB synchronous limit; send fewer "
-            'texts per request, use "encoding_format": "base64", or use the S3 bulk path'
-        )
-    return body

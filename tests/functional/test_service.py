@@ -20,7 +20,8 @@ from bert2vec.core.errors import (
     UnsupportedOptionError,
 )
 from bert2vec.core.long_text import LongTextChoice
-from bert2vec.http.service import EncodeService, Limits, ModelTokenizer, check_payload_size
+from bert2vec.http.payload import check_payload_size
+from bert2vec.http.service import EncodeService, Limits, ModelTokenizer
 from bert2vec.http.wire import native, openai_api, tei
 
 
