@@ -16,7 +16,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 
 from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
-from bert2vec.http.routes import ROUTES, ErrorShape, Route, Routes, shape_for, status_for
+from bert2vec.http.routes import ROUTES, Route, Routes, shape_for
+from bert2vec.http.statuses import ErrorShape, status_for
 from bert2vec.local_invoke import LocalContext
 from tests.conftest import load_event
 
@@ -137,6 +138,22 @@ def test_a_native_route_under_v1_answers_natively() -> None:
     for exc in (InvalidInputError("bad"), UnsupportedOptionError("no")):
         assert status_for(exc, ErrorShape.NATIVE) == 422
         assert status_for(exc, ErrorShape.OPENAI) == 400  # OpenAI answers invalid requests with 400
+
+
+def test_one_function_gives_every_failure_its_status() -> None:
+    """``status_for`` answers any exception: our classes by their own row, a subclass made anywhere
+    else as its parent (never a default), anything that is not ours as a 500."""
+    from bert2vec.core import errors
+    from bert2vec.http.statuses import HTTP_STATUS
+
+    class NarrowerInput(errors.InvalidInputError):
+        error_type = "narrower_input"
+
+    for cls, status in HTTP_STATUS.items():
+        exc = cls("x") if cls is not errors.SearchThrottledError else cls("x", retry_after=2)
+        assert status_for(exc) == status, cls
+    assert status_for(NarrowerInput("x")) == 422 and status_for(NarrowerInput("x"), ErrorShape.OPENAI) == 400
+    assert status_for(RuntimeError("bug")) == 500 and status_for(RuntimeError("bug"), ErrorShape.OPENAI) == 500
 
 
 @pytest.mark.parametrize("kind", ["http", "rest"])
