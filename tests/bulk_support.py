@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ class HashEncoder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def encode(self, texts: list[str], batch_size: int = 8) -> EncodeResult:
+    def encode(self, texts: Sequence[str], batch_size: int = 8) -> EncodeResult:
         self.calls += 1
         counts = np.array([len(t.split()) + 2 for t in texts], np.int32)
         emb = np.stack([hash_vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)

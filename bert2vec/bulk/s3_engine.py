@@ -28,7 +28,7 @@ from bert2vec.bulk.state import WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.bulk.vectors import s3vectors_client
 from bert2vec.bulk.worker import RunResult, Worker
-from bert2vec.core.encoder import Encoder
+from bert2vec.core.contract import Encoder  # what the engine needs of a model: a protocol the tests' stand-ins meet
 from bert2vec.files import manifest as manifests
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError

@@ -247,8 +247,7 @@ class EncodeService:
         texts are looked at, so its errors come first."""
         policy = policy or self.policy(req)
         texts = self.check_texts(req, policy)
-        model_normalized = bool(self.encoder.card.get("normalize"))
-        if req.normalize is False and model_normalized:
+        if req.normalize is False and self.encoder.card.normalize:
             raise UnsupportedOptionError(
                 f'"normalize": false is not available: model {self.encoder.name} was exported with '
                 '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
@@ -274,7 +273,7 @@ class EncodeService:
         if counts is None:
             self.refuse_unreadable(req, out.token_counts, out.too_long)
         vectors = out.embeddings
-        if req.normalize and not self.encoder.card.get("normalize"):
+        if req.normalize and not self.encoder.card.normalize:
             vectors = l2_normalize(vectors)
         result = EncodeResult(out.embeddings, out.token_counts, out.truncated)
         return Encoded(req, result, vectors, out.chunks, policy.stride)

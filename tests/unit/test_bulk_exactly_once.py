@@ -45,7 +45,7 @@ def aws() -> Iterator[dict[str, Any]]:
 def engine(aws: dict[str, Any], fmt: str = "jsonl", **cfg: Any) -> Engine:
     extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
     config = BulkConfig(queue_url=aws["queue_url"], output_format=fmt, **extra, **cfg)
-    return Engine(aws["s3"], HashEncoder(), config, aws["sqs"])  # type: ignore[arg-type]
+    return Engine(aws["s3"], HashEncoder(), config, aws["sqs"])
 
 
 def forever() -> int:

@@ -39,7 +39,7 @@ class Harness:
     def __init__(self, aws: dict[str, Any], fmt: str) -> None:
         extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
         cfg = BulkConfig(queue_url="local", output_format=fmt, chunk_bytes=128, shard_bytes=256, **extra)
-        self.eng = Engine(aws["s3"], HashEncoder(), cfg, None)  # type: ignore[arg-type]
+        self.eng = Engine(aws["s3"], HashEncoder(), cfg, None)
         self.queue: list[WorkItem | None] = [None]  # None: the object's upload event
         self.eng.send = self.queue.extend  # type: ignore[method-assign]
         self.key = "incoming/p.txt"

@@ -62,7 +62,7 @@ class ModelEncoder(HashEncoder):
 def make_engine(aws: dict[str, Any], fmt: str = "jsonl", encoder: Any = None, **cfg: Any) -> Engine:
     extra: dict[str, Any] = {"vector_bucket": VBUCKET, "vector_index": VINDEX} if fmt == "s3vectors" else {}
     config = BulkConfig(queue_url=aws["queue_url"], output_format=fmt, **extra, **cfg)
-    return Engine(aws["s3"], encoder or HashEncoder(), config, aws["sqs"])  # type: ignore[arg-type]
+    return Engine(aws["s3"], encoder or HashEncoder(), config, aws["sqs"])
 
 
 def forever() -> int:
@@ -525,7 +525,7 @@ def test_changing_the_model_writes_a_new_index_by_backfill(aws, monkeypatch) -> 
     b_model = ModelEncoder("b" * 64)
     b_cfg = BulkConfig(queue_url=aws["queue_url"], output_format="s3vectors", vector_bucket=VBUCKET,
                        vector_index="lines-b", output_prefix="vectors-b/")  # fmt: skip
-    b = Engine(aws["s3"], b_model, b_cfg, aws["sqs"])  # type: ignore[arg-type]
+    b = Engine(aws["s3"], b_model, b_cfg, aws["sqs"])
     for key in keys:
         event = load_event("s3_batch_operations.json")
         event["tasks"][0]["s3Key"] = key
