@@ -152,7 +152,7 @@ def is_json(content_type: str | None) -> bool:
 
 def refusal(path: str, status: int, error_type: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
     """An error in the shape the route at ``path`` answers in (OpenAI's under ``/v1/``, else native)."""
-    from bert2vec.http.routes import shape_for
+    from bert2vec.http.route_table import shape_for
     from bert2vec.http.statuses import error_body_for
 
     body = error_body_for(shape_for(path), status, None, message=message, error_type=error_type)

@@ -17,7 +17,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -44,59 +43,11 @@ from bert2vec.core.errors import (
 )
 from bert2vec.http import search
 from bert2vec.http.payload import check_payload_size
+from bert2vec.http.route_table import ROUTES, ErrorShape, Route, shape_for
 from bert2vec.http.search import VectorSearch
 from bert2vec.http.service import EncodeService
-from bert2vec.http.statuses import ErrorShape, error_body_for, error_headers, status_for
+from bert2vec.http.statuses import error_body_for, error_headers, status_for
 from bert2vec.http.wire import clip, error_body, native, openai_api, tei
-
-
-@dataclass(frozen=True)
-class Route:
-    """One HTTP route, declared once: resolvers register from it, template.yaml is checked against it.
-
-    ``handler`` names the :class:`Routes` method that answers; ``body``: it takes a JSON body
-    (passed to that method); ``preflight``: a browser sends a CORS preflight first (a JSON POST is
-    no "simple" request), so the REST API answers ``OPTIONS`` on this path itself (a mock
-    integration in template.yaml: an unauthenticated preflight never invokes the function).
-    """
-
-    method: str
-    path: str
-    handler: str
-    error_shape: ErrorShape = ErrorShape.NATIVE
-    body: bool = False
-    preflight: bool = False
-
-
-def _post(path: str, handler: str, shape: ErrorShape = ErrorShape.NATIVE) -> Route:
-    return Route("POST", path, handler, shape, body=True, preflight=True)
-
-
-ROUTES: tuple[Route, ...] = (
-    _post("/encode", "encode"),
-    _post("/v1/embeddings", "openai", ErrorShape.OPENAI),
-    _post("/embed", "tei"),
-    _post("/", "tei"),  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
-    Route("GET", "/info", "tei_info"),
-    _post("/tokenize", "tokenize"),
-    Route("GET", "/v1/models", "models", ErrorShape.OPENAI),  # OpenAI's model list: the one served model
-    _post("/search", "search"),  # only answers when a vector index is configured (404 not_configured otherwise)
-    Route("GET", "/health", "health_response"),
-    Route("GET", "/model", "model"),
-)
-
-def shape_for(path: str, table: tuple[Route, ...] = ROUTES) -> ErrorShape:
-    """The error shape for a request to ``path``: its declared route's, always.
-
-    Undeclared paths (a 404) have no route to ask, so this is the one path rule left: under
-    OpenAI's namespace (``/v1/``) they answer in OpenAI's shape — only an OpenAI client calls
-    there, and it shows nothing else — and natively everywhere else.
-    """
-    for route in table:
-        if route.path == path:
-            return route.error_shape
-    return ErrorShape.OPENAI if path.startswith(openai_api.PATH_PREFIX) else ErrorShape.NATIVE
-
 
 # What a logged ``param`` may look like: the name of a field the wire formats define, never a value.
 FIELD_NAME = re.compile(r"[a-z][a-z_]{0,39}")

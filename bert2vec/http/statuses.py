@@ -8,23 +8,12 @@ invoke, an unexpected exception), so the core and the bulk path never think in H
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from bert2vec.core import errors
 from bert2vec.core.errors import Bert2VecError
+from bert2vec.http.route_table import ErrorShape
 from bert2vec.http.wire import error_body, openai_api
-
-
-class ErrorShape(Enum):
-    """How a route answers errors: a property of the route, never of its path."""
-
-    #: ``{"error": message, "error_type": type}`` — /encode, TEI's routes, the direct invoke.
-    NATIVE = "native"
-    #: ``{"error": {"message", "type", "param", "code"}}``, and a 422 answered as 400 — the openai
-    #: client shows ``error.message`` only for that object and raises ``BadRequestError`` for 400.
-    OPENAI = "openai"
-
 
 # Every ``Bert2VecError`` class has its row, keyed by the class itself (a fast test checks), so a
 # new error cannot silently fall back to some default; one made elsewhere answers as its parent.

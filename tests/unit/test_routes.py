@@ -1,4 +1,4 @@
-"""Routes are declared once (``bert2vec.http.routes.ROUTES``): template.yaml's API events must equal
+"""Routes are declared once (``bert2vec.http.route_table.ROUTES``): template.yaml's API events must equal
 that list, the resolvers are registered from it, and each route's declared error shape — not its
 path — decides how its errors look. Fast tier: no TensorFlow, no model (the service is not loaded,
 so every routed request answers 503 ``model_not_loaded`` or ``loading``)."""
@@ -16,7 +16,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 
 from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
-from bert2vec.http.routes import ROUTES, Route, Routes, shape_for
+from bert2vec.http.route_table import ROUTES, Route, shape_for
+from bert2vec.http.routes import Routes
 from bert2vec.http.statuses import ErrorShape, status_for
 from bert2vec.local_invoke import LocalContext
 from tests.conftest import load_event
@@ -186,3 +187,13 @@ def test_unknown_paths_and_wrong_methods_keep_their_answers(kind: str) -> None:
     assert (status, _shape(body), headers["allow"]) == (405, ErrorShape.OPENAI, "POST")
     status, body, headers = call("POST", "/health")
     assert (status, _shape(body), headers["allow"]) == (405, ErrorShape.NATIVE, "GET")
+
+
+def test_bert_encode_help_lists_every_declared_route() -> None:
+    """``--serve``'s help names the routes from the one table, so a new route cannot be missing there."""
+    from bert2vec.cli import build_parser
+
+    (serve,) = [a for a in build_parser()._actions if "--serve" in a.option_strings]
+    listed = serve.help.split("(routes ", 1)[1].rstrip(")").split(", ")
+    assert listed == list(dict.fromkeys(r.path for r in ROUTES))
+    assert "/v1/models" in listed and "/search" in listed
