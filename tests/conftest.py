@@ -44,8 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Hypothesis: random exploration locally (new examples every run, failures replayed from the local
 # .hypothesis/ database); in CI (CI=1, set by .ci/run) the same examples on every run, so a red
 # build always means a code change. An example a local run finds is pinned with @example in its
-# test (readable, reviewed), rather than shipped as a binary example database.
+# test (readable, reviewed), rather than shipped as a binary example database. `make test-fast` (the
+# edit loop) uses "fast": the same fixed examples as CI, fewer of them; the full count runs in CI.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fast", derandomize=True, database=None, print_blob=True, max_examples=8)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from bert2vec.bulk.state import LEGACY_RUN_LAYOUT, RUN_LAYOUT
 from bert2vec.core import defaults
 from bert2vec.core.settings import ConfigError, Settings
 from bert2vec.files.pipeline import OVERLONG_POLICIES
-from bert2vec.files.readers import ReaderOptions
+from bert2vec.files.readers import SUPPORTED_SUFFIXES, ReaderOptions
 from bert2vec.files.writers import FORMATS
 
-__all__ = ["OWN_RUN_FILES", "ConfigError", "BulkConfig", "OutputLayout", "run_epoch", "run_name"]  # ConfigError: its former home
+__all__ = [  # ConfigError: its former home
+    "OWN_RUN_FILES", "RUNS_DIR", "ConfigError", "BulkConfig", "OutputLayout", "object_hash", "own_runs", "run_epoch",
+    "run_name",
+]  # fmt: skip
 
 OUTPUT_FORMATS = (*FORMATS, "s3vectors")
 # LONG_TEXT=chunk reads a line whole, in one invocation: this many characters is the most one line may
 # have, so that no line outlasts a receive (docs/s3-bulk.md, "Limits", says how it was measured).
 MAX_CHUNK_TEXT_CHARS = 1_000_000
-# Output keys are <base> plus at most ~130 bytes (run directory, part name, suffix); S3 allows 1,024.
+# A manifest key is <base>.manifest.json; <base> is cut to this (S3 allows 1,024 bytes a key). The
+# margin is what run directories under <base>/ needed before they moved to RUNS_DIR: kept, so every
+# manifest keeps its key.
 MAX_BASE_BYTES = 1024 - 160
 MAX_VECTOR_TEXT_BYTES = 38 * 1024  # S3 Vectors' 40 KB of metadata per vector, less the rest of it
-# What a run directory holds that the engine wrote, relative to it. An input key can be crafted so
-# that its own outputs land inside another object's run directory (incoming/a.txt/<etag>/part-...):
-# every clean-up, listing and count of a run looks only at names matching this, never at the rest.
+# Under OUTPUT_PREFIX: one directory per input object, named by object_hash, holding its runs.
+RUNS_DIR = "_runs/"
+# What a run directory holds that the engine wrote, relative to it. Every clean-up, listing and count
+# of a run looks only at names matching this (and at run directories named like RUN_NAME), never at
+# the rest: a run home's prefix can hold input manifests (below), and the previous layout's homes
+# can hold another object's outputs (incoming/a.txt/<etag>/part-... put its own there).
+RUN_NAME = re.compile(r"[A-Za-z0-9-]+(~[0-9]+)?")
 OWN_RUN_FILES = re.compile(
     r"(part-\d{6}-\d{4}-[0-9a-f]{12}(\.keys\.jsonl|\.jsonl|\.parquet|\.npy|\.ids\.jsonl)"
     r"|_slices/\d{6}\.json|_slices/\d{6}-\d{4}-[0-9a-f]{12}\.errors\.jsonl|_progress/\d{6}\.json"
@@ -39,8 +50,8 @@ class BulkConfig:
     output_prefix: str = defaults.OUTPUT_PREFIX
     output_format: str = defaults.OUTPUT_FORMAT
     shard_bytes: int = defaults.SHARD_BYTES
-    chunk_bytes: int = defaults.CHUNK_BYTES
-    chunk_records: int = defaults.CHUNK_RECORDS
+    chunk_bytes: int = defaults.SLICE_BYTES  # SLICE_BYTES
+    chunk_records: int = defaults.SLICE_RECORDS  # SLICE_RECORDS
     queue_url: str | None = None
     max_receives: int = defaults.SHARD_MAX_RECEIVES
     long_text: str = defaults.LONG_TEXT  # LONG_TEXT (former name: OVERLONG)
@@ -88,10 +99,10 @@ class BulkConfig:
             raise ConfigError("OUTPUT_FORMAT=s3vectors needs VECTOR_BUCKET and VECTOR_INDEX")
         if self.chunk_bytes < 1 or self.shard_bytes < self.chunk_bytes:
             raise ConfigError(
-                f"CHUNK_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= CHUNK_BYTES <= "
-                "SHARD_BYTES (a shard is a whole number of chunks)"
+                f"SLICE_BYTES={self.chunk_bytes} and SHARD_BYTES={self.shard_bytes}: need 1 <= SLICE_BYTES <= "
+                "SHARD_BYTES (a shard is a whole number of slices; SLICE_BYTES was CHUNK_BYTES)"
             )
-        for name, value in (("CHUNK_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
+        for name, value in (("SLICE_RECORDS", self.chunk_records), ("WINDOW_TEXTS", self.window),
                             ("BATCH_SIZE", self.batch_size), ("MAX_HOPS", self.max_hops),
                             ("SHARD_MAX_RECEIVES", self.max_receives)):  # fmt: skip
             if value < 1:
@@ -108,32 +119,82 @@ class BulkConfig:
         return cls(**_same_names(cls, s, exclude=frozenset({"reader"})), reader=ReaderOptions(**_same_names(ReaderOptions, s)))
 
 
+def object_hash(bucket: str, name: str) -> str:
+    """The 40-hex name of ``bucket/name`` in the engine's own directories: an input object's ledger
+    record (``_objects/``) and run home (``_runs/``), an S3 Vectors index's model record
+    (``_indexes/``). One function, so the ledger and the runs of an object can never disagree on it."""
+    return hashlib.sha256(f"{bucket}/{name}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
 @dataclass(frozen=True)
 class OutputLayout:
     """Where one input object's outputs go.
 
-    ``<out>/<rel>.manifest.json`` is the user-facing result; everything else lives in the version's
-    run directory ``<out>/<rel>/<etag>[~<epoch>]/``: the errors file the manifest names
-    (``errors.jsonl``), parts
-    ``part-<slice>-<segment>-<attempt>.<ext>`` (attempt-unique: no other attempt can overwrite
-    them), per-slice commits in ``_slices/``, unfinished slices' progress in ``_progress/``, and for
-    ``s3vectors`` the record of every vector key an attempt put in ``_vector_keys/``. ``rel`` is the
-    input key without ``INPUT_PREFIX``.
+    ``<out><rel>.manifest.json`` is the user-facing result (``rel``: the input key without
+    ``INPUT_PREFIX``; users find results by the input's name). Everything else lives in the run
+    directory of the version: ``<out>_runs/<object_hash(bucket, key)>/<etag>[~<epoch>]/`` (the
+    object's *run home*, then the run) holds the errors file the manifest names (``errors.jsonl``),
+    parts ``part-<slice>-<segment>-<attempt>.<ext>`` (attempt-unique: no other attempt can
+    overwrite them), per-slice commits in ``_slices/``, unfinished slices' progress in
+    ``_progress/``, a ``.gz``'s decompressed copy (``_staged``) and for ``s3vectors`` the record of
+    every vector key an attempt put in ``_vector_keys/``.
+
+    **No input key reaches another object's run state.** Processing an input object writes one key
+    that its name chooses, ``<out><rel>.manifest.json`` (the errors file of releases before the
+    run-scoped one, ``<out><rel>.errors.jsonl``, is only ever deleted, and only when the manifest it
+    replaces names it); every other key it writes is in its own run home, named by a hash of its
+    bucket and key, or is the ledger record named by that same hash. No key the engine reads,
+    lists or deletes as state ends in ``.manifest.json`` (run files: :data:`OWN_RUN_FILES`; the
+    ledger and index records: ``<40 hex>.json``). So an input named to look like run state —
+    ``incoming/_runs/<a's hash>/<a's run>/part-...`` — only adds a manifest that every listing of
+    a's home passes over, and its own runs go to its own home. Two objects share a home only if
+    their ``bucket/key`` share 160 bits of SHA-256.
+
+    **The previous layout** (``version`` :data:`LEGACY_RUN_LAYOUT`) put the run directories under
+    ``<out><rel>/``, where an input key that extends another's (``incoming/a.jsonl/<etag>/x.txt``)
+    put its outputs inside the other's runs. Runs that started there finish there (their messages
+    carry no layout), and clean-ups look in both homes (:attr:`homes`) until none is left:
+    docs/s3-bulk.md, "Run state". ``legacy_home`` is None for a key the previous layout never
+    started a run for (no supported suffix), so a key shaped like ``incoming/_runs/<hash>`` never
+    turns another object's home into "its old runs".
     """
 
     bucket: str
-    base: str
+    base: str  # <out><rel> (shortened past MAX_BASE_BYTES): the manifest's key without its suffix
+    home: str  # this run's home: every run of the object in this layout is a directory in it
     run: str
+    new_home: str  # <out>_runs/<hash>/
+    legacy_home: str | None  # <base>/ where the previous layout can have left runs, or None
+    version: int = RUN_LAYOUT
 
     @classmethod
-    def for_object(cls, cfg: BulkConfig, bucket: str, key: str, etag: str, epoch: int = 0) -> OutputLayout:
+    def for_object(
+        cls, cfg: BulkConfig, bucket: str, key: str, etag: str, epoch: int = 0, version: int = RUN_LAYOUT
+    ) -> OutputLayout:  # fmt: skip
         rel = key[len(cfg.input_prefix) :] if cfg.input_prefix and key.startswith(cfg.input_prefix) else key
         base = f"{cfg.output_prefix}{rel}"
         if len(base.encode("utf-8", "surrogatepass")) > MAX_BASE_BYTES:  # S3 keys end at 1,024 bytes
             digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
             head = base.encode("utf-8", "surrogatepass")[: MAX_BASE_BYTES - 18].decode("utf-8", "ignore")
             base = f"{head}~{digest}"
-        return cls(cfg.output_bucket or bucket, base, f"{base}/{run_name(etag, epoch)}/")
+        new_home = f"{cfg.output_prefix}{RUNS_DIR}{object_hash(bucket, key)}/"
+        legacy_home = f"{base}/" if key.lower().endswith(SUPPORTED_SUFFIXES) else None
+        if version == LEGACY_RUN_LAYOUT:
+            if legacy_home is None:
+                raise ValueError(f"s3://{bucket}/{key}: the previous run layout never held runs of this key")
+            home = legacy_home
+        elif version == RUN_LAYOUT:
+            home = new_home
+        else:
+            raise ValueError(f"unknown run layout {version!r}")
+        return cls(cfg.output_bucket or bucket, base, home, f"{home}{run_name(etag, epoch)}/", new_home, legacy_home,
+                   version)  # fmt: skip
+
+    @property
+    def homes(self) -> tuple[str, ...]:
+        """Every place a run of this object can be: this layout's home first, then the other one."""
+        other = self.legacy_home if self.version == RUN_LAYOUT else self.new_home
+        return (self.home,) if other is None else (self.home, other)
 
     @property
     def manifest_key(self) -> str:
@@ -147,7 +208,8 @@ class OutputLayout:
 
     @property
     def legacy_errors_key(self) -> str:
-        """Where releases before the run-scoped errors file wrote it (removed when a newer manifest lands)."""
+        """Where releases before the run-scoped errors file wrote it (removed when a newer manifest
+        replaces one that names it — never otherwise: another object's run files can have this name)."""
         return f"{self.base}.errors.jsonl"
 
     def part_key(self, slice_: int, segment: int, attempt: str, suffix: str) -> str:
@@ -177,8 +239,21 @@ class OutputLayout:
         return f"{self.run}_cleanup.json"
 
     @property
-    def runs_prefix(self) -> str:
-        return f"{self.base}/"
+    def staged_key(self) -> str:
+        """A ``.gz``'s decompressed copy, which its slices are read from."""
+        return f"{self.run}_staged"
+
+
+def own_runs(home: str, keys: Iterable[str]) -> dict[str, list[str]]:
+    """The run files among ``keys`` listed under ``home``, by run directory (``home`` + run name +
+    ``/``): only names the engine writes, in directories named like runs. The rest — input
+    manifests, and in a previous-layout home another object's outputs — is never returned."""
+    runs: dict[str, list[str]] = {}
+    for key in keys:
+        run, _, inner = key[len(home) :].partition("/")
+        if RUN_NAME.fullmatch(run) and OWN_RUN_FILES.fullmatch(inner):
+            runs.setdefault(f"{home}{run}/", []).append(key)
+    return runs
 
 
 def run_name(etag: str, epoch: int = 0) -> str:
@@ -188,8 +263,8 @@ def run_name(etag: str, epoch: int = 0) -> str:
 
 
 def run_epoch(name: str) -> int:
-    """The epoch a run directory's name carries (0 for the layout before the ledger)."""
-    _, sep, epoch = name.rpartition("~")
+    """The epoch a run directory's name (or its path) carries (0 for the layout before the ledger)."""
+    _, sep, epoch = name.rstrip("/").rpartition("/")[2].rpartition("~")
     return int(epoch) if sep and epoch.isdigit() else 0
 
 

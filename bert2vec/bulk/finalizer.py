@@ -13,6 +13,10 @@ that what was read is unchanged (see :meth:`Finalizer.publish`). For ``s3vectors
 3. the count goes into ``_cleanup.json`` (created once), and the other versions' run state is
    removed, so an ETag that comes back later starts afresh.
 
+"Every other version" means in both run homes of the object (``OutputLayout.homes``): runs of the
+previous layout are cleaned like the rest. Once the manifest is written, the previous layout's runs
+of other versions go whole (parts, errors, state), every format, so that home empties.
+
 A version that finds it is no longer current deletes every key its own attempts recorded: a late
 writer of an old version cleans up after itself.
 """
@@ -25,14 +29,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bert2vec.bulk.aws_errors import is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, own_runs, run_name
 from bert2vec.bulk.ledger import Ledger
-from bert2vec.bulk.state import Commit, WorkItem
+from bert2vec.bulk.state import Commit, KeyRecord, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store
 from bert2vec.bulk.vectors import read_keys
 from bert2vec.bulk.worker import Worker
 from bert2vec.core.encoder import Encoder
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import FailedSlice, Manifest, Output, Part, Slices, Source, SourceFormat, Timings
 from bert2vec.files.pipeline import Counts
 
 log = logging.getLogger("bert2vec.bulk")
@@ -100,7 +105,7 @@ class Finalizer:
 
     # ---- the manifest ----------------------------------------------------------------------
     def finalize(self, item: WorkItem, remaining_ms: Callable[[], int] = no_deadline, *, full: bool = False
-                 ) -> dict[str, Any] | None:  # fmt: skip
+                 ) -> Manifest | None:  # fmt: skip
         """Write the manifest if every slice up to the final one is committed; else None.
 
         A run that is no longer current (the object was replaced or deleted, or its epoch moved on)
@@ -137,8 +142,8 @@ class Finalizer:
         counts = Counts()
         for c in ordered:
             if not c.failed:
-                counts.add(Counts(**c.counts))
-        failed = [{"chunk": c.slice, "error": c.error} for c in ordered if c.failed]
+                counts.add(c.counts)
+        failed = [FailedSlice(c.slice, c.error) for c in ordered if c.failed]
         read_errors = [c.read_error for c in ordered if c.read_error]
         from botocore.exceptions import ClientError
 
@@ -149,29 +154,25 @@ class Finalizer:
         status = manifests.status_of(counts, len(failed), len(ordered))
         if read_errors and status == "complete":
             status = "incomplete" if counts.lines_read else "failed"
-        errors = [f"chunk {f['chunk']}: {f['error']}" for f in failed] + [str(e) for e in read_errors]
-        manifest = manifests.build(
+        errors = [f"slice {f.slice}: {f.error}" for f in failed] + [str(e) for e in read_errors]
+        manifest = Manifest.result(
             status=status,
-            input={"bucket": item.bucket, "key": item.key, "etag": item.etag, "size": item.size,
-                   "format": {"kind": item.kind, "gzip": item.gzip},
-                   **({"version_id": item.version_id} if item.version_id else {}),
-                   **({"epoch": item.epoch} if item.epoch else {})},
+            input=Source(bucket=item.bucket, key=item.key, etag=item.etag, size=item.size,
+                         format=SourceFormat(item.kind, item.gzip), version_id=item.version_id or None,
+                         epoch=item.epoch),
             model_card=self.encoder.card,
-            output={
-                "bucket": layout.bucket,
-                "format": self.cfg.output_format,
-                "parts": parts,
-                "errors_key": layout.errors_key,
+            output=Output(
+                bucket=layout.bucket, format=self.cfg.output_format, parts=parts, errors_key=layout.errors_key,
                 **({} if stale is None else {"vector_bucket": self.cfg.vector_bucket,
                                              "vector_index": self.cfg.vector_index, "stale_vectors_deleted": stale}),
-            },
+            ),
             counts=counts,
-            chunks={"total": len(ordered), "unit": item.unit, "chunk_size": item.slice_size, "failed": failed},
-            timings={
-                "started_at": min((c.started_at or c.finished_at) for c in ordered),
-                "finished_at": max(c.finished_at for c in ordered),
-                "encode_seconds": round(counts.encode_seconds, 3),
-            },
+            slices=Slices(total=len(ordered), unit=item.unit, slice_size=item.slice_size, failed=failed),
+            timings=Timings(
+                started_at=min((c.started_at or c.finished_at) for c in ordered),
+                finished_at=max(c.finished_at for c in ordered),
+                encode_seconds=round(counts.encode_seconds, 3),
+            ),
             error="; ".join(errors)[:4000] if errors else None,
         )  # fmt: skip
         try:
@@ -186,14 +187,15 @@ class Finalizer:
             if vectors:
                 self.retract(item, remaining_ms)
             return None
-        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest["status"])
+        log.info("manifest written: s3://%s/%s (%s)", layout.bucket, layout.manifest_key, manifest.status)
         self._drop_uncommitted(layout, ordered)
+        self._drop_legacy_runs(item, layout)
         if item.staged:  # every slice is committed: the decompressed copy has done its work
             self.store.delete(layout.bucket, [item.staged["key"]])
         return manifest
 
     def publish(
-        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: dict[str, Any],
+        self, layout: OutputLayout, bucket: str, key: str, etag: str, manifest: Manifest,
         errors_file: Any | None = None, *, keep_finished: bool = False, epoch: int | None = None,
     ) -> bool:  # fmt: skip
         """Write the manifest (and the errors file) only while the input is still at ``etag``.
@@ -205,13 +207,13 @@ class Finalizer:
         ``keep_finished``: never replace a finished manifest of this same version (a retry marker
         must not hide a result another attempt completed). ``epoch``: also the ledger's epoch must
         still be this one (None: no such check — a deletion's own record). False when this version lost."""
-        body = manifests.dumps(manifest)
+        body = manifest.to_json()
         for _ in range(PUBLISH_TRIES):
             there = self.store.read(layout.bucket, layout.manifest_key)
             if there is not None and manifests.dumps(there.data) == body:
                 return True
-            if keep_finished and there is not None and there.data.get("input", {}).get("etag") == etag \
-                    and not there.data.get("retryable"):  # fmt: skip
+            found = None if there is None else Manifest.from_dict(there.data)
+            if keep_finished and found is not None and found.etag == etag and not found.retryable:
                 return False
             if etag and not self._is_at(bucket, key, etag):
                 return False
@@ -227,8 +229,11 @@ class Finalizer:
                     errors_file.upload(layout.errors_key)
                 self.store.create_or_replace(layout.bucket, layout.manifest_key, body,
                                              None if there is None else there.etag, "application/json")  # fmt: skip
-                if errors_file is not None:
-                    self.store.delete(layout.bucket, [layout.legacy_errors_key])  # the fixed key of older releases
+                if there is not None and (there.data.get("output") or {}).get("errors_key") == layout.legacy_errors_key:
+                    # The fixed errors key of older releases, which the replaced manifest named. Only
+                    # then: for a key like incoming/_runs/<hash>/<run>/_slices/000000-0000-<attempt>
+                    # that name is another object's run file.
+                    self.store.delete(layout.bucket, [layout.legacy_errors_key])
                 return True
             except Conflict:
                 continue  # someone wrote in between: look again (we lose if the input moved on)
@@ -258,7 +263,7 @@ class Finalizer:
         return True
 
     # ---- the index -------------------------------------------------------------------------
-    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    def _records(self, layout: OutputLayout, prefix: str) -> list[tuple[str, KeyRecord]]:
         """The run's own key records (never an object a crafted input key put under the directory)."""
         out = []
         for key in self.store.keys(layout.bucket, prefix):
@@ -266,25 +271,30 @@ class Finalizer:
                 continue
             data = self.store.get_json(layout.bucket, key)
             if data is not None:
-                out.append((key, data))
+                out.append((key, KeyRecord.from_dict(data)))
         return out
 
-    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Key records of this object's other versions: {run directory: [(record key, record)]}."""
+    def _other_versions(self, item: WorkItem, layout: OutputLayout) -> dict[str, list[tuple[str, KeyRecord]]]:
+        """Key records of this object's other versions, in both run homes: {run directory: [(record
+        key, record)]}. A run of this same version in the other home (one started by the previous
+        release while this one started here) holds this version's keys: never listed."""
         mine = run_name(item.etag, item.epoch)
-        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for key in self.store.keys(layout.bucket, layout.runs_prefix):
-            parts = key[len(layout.runs_prefix) :].split("/")
-            if len(parts) != 3 or parts[1] != "_vector_keys" or parts[0] == mine:
-                continue  # not a key record, another object's (a key that extends this one), or ours
-            data = self.store.get_json(layout.bucket, key)
-            if data and data.get("source_bucket") == item.bucket and data.get("source_key") == item.key:
-                found.setdefault(parts[0], []).append((key, data))
+        found: dict[str, list[tuple[str, KeyRecord]]] = {}
+        for home in layout.homes:
+            for run_dir, keys in own_runs(home, self.store.keys(layout.bucket, home)).items():
+                if run_dir == f"{home}{mine}/":
+                    continue
+                for key in keys:
+                    if not key[len(run_dir) :].startswith("_vector_keys/"):
+                        continue
+                    record = KeyRecord.from_dict(self.store.get_json(layout.bucket, key))
+                    if record.belongs_to(item.bucket, item.key):
+                        found.setdefault(run_dir, []).append((key, record))
         return found
 
     def _clean_index(
-        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, dict[str, Any]]]],
-        parts: list[dict[str, Any]], remaining_ms: Callable[[], int] = no_deadline,
+        self, item: WorkItem, layout: OutputLayout, older: dict[str, list[tuple[str, KeyRecord]]],
+        parts: list[Part], remaining_ms: Callable[[], int] = no_deadline,
     ) -> int:  # fmt: skip
         """Delete older runs' keys and this run's uncommitted ones; the count, fixed once per run.
 
@@ -295,9 +305,9 @@ class Finalizer:
         target = self.worker.vector_target(item)
         committed: set[str] = set()
         for part in parts:
-            committed |= read_keys(self.store.body(layout.bucket, part["key"]))
-        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.get("keys", [])}
-        planned = {k for records in older.values() for _, rec in records for k in rec.get("keys", [])} - committed
+            committed |= read_keys(self.store.body(layout.bucket, str(part.key)))
+        own = {k for _, rec in self._records(layout, layout.vector_keys_prefix) for k in rec.keys}
+        planned = {k for records in older.values() for _, rec in records for k in rec.keys} - committed
         planned |= own - committed
         try:
             self.store.create(layout.bucket, layout.cleanup_key, {"stale_vectors_deleted": len(planned)})
@@ -306,11 +316,10 @@ class Finalizer:
             done = self.store.get_json(layout.bucket, layout.cleanup_key) or {}
             deleted = int(done.get("stale_vectors_deleted", len(planned)))
         done = 0
-        for run, records in older.items():
+        for run_dir, records in older.items():
             done += self.delete_recorded(layout.bucket, records, target, remaining_ms, f"s3://{item.bucket}/{item.key}",
                                          keep=committed, progressed=done > 0)  # fmt: skip
             # that run is gone from the index: forget its state, so an ETag that comes back starts afresh
-            run_dir = f"{layout.runs_prefix}{run}/"
             state = [key for key in self.store.keys(layout.bucket, run_dir) if OWN_RUN_FILES.fullmatch(key[len(run_dir) :])
                      and ("_slices/" in key or "_progress/" in key or key.endswith("/_cleanup.json"))]  # fmt: skip
             self.store.delete(layout.bucket, state)
@@ -319,7 +328,7 @@ class Finalizer:
         return deleted
 
     def delete_recorded(
-        self, bucket: str, records: Iterable[tuple[str, dict[str, Any]]], target: Any, remaining_ms: Callable[[], int],
+        self, bucket: str, records: Iterable[tuple[str, KeyRecord]], target: Any, remaining_ms: Callable[[], int],
         where: str, *, keep: set[str] | frozenset[str] = frozenset(), progressed: bool = False,
     ) -> int:  # fmt: skip
         """Delete the keys each key record lists (less ``keep``) from the index, then the record:
@@ -328,7 +337,7 @@ class Finalizer:
         (:class:`CleanupUnfinished` hands the rest on); every invocation makes progress."""
         done = 0
         for record_key, rec in records:
-            keys = set(rec.get("keys", [])) - keep
+            keys = set(rec.keys) - keep
             if progressed or done:
                 self._check_budget(remaining_ms, target, len(keys), where)
             done += target.delete(keys)
@@ -354,6 +363,23 @@ class Finalizer:
 
     # ---- files -------------------------------------------------------------------------------
 
+    def _drop_legacy_runs(self, item: WorkItem, layout: OutputLayout) -> None:
+        """After this version's manifest is written: the previous layout's runs of every other
+        version go whole, so that home empties as objects are uploaded again and its read path can
+        be dropped one day. Key records stay: the index clean-up deletes each once its vectors are
+        gone (one written since that clean-up listed belongs to a run still in flight, which takes
+        its vectors back itself). A run of this same version there is left alone."""
+        if layout.legacy_home is None:
+            return
+        mine = f"{layout.legacy_home}{run_name(item.etag, item.epoch)}/"
+        runs = own_runs(layout.legacy_home, self.store.keys(layout.bucket, layout.legacy_home))
+        doomed = [key for run_dir, keys in runs.items() if run_dir != mine
+                  for key in keys if not key[len(run_dir) :].startswith("_vector_keys/")]  # fmt: skip
+        if doomed:
+            log.info("s3://%s/%s: %d files of older runs in the previous layout removed", item.bucket, item.key,
+                     len(doomed))  # fmt: skip
+            self.store.delete(layout.bucket, doomed)
+
     def _drop_uncommitted(self, layout: OutputLayout, ordered: list[Commit]) -> None:
         """Parts and error files of attempts that lost: nothing lists them, so they go."""
         keep = {k for c in ordered for seg in c.segments for k in [*seg.parts, seg.errors_key] if k}
@@ -366,13 +392,11 @@ class Finalizer:
             self.store.delete(layout.bucket, garbage)
 
 
-def _part_entry(commit: Commit, segment: Any) -> dict[str, Any]:
+def _part_entry(commit: Commit, segment: Any) -> Part:
     """One segment's output: its data file, plus the ids sidecar for npy."""
-    entry = {"chunk": commit.slice, "segment": segment.segment, "rows": segment.rows,
-             "first_line": segment.first_line, "last_line": segment.last_line, "key": segment.parts[0]}  # fmt: skip
-    if len(segment.parts) > 1:
-        entry["ids_key"] = segment.parts[1]
-    return entry
+    return Part(slice=commit.slice, segment=segment.segment, rows=segment.rows, first_line=segment.first_line,
+                last_line=segment.last_line, key=segment.parts[0],
+                ids_key=segment.parts[1] if len(segment.parts) > 1 else None)  # fmt: skip
 
 
 class MergedErrors:

@@ -15,17 +15,18 @@ across keys). The ledger keeps, per input object, the highest sequencer seen and
 
 Events without a sequencer (Batch Operations tasks, the reconcile command) read the epoch but never
 move the sequencer. The record lives in the output bucket under ``<OUTPUT_PREFIX>_objects/`` named
-by a hash of bucket and key, so no input key can reach or collide with it. Every write is
+by a hash of bucket and key (:func:`~bert2vec.bulk.config.object_hash`, which names the
+object's run home too), so no input key can reach or collide with it. Every write is
 conditional (``If-None-Match`` / ``If-Match``), so two events racing each other never both win.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bert2vec.bulk.config import object_hash
 from bert2vec.bulk.store import Conflict, S3Store
 from bert2vec.files import manifest as manifests
 
@@ -73,8 +74,7 @@ class Ledger:
         self.prefix = prefix  # OUTPUT_PREFIX
 
     def record_key(self, bucket: str, key: str) -> str:
-        digest = hashlib.sha256(f"{bucket}/{key}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        return f"{self.prefix}{LEDGER_DIR}{digest}.json"
+        return f"{self.prefix}{LEDGER_DIR}{object_hash(bucket, key)}.json"
 
     def read(self, bucket: str, key: str) -> Entry:
         got = self.store.get_json(self.bucket, self.record_key(bucket, key))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bert2vec.files.pipeline import Counts
+
 
 class Kind(StrEnum):
     ENCODED = "encoded"  # this invocation wrote the manifest (any status)
@@ -46,7 +48,7 @@ class Outcome:
     detail: str = ""
     manifest_key: str | None = None
     status: str | None = None  # the manifest's status when one was written
-    counts: dict[str, Any] | None = None
+    counts: Counts | None = None  # the manifest's counts when one was written
     shards: int = 0
     slices_done: int = 0
     slices_skipped: int = 0
@@ -59,7 +61,7 @@ class Outcome:
     def describe(self) -> str:
         where = f" (manifest {self.manifest_key})" if self.manifest_key else ""
         if self.kind is Kind.ENCODED:
-            return f"{self.status}: {(self.counts or {}).get('encoded', 0)} lines encoded{where}"
+            return f"{self.status}: {self.counts.encoded if self.counts else 0} lines encoded{where}"
         if self.kind is Kind.IN_PROGRESS:
             if self.handed_off_from is not None:
                 return f"slices from {self.handed_off_from} continue on the shard queue"
@@ -88,7 +90,7 @@ class Outcome:
         if self.status:
             out["status"] = self.status
         if self.counts is not None:
-            out["counts"] = self.counts
+            out["counts"] = self.counts.to_dict()
         if self.shards:
             out["shards"] = self.shards
         if self.kind in (Kind.ENCODED, Kind.IN_PROGRESS, Kind.DUPLICATE):
@@ -96,4 +98,4 @@ class Outcome:
         return out
 
     def lines_encoded(self) -> int:
-        return int((self.counts or {}).get("encoded", 0)) if self.kind is Kind.ENCODED else 0
+        return self.counts.encoded if self.counts is not None and self.kind is Kind.ENCODED else 0

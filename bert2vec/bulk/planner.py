@@ -14,12 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 from bert2vec.bulk.aws_errors import error_code, is_denied, is_not_found
-from bert2vec.bulk.config import BulkConfig, OutputLayout
+from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_name
 from bert2vec.bulk.outcome import Kind, Outcome
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.state import LEGACY_RUN_LAYOUT, RUN_LAYOUT, WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.core.encoder import Encoder
-from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Output, Source
 from bert2vec.files.pipeline import Counts
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
@@ -100,10 +100,11 @@ class Planner:
             log.info("s3://%s/%s: %s", bucket, key, why)
             return Outcome(Kind.CHANGED, key, why)
         layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch)
-        existing = self.store.get_json(layout.bucket, layout.manifest_key)
-        if existing and _finished(existing, etag, epoch):
+        found = self.store.get_json(layout.bucket, layout.manifest_key)
+        existing = Manifest.from_dict(found) if found else None
+        if existing is not None and existing.answers(etag, epoch):
             log.info("s3://%s/%s (etag %s) already has a manifest: duplicate delivery", bucket, key, etag)
-            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.get("status"))
+            return Outcome(Kind.DUPLICATE, key, "already encoded", layout.manifest_key, existing.status)
         refusal = self.engine.index_refusal(bucket)
         if refusal:
             log.error("s3://%s/%s: %s", bucket, key, refusal)
@@ -136,8 +137,12 @@ class Planner:
             return Outcome(Kind.FAILED, key, str(exc), layout.manifest_key, "failed")
         unit = "bytes" if fmt.shardable else "records"
         size_of_slice = self.cfg.chunk_bytes if unit == "bytes" else self.cfg.chunk_records
+        version = self._run_layout(layout, etag, epoch)
+        if version != layout.version:
+            layout = OutputLayout.for_object(self.cfg, bucket, key, etag, epoch, version)
         item = WorkItem(bucket, key, etag, size, fmt.kind, fmt.gzip, unit, size_of_slice, version_id=version_id,
-                        epoch=epoch, model=self.engine.worker.model_id, output_format=self.cfg.output_format)  # fmt: skip
+                        epoch=epoch, model=self.engine.worker.model_id, output_format=self.cfg.output_format,
+                        layout=version)  # fmt: skip
         not_text = self.engine.worker.source(item).sniff()
         if not_text:
             self.failed_manifest(layout, bucket, key, etag, size, not_text, epoch=epoch)
@@ -156,6 +161,19 @@ class Planner:
                 return Outcome(Kind.FANNED_OUT, key, shards=len(shards))
         return self.engine.run(item, remaining_ms)
 
+    def _run_layout(self, layout: OutputLayout, etag: str, epoch: int) -> int:
+        """Where a run of this version goes: the previous layout's run directory when a run of this
+        very version (ETag and epoch) was started there — a duplicate event or task, or a reconcile,
+        after a deploy that found it unfinished — so it goes on where it is (its committed slices
+        skipped) instead of a second run of one version beside it; else the object's run home.
+        One listing request, only for keys the previous layout can have held runs of."""
+        if layout.legacy_home is None:
+            return RUN_LAYOUT
+        old = f"{layout.legacy_home}{run_name(etag, epoch)}/"
+        if self.store.any_key(layout.bucket, old, lambda k: OWN_RUN_FILES.fullmatch(k[len(old) :])):
+            return LEGACY_RUN_LAYOUT
+        return RUN_LAYOUT
+
     def _stage(self, item: WorkItem, layout: OutputLayout) -> dict[str, Any] | None:
         """The ``.gz`` decompressed once into the run directory (reused when a duplicate already
         did it: the copy of one version's bytes is always the same); None for a gzip that cannot be
@@ -163,7 +181,7 @@ class Planner:
         still encoded and the manifest says where reading stopped."""
         from bert2vec.bulk.worker import CONTENT_ERRORS
 
-        key = f"{layout.run}_staged"
+        key = layout.staged_key
         head = self.store.head(layout.bucket, key)
         if head is not None:
             return {"bucket": layout.bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
@@ -184,6 +202,7 @@ class Planner:
                 item.bucket, item.key, item.etag, item.size, item.kind, item.gzip, item.unit, item.slice_size,
                 first_slice=s, end_slice=min(s + per_shard, total), first_line=line, version_id=item.version_id,
                 epoch=item.epoch, model=item.model, output_format=item.output_format, staged=item.staged,
+                layout=item.layout,
             )  # fmt: skip
             for s, line in zip(starts, first_lines, strict=True)
         ]
@@ -191,33 +210,18 @@ class Planner:
     def failed_manifest(
         self, layout: OutputLayout, bucket: str, key: str, etag: str, size: int, error: str, *, retryable: bool = False,
         epoch: int = 0,
-    ) -> dict[str, Any]:  # fmt: skip
-        manifest = manifests.build(
+    ) -> Manifest:  # fmt: skip
+        manifest = Manifest.result(
             status="failed",
-            input={"bucket": bucket, "key": key, "etag": etag, "size": size, **({"epoch": epoch} if epoch else {})},
+            input=Source(bucket=bucket, key=key, etag=etag, size=size, epoch=epoch),
             model_card=self.encoder.card,
-            output={"bucket": layout.bucket, "format": self.cfg.output_format, "parts": []},
+            output=Output(bucket=layout.bucket, format=self.cfg.output_format),
             counts=Counts(),
             error=error,
+            retryable=retryable,  # written before the retry: a retry is not a duplicate
         )
-        if retryable:
-            manifest["retryable"] = True  # written before the retry: a retry is not a duplicate
         # Like every manifest: never over a newer version's, nor over this version's finished one
         # (a duplicate that failed late must not hide what the attempt that won completed).
         self.engine.finalizer.publish(layout, bucket, key, etag, manifest, keep_finished=True, epoch=epoch)
         return manifest
 
-
-def _finished(manifest: dict[str, Any], etag: str, epoch: int) -> bool:
-    """Whether a manifest already answers this version in this epoch (so a new event is a duplicate).
-
-    Its status counts, not only its ETag: a ``deleted`` record or a ``retryable`` marker never makes
-    an upload a duplicate, and a manifest of an earlier epoch (before a deletion or a new upload of
-    the same bytes) does not either — that upload is encoded afresh."""
-    found = manifest.get("input", {})
-    return (
-        found.get("etag") == etag
-        and int(found.get("epoch") or 0) == epoch
-        and manifest.get("status") in ("complete", "incomplete", "failed")
-        and not manifest.get("retryable")
-    )

@@ -13,6 +13,12 @@ the manifests under the output prefix and (``s3vectors``) every vector of the in
 - **stray vectors**: vectors of this prefix whose object is gone or whose ETag is not the object's
   current one, and that no run will clean up → deleted.
 
+Repairs go through the engine, which looks for runs in both run homes (the hashed ``_runs/`` one and
+the previous layout's under the input's name), so a repair of an object encoded by an older release
+removes its old runs too. The summary counts ``old_layout_runs`` (when there are any): run
+directories still in the previous layout under the prefix — while any are left, anywhere, the
+engine's read path for them must stay (docs/s3-bulk.md, "Run state").
+
 A dry run (the default) only counts; ``apply`` repairs through the same engine the events use, so
 every repair has the event path's guarantees (epochs, exactly once, paced clean-up).
 """
@@ -20,10 +26,11 @@ every repair has the event path's guarantees (epochs, exactly once, paced clean-
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bert2vec.files.manifest import Manifest
 from bert2vec.files.readers import InputFormat, UnsupportedFormatError
 
 log = logging.getLogger("bert2vec.bulk")
@@ -39,6 +46,7 @@ class Drift:
     outdated: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)  # manifests whose input is gone
     stray_vectors: int = 0
+    old_layout_runs: int = 0  # run directories in the previous layout (not drift: what the migration has left)
     applied: bool = False
     unfinished: bool = False  # the deadline came before every repair was started (the next run goes on)
     outcomes: dict[str, int] = field(default_factory=dict)  # what the repairs answered, by outcome
@@ -49,6 +57,7 @@ class Drift:
             "outdated": len(self.outdated), "orphaned": len(self.orphaned), "stray_vectors": self.stray_vectors,
             "applied": self.applied, **({"outcomes": self.outcomes} if self.applied else {}),
             **({"unfinished": True} if self.unfinished else {}),
+            **({"old_layout_runs": self.old_layout_runs} if self.old_layout_runs else {}),
         }  # fmt: skip
 
     @property
@@ -82,24 +91,26 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
             current[key] = str(obj["ETag"]).strip('"')
     drift.objects = len(current)
     out_bucket = cfg.output_bucket or bucket
-    manifests: dict[str, dict[str, Any]] = {}
+    manifests: dict[str, Manifest] = {}
     out_prefix = cfg.output_prefix + prefix[len(cfg.input_prefix) :]
+    rest: list[str] = []
     for key in store.keys(out_bucket, out_prefix):
         if not key.endswith(".manifest.json"):
+            rest.append(key)
             continue
-        m = store.get_json(out_bucket, key) or {}
-        src = m.get("input", {})
-        if src.get("bucket") == bucket and str(src.get("key", "")).startswith(prefix):
-            manifests[src["key"]] = m
+        m = Manifest.from_dict(store.get_json(out_bucket, key) or {})
+        if m.input.bucket == bucket and m.input.key is not None and m.input.key.startswith(prefix):
+            manifests[m.input.key] = m
+    drift.old_layout_runs = _old_layout_runs(cfg, bucket, current.keys() | manifests.keys(), rest)
     for key, etag in sorted(current.items()):
-        m = manifests.get(key)
-        if m is None or m.get("status") == "deleted" or m.get("retryable"):
+        found = manifests.get(key)
+        if found is None or found.status == "deleted" or found.retryable:
             drift.missing.append(key)
-        elif m.get("input", {}).get("etag") != etag:
+        elif found.etag != etag:
             drift.outdated.append(key)
         else:
             drift.up_to_date += 1
-    drift.orphaned = sorted(k for k, m in manifests.items() if k not in current and m.get("status") != "deleted")
+    drift.orphaned = sorted(k for k, m in manifests.items() if k not in current and m.status != "deleted")
     stray: list[str] = []
     if cfg.output_format == "s3vectors" and engine.vectors is not None:
         repaired = set(drift.missing) | set(drift.outdated) | set(drift.orphaned)  # their runs clean up
@@ -135,6 +146,21 @@ def reconcile(engine: Any, bucket: str, prefix: str, *, apply: bool = False,
         target.delete(stray)
     log.info("reconcile s3://%s/%s: %s", bucket, prefix, drift.summary())
     return drift
+
+
+def _old_layout_runs(cfg: Any, bucket: str, keys: Iterable[str], listed: list[str]) -> int:
+    """How many run directories of the previous layout the listing of the outputs holds: those in
+    the old run home (``<base>/``) of an input or a manifest's input, named like the engine names them."""
+    from bert2vec.bulk.config import OutputLayout, own_runs
+
+    homes = {h for key in keys if (h := OutputLayout.for_object(cfg, bucket, key, "", 0).legacy_home)}
+    runs: set[str] = set()
+    for key in listed:
+        for depth in (2, 3):  # <home><run>/<file> or <home><run>/<dir>/<file>
+            home = key.rsplit("/", depth)[0] + "/"
+            if key.count("/") >= depth and home in homes:
+                runs.update(own_runs(home, [key]))
+    return len(runs)
 
 
 class _NoModel:

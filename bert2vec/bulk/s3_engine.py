@@ -20,16 +20,17 @@ from dataclasses import replace
 from typing import Any
 
 from bert2vec.bulk.aws_errors import error_code, is_denied, is_not_found
-from bert2vec.bulk.config import OWN_RUN_FILES, BulkConfig, OutputLayout, run_epoch
+from bert2vec.bulk.config import BulkConfig, OutputLayout, object_hash, own_runs, run_epoch
 from bert2vec.bulk.finalizer import CleanupUnfinished, Finalizer, ModelChanged
 from bert2vec.bulk.outcome import Kind, Outcome
 from bert2vec.bulk.planner import Planner
-from bert2vec.bulk.state import WorkItem
+from bert2vec.bulk.state import KeyRecord, WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.bulk.vectors import s3vectors_client
 from bert2vec.bulk.worker import RunResult, Worker
 from bert2vec.core.contract import Encoder  # what the engine needs of a model: a protocol the tests' stand-ins meet
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Source
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError
 
@@ -142,17 +143,18 @@ class Engine:
         if not mine.get("checksum"):
             return None  # a model without a checksum cannot be told apart: nothing to record
         out = self.cfg.output_bucket or bucket
-        mark = f"{self.cfg.output_prefix}{INDEX_MARKS}{self.cfg.vector_bucket}/{self.cfg.vector_index}.json"
+        mark = self.index_mark()
         from bert2vec.bulk.store import Conflict
 
         there = self.store.get_json(out, mark)
         if there is None:
+            first = self._legacy_index_mark(out) or {"model": mine, "since": manifests.now()}
             try:
                 self.store.create(out, mark, {"vector_bucket": self.cfg.vector_bucket, "vector_index": self.cfg.vector_index,
-                                              "model": mine, "since": manifests.now()})  # fmt: skip
-                there = {"model": mine}
+                                              "model": first["model"], "since": first.get("since")})  # fmt: skip
+                there = first
             except Conflict:
-                there = self.store.get_json(out, mark) or {"model": mine}
+                there = self.store.get_json(out, mark) or first
         theirs = there.get("model") or {}
         if theirs.get("checksum") != mine["checksum"]:
             return (f"the vector index {self.cfg.vector_bucket}/{self.cfg.vector_index} holds vectors of model "
@@ -162,6 +164,25 @@ class Engine:
                     f"s3://{out}/{mark}")  # fmt: skip
         self._index_ok = True
         return None
+
+    def index_mark(self) -> str:
+        """Where the index's model is recorded: ``_indexes/<hash of vector bucket/index>.json``. Named
+        by a hash because an index may be called ``x.manifest``: under its own name the record would
+        be ``.../x.manifest.json``, the manifest key of an input named ``<INPUT_PREFIX>_indexes/<bucket>/x``,
+        which could then replace it."""
+        assert self.cfg.vector_bucket and self.cfg.vector_index
+        return f"{self.cfg.output_prefix}{INDEX_MARKS}{object_hash(self.cfg.vector_bucket, self.cfg.vector_index)}.json"
+
+    def _legacy_index_mark(self, out: str) -> dict[str, Any] | None:
+        """The record releases before the hashed name kept (``_indexes/<vector bucket>/<index>.json``),
+        carried over by the first writer after the deploy so a function of another model is still
+        refused. Only a record that says it is this index's counts (that key can be a manifest)."""
+        there = self.store.get_json(out, f"{self.cfg.output_prefix}{INDEX_MARKS}{self.cfg.vector_bucket}/"
+                                         f"{self.cfg.vector_index}.json")  # fmt: skip
+        if not there or there.get("vector_bucket") != self.cfg.vector_bucket or \
+                there.get("vector_index") != self.cfg.vector_index or not isinstance(there.get("model"), dict):  # fmt: skip
+            return None
+        return there
 
     # ---- deletions ----------------------------------------------------------------------------
     def handle_deleted(self, deletion: Deletion, remaining_ms: Callable[[], int]) -> Outcome:
@@ -197,44 +218,36 @@ class Engine:
         except CleanupUnfinished:
             self.send([deletion])
             return Outcome(Kind.IN_PROGRESS, key, "the deletion's index clean-up continues on the shard queue")
-        record = {
-            "version": manifests.MANIFEST_VERSION,
-            "status": "deleted",
-            "input": {"bucket": bucket, "key": key, "epoch": deletion.epoch,
-                      **({"sequencer": deletion.sequencer} if deletion.sequencer else {})},
-            "deleted": {"reason": deletion.reason, **({"at": deletion.at} if deletion.at else {})},
-        }  # fmt: skip
+        record = Manifest.deletion(Source(bucket=bucket, key=key, epoch=deletion.epoch,
+                                          sequencer=deletion.sequencer or None),
+                                   deletion.reason, deletion.at or None)  # fmt: skip
         if not self.finalizer.publish(layout, bucket, key, "", record, epoch=deletion.epoch):
             return Outcome(Kind.LATE, key, "the object was uploaded again while its deletion ran")
-        if self.finalizer.ledger_for(bucket).epoch(bucket, key) == deletion.epoch:
-            self.store.delete(layout.bucket, [layout.legacy_errors_key])
         log.info("s3://%s/%s deleted (%s): %d vectors and %d output objects removed", bucket, key, deletion.reason,
                  removed[0], removed[1])  # fmt: skip
         return Outcome(Kind.DELETED, key, f"{removed[0]} vectors and {removed[1]} output objects removed",
                        layout.manifest_key, "deleted")  # fmt: skip
 
     def _purge_runs(self, layout: OutputLayout, deletion: Deletion, remaining_ms: Callable[[], int]) -> tuple[int, int]:
-        """Remove every run of the object older than the deletion's epoch: vectors first (record by
-        record, paced, deadline-aware), then the run's files. Never another object's: key records
-        must name this object, and only files the engine names are removed."""
+        """Remove every run of the object older than the deletion's epoch, in both run homes (a run
+        the previous layout left too): vectors first (record by record, paced, deadline-aware), then
+        the run's files. Never another object's: key records must name this object, and only files
+        the engine names are removed."""
         assert deletion.epoch is not None
         vectors_removed = objects_removed = 0
         by_run: dict[str, list[str]] = {}
-        for k in self.store.keys(layout.bucket, layout.runs_prefix):
-            rest = k[len(layout.runs_prefix) :]
-            run, _, inner = rest.partition("/")
-            if OWN_RUN_FILES.fullmatch(inner):
-                by_run.setdefault(run, []).append(k)
+        for home in layout.homes:  # this layout's run home, then the previous layout's
+            by_run.update(own_runs(home, self.store.keys(layout.bucket, home)))
         target = self.worker.vector_target(WorkItem(deletion.bucket, deletion.key, "", 0, "txt", False, "bytes", 1)) \
             if self.cfg.output_format == "s3vectors" else None  # fmt: skip
 
-        def own_records(keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        def own_records(keys: list[str]) -> Iterator[tuple[str, KeyRecord]]:
             for k in keys:
-                rec = self.store.get_json(layout.bucket, k) or {}
-                if rec.get("source_bucket") == deletion.bucket and rec.get("source_key") == deletion.key:
+                rec = KeyRecord.from_dict(self.store.get_json(layout.bucket, k))
+                if rec.belongs_to(deletion.bucket, deletion.key):
                     yield k, rec
 
-        for run, keys in sorted(by_run.items()):
+        for run, keys in by_run.items():
             if run_epoch(run) >= deletion.epoch:
                 continue  # a run of an upload that came after the deletion
             records = [k for k in keys if "/_vector_keys/" in k]
@@ -291,7 +304,7 @@ class Engine:
         from botocore.exceptions import ClientError
 
         result = RunResult()
-        manifest: dict[str, Any] | None = None
+        manifest: Manifest | None = None
         try:
             self.worker.run(item, remaining_ms, result)
         except ClientError as exc:
@@ -331,7 +344,7 @@ class Engine:
         if result.handoff is not None:
             if result.handoff.hops > self.cfg.max_hops:
                 k = result.handoff.first_slice
-                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; chunks from {k} on "
+                why = (f"stopped after {self.cfg.max_hops} hand-offs (MAX_HOPS) without finishing; slices from {k} on "
                        "were not encoded")  # fmt: skip
                 log.error("s3://%s/%s: %s", item.bucket, item.key, why)
                 self.finalizer.mark_failed(result.handoff, self._remaining_slices(result.handoff), why)
@@ -348,8 +361,8 @@ class Engine:
                 return Outcome(Kind.CHANGED, item.key, slices_done=result.slices_done,
                                slices_skipped=result.slices_skipped)  # fmt: skip
             return Outcome(Kind.IN_PROGRESS, item.key, slices_done=result.slices_done, slices_skipped=result.slices_skipped)
-        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest["status"],
-                       counts=manifest["counts"], slices_done=result.slices_done,
+        return Outcome(Kind.ENCODED, item.key, manifest_key=layout.manifest_key, status=manifest.status,
+                       counts=manifest.counts, slices_done=result.slices_done,
                        slices_skipped=result.slices_skipped)  # fmt: skip
 
     def _remaining_slices(self, item: WorkItem) -> list[int]:
@@ -359,7 +372,7 @@ class Engine:
             return list(range(item.first_slice, min(item.end_slice or total, total)))
         return [item.first_slice]
 
-    def fail(self, item: WorkItem, error: str) -> dict[str, Any] | None:
+    def fail(self, item: WorkItem, error: str) -> Manifest | None:
         """A shard on its last receive (before the DLQ): only the slice it was stuck on is marked
         failed; the slices after it are queued again as a fresh message, so one poisoned slice
         never takes its neighbours down with it."""
@@ -384,5 +397,5 @@ class Engine:
         (line,) = self.worker.source(item).first_lines([(k + 1) * item.slice_size])
         return replace(item, first_slice=k + 1, first_line=line, hops=item.hops + 1)
 
-    def finalize(self, item: WorkItem) -> dict[str, Any] | None:
+    def finalize(self, item: WorkItem) -> Manifest | None:
         return self.finalizer.finalize(item)

@@ -21,8 +21,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bert2vec.files.pipeline import Counts
+
 MESSAGE_VERSION = 2
 STATE_VERSION = 1
+# Where a run keeps its state (``config.OutputLayout``): 2, the object's hashed run home under
+# ``_runs/``; 1, the previous layout under the input's own name. A message without the field was
+# written by a release before it, for a run in the previous layout: that run finishes there.
+RUN_LAYOUT = 2
+LEGACY_RUN_LAYOUT = 1
 
 
 @dataclass
@@ -48,6 +55,7 @@ class WorkItem:
     # A .gz decompressed once into the run directory ({"bucket", "key", "etag", "size"}): slices are
     # byte ranges of it, so a compressed object fans out and no hand-off decompresses from byte 0.
     staged: dict[str, Any] | None = None
+    layout: int = RUN_LAYOUT  # where the run's state is: every message of a run names the same
 
     def to_message(self, input_prefix: str) -> str:
         body = {"v": MESSAGE_VERSION, **asdict(self), "input_prefix": input_prefix}
@@ -72,6 +80,7 @@ class WorkItem:
             first_line=int(data.get("first_line", 1)), hops=int(data.get("hops", 0)),
             version_id=data.get("version_id"), epoch=int(data.get("epoch") or 0), model=data.get("model"),
             output_format=data.get("output_format"), staged=data.get("staged"),
+            layout=int(data.get("layout") or LEGACY_RUN_LAYOUT),
         )  # fmt: skip
 
     @property
@@ -92,16 +101,21 @@ class Segment:
 
     segment: int
     attempt: str
-    counts: dict[str, Any]
+    counts: Counts
     parts: list[str]
     rows: int  # = encoded lines, or with CHUNK_ROWS=1 their windows
     errors_key: str | None
     first_line: int | None
     last_line: int | None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts.to_dict()}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segment:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__}
+        fields["counts"] = Counts.from_dict(d.get("counts"))
+        return cls(**fields)
 
 
 @dataclass
@@ -117,7 +131,7 @@ class Progress:
     v: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "segments": [s.to_dict() for s in self.segments]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Progress:
@@ -128,6 +142,34 @@ class Progress:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """``_vector_keys/<slice>-<segment>-<attempt>-<n>.json``: the vector keys an attempt is about to
+    put into the index, written *before* the put, so every later clean-up (a lost commit, a newer
+    version's completion, a deletion) can find vectors no commit lists. It names the object it
+    belongs to, and every reader checks that (:meth:`belongs_to`): a crafted input key that reaches
+    into another object's run directory must never make a clean-up delete that object's vectors."""
+
+    source_bucket: str
+    source_key: str
+    keys: list[str]
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_bucket": self.source_bucket, "source_key": self.source_key, "etag": self.etag,
+                "keys": list(self.keys)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> KeyRecord:
+        """Tolerant: a record missing a field (unreadable, or not one of ours) names no object and no keys."""
+        d = d or {}
+        return cls(str(d.get("source_bucket") or ""), str(d.get("source_key") or ""),
+                   [str(k) for k in d.get("keys") or []], d.get("etag"))  # fmt: skip
+
+    def belongs_to(self, bucket: str, key: str) -> bool:
+        return self.source_bucket == bucket and self.source_key == key
+
+
 @dataclass
 class Commit:
     """A finished (or failed) slice: the one record that says which parts count."""
@@ -136,7 +178,7 @@ class Commit:
     final: bool  # the object's last slice (or reading could not go on past it)
     finished_at: str
     attempt: str = ""
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
     segments: list[Segment] = field(default_factory=list)
     rows: int = 0
     first_line: int | None = None
@@ -150,10 +192,13 @@ class Commit:
     v: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "counts": self.counts.to_dict(), "segments": [s.to_dict() for s in self.segments]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Commit:
+        """A commit as any release wrote it: fields it did not write yet take their defaults, and
+        its counts are read by :meth:`Counts.from_dict` (a failed slice's ``{}`` is zeros)."""
         fields = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
+        fields["counts"] = Counts.from_dict(d.get("counts"))
         fields["segments"] = [Segment.from_dict(s) for s in d.get("segments", [])]
         return cls(**fields)

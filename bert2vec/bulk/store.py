@@ -9,6 +9,7 @@ writer that read the current version. A lost race raises :class:`Conflict`, whic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,13 @@ class S3Store:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             out.extend(obj["Key"] for obj in page.get("Contents", []))
         return out
+
+    def any_key(self, bucket: str, prefix: str, match: Callable[[str], Any]) -> bool:
+        """Whether some key under ``prefix`` satisfies ``match`` (listing stops at the first)."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            if any(match(obj["Key"]) for obj in page.get("Contents", [])):
+                return True
+        return False
 
     def body(self, bucket: str, key: str) -> bytes:
         return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -31,7 +31,7 @@ from typing import Any
 
 from bert2vec.bulk.config import BulkConfig, OutputLayout
 from bert2vec.bulk.source import InputObject
-from bert2vec.bulk.state import Commit, Progress, Segment, WorkItem
+from bert2vec.bulk.state import Commit, KeyRecord, Progress, Segment, WorkItem
 from bert2vec.bulk.store import Conflict, S3Store, Stored
 from bert2vec.bulk.vectors import S3VectorsPartWriter, VectorTarget
 from bert2vec.core.encoder import Encoder
@@ -92,7 +92,7 @@ class Worker:
         return InputObject(self.store.client, item, self.cfg.reader)
 
     def layout(self, item: WorkItem) -> OutputLayout:
-        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch)
+        return OutputLayout.for_object(self.cfg, item.bucket, item.key, item.etag, item.epoch, item.layout)
 
     @property
     def model_id(self) -> str | None:
@@ -190,7 +190,7 @@ class Worker:
         mine: set[str] = set()
         for key in self.store.keys(layout.bucket, f"{layout.vector_keys_prefix}{k:06d}-"):
             if f"-{attempt}-" in key:
-                mine |= set((self.store.get_json(layout.bucket, key) or {}).get("keys", []))
+                mine |= set(KeyRecord.from_dict(self.store.get_json(layout.bucket, key)).keys)
         if mine - committed:
             self.vector_target(item).delete(mine - committed)
 
@@ -287,12 +287,12 @@ class Worker:
             return None
         total = Counts()
         for seg in progress.segments:
-            total.add(Counts(**seg.counts))
+            total.add(seg.counts)
         exhausted = position[-1] == 1 if item.unit == "records" and len(position) > 1 else False
         is_final = bool(read_error) or (k == (item.total_slices or 0) - 1 if item.unit == "bytes" else exhausted)
         firsts = [s.first_line for s in progress.segments if s.first_line is not None]
         commit = Commit(
-            slice=k, final=is_final, finished_at=manifests.now(), attempt=attempt, counts=total.to_dict(),
+            slice=k, final=is_final, finished_at=manifests.now(), attempt=attempt, counts=total,
             segments=[s for s in progress.segments if s.rows or s.errors_key],
             rows=sum(s.rows for s in progress.segments), first_line=progress.first_line if firsts else None,
             last_line=last_line[0], next_line=last_line[0] + 1, started_at=progress.started_at, model=self.model_id,
@@ -320,8 +320,7 @@ class Worker:
             n = records[0]
             records[0] += 1
             key = f"{layout.vector_keys_prefix}{k:06d}-{s:04d}-{attempt}-{n:05d}.json"
-            self.store.put_json(layout.bucket, key, {"source_bucket": item.bucket, "source_key": item.key,
-                                                     "etag": item.etag, "keys": keys})  # fmt: skip
+            self.store.put_json(layout.bucket, key, KeyRecord(item.bucket, item.key, keys, item.etag).to_dict())
 
         def tracked() -> Iterator[Item]:
             for it in items:
@@ -351,7 +350,9 @@ class Worker:
             if counts.rejected:
                 errors_key = layout.slice_errors_key(k, s, attempt)
                 self.store.upload(str(error_files[0]), layout.bucket, errors_key)
-        return Segment(segment=s, attempt=attempt, counts=counts.to_dict(), parts=parts, rows=writer.rows,
+        # The counts as stored (rounded seconds), so a commit sums the same numbers whether its
+        # segments were read back from the progress record or are still in memory.
+        return Segment(segment=s, attempt=attempt, counts=Counts.from_dict(counts.to_dict()), parts=parts, rows=writer.rows,
                        errors_key=errors_key, first_line=lines[0] if lines else None,
                        last_line=lines[-1] if lines else None)  # fmt: skip
 

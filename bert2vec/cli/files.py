@@ -1,4 +1,4 @@
-"""``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one chunk.
+"""``bert-encode --input FILE``: a file encoded exactly as the S3 bulk path encodes one slice.
 
 The same readers, :func:`bert2vec.files.pipeline.encode_items` and writers, so a file that works
 locally works in S3 and produces the same rows, rejections and counts. Next to the vector file go
@@ -28,6 +28,7 @@ import numpy as np
 from bert2vec.cli.common import EXIT_FAILED, PROG, CliError, UsageError, isatty
 from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult
 from bert2vec.files import manifest as manifests
+from bert2vec.files.manifest import Manifest, Output, Part, Source, SourceFormat, Timings
 from bert2vec.files.pipeline import Counts, PipelineOptions, encode_items
 from bert2vec.files.readers import (
     BLOCK_SIZE,
@@ -311,10 +312,10 @@ def _count_lines(path: Path, gz: bool) -> int | None:
     return lines + (last != b"\n")
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Same bytes as the S3 manifest (indented, sorted keys), renamed into place so it is never half-written."""
+def _write_atomic(path: Path, body: bytes) -> None:
+    """Written aside and renamed into place, so the manifest is never half-written."""
     partial = _suffixed(path, ".partial")
-    partial.write_bytes(manifests.dumps(data))
+    partial.write_bytes(body)
     os.replace(partial, path)
 
 
@@ -334,7 +335,7 @@ def _tracked(items: Iterable[Item], last_line: list[int]) -> Iterator[Item]:
 
 
 def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> int:
-    """Read → ``encode_items`` → writers, exactly like one S3 chunk; then manifest and summary.
+    """Read → ``encode_items`` → writers, exactly like one S3 slice; then manifest and summary.
 
     Every file this run creates is written under ``*.partial`` and renamed at the end; any
     exception (Ctrl-C included) aborts the writers and removes what was already renamed, so an
@@ -391,7 +392,7 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
                 progress.close(done=True)
 
             failed = counts.encoded == 0 and counts.rejected > 0
-            parts: list[dict[str, Any]] = []
+            parts: list[Part] = []
             if failed:  # like the S3 path: no vector part without rows; the error report says why
                 writer.abort()
                 for stale in plan.data_files or []:  # --force: don't leave the previous run's vectors
@@ -400,28 +401,23 @@ def encode_file(args: argparse.Namespace, plan: FilePlan, encoder: Encoder) -> i
                 files = writer.close()
                 if not plan.to_stdout:
                     created.extend(files)
-                part: dict[str, Any] = {
-                    "chunk": 0,
-                    "path": "-" if plan.to_stdout else str(files[0].resolve()),
-                    "rows": writer.rows,
-                    "first_line": 1,
-                    "last_line": last_line[0],
-                }
+                ids_path = None
                 if plan.out_format == "npy":
                     if plan.to_stdout and plan.ids is not None:
                         os.replace(files[1], plan.ids)
                         created.append(plan.ids)
-                        part["ids_path"] = str(plan.ids.resolve())
+                        ids_path = str(plan.ids.resolve())
                     elif not plan.to_stdout:
-                        part["ids_path"] = str(files[1].resolve())
-                parts.append(part)
+                        ids_path = str(files[1].resolve())
+                parts.append(Part(slice=0, path="-" if plan.to_stdout else str(files[0].resolve()), rows=writer.rows,
+                                  first_line=1, last_line=last_line[0], ids_path=ids_path))  # fmt: skip
             error_file = errors.close()[0]
             if plan.errors is not None:
                 created.append(plan.errors)
 
             manifest = _manifest(plan, encoder, counts, parts, started, time.perf_counter() - t0, failed)
             if plan.manifest is not None:
-                _write_json_atomic(plan.manifest, manifest)
+                _write_atomic(plan.manifest, manifest.to_json())
                 created.append(plan.manifest)
             if plan.to_stdout and not failed:
                 _copy_to_stdout(writer.paths[0])
@@ -452,38 +448,35 @@ def _manifest(
     plan: FilePlan,
     encoder: Encoder,
     counts: Counts,
-    parts: list[dict[str, Any]],
+    parts: list[Part],
     started: str,
     wall: float,
     failed: bool,
-) -> dict[str, Any]:
+) -> Manifest:
     """The S3 manifest's fields, with local paths where S3 has keys (``path``, ``errors_path``)."""
-    return manifests.build(
+    return Manifest.result(
         status="failed" if failed else manifests.status_of(counts, 0, 1),
-        input={
-            "path": "-" if plan.source is None else str(plan.source.resolve()),
-            "size": None if plan.source is None else plan.source.stat().st_size,
-            "format": {"kind": plan.input_format.kind, "gzip": plan.input_format.gzip},
-        },
+        input=Source(
+            path="-" if plan.source is None else str(plan.source.resolve()),
+            size=None if plan.source is None else plan.source.stat().st_size,
+            format=SourceFormat(plan.input_format.kind, plan.input_format.gzip),
+        ),
         model_card=encoder.card,
-        output={
-            "format": plan.out_format,
-            "parts": parts,
-            "errors_path": None if plan.errors is None else str(plan.errors.resolve()),
-        },
+        output=Output(
+            format=plan.out_format, parts=parts,
+            errors_path=None if plan.errors is None else str(plan.errors.resolve()),
+        ),
         counts=counts,
-        timings={
-            "started_at": started,
-            "finished_at": manifests.now(),
-            "encode_seconds": round(counts.encode_seconds, 3),
-            "wall_seconds": round(wall, 3),
-        },
+        timings=Timings(
+            started_at=started, finished_at=manifests.now(), encode_seconds=round(counts.encode_seconds, 3),
+            wall_seconds=round(wall, 3),
+        ),
         error=f"no line could be encoded: {counts.rejected} rejected, {counts.blank} blank" if failed else None,
     )
 
 
 def _report(
-    args: argparse.Namespace, plan: FilePlan, counts: Counts, manifest: dict[str, Any], error_file: Path, failed: bool
+    args: argparse.Namespace, plan: FilePlan, counts: Counts, manifest: Manifest, error_file: Path, failed: bool
 ) -> None:
     """One summary line on stderr; rejected lines too when there is no errors file to point at."""
     err = sys.stderr
@@ -508,14 +501,15 @@ def _report(
     c = counts
     summary = (
         f"{PROG}: {plan.input_name}: encoded {c.encoded} of {c.lines_read} lines ({c.rejected} rejected, "
-        f"{c.blank} blank, {c.truncated} truncated) in {manifest['timings']['wall_seconds']:.1f} s"
+        f"{c.blank} blank, {c.truncated} truncated) in {manifest.timings.wall_seconds if manifest.timings else 0:.1f} s"
     )
     if plan.to_stdout:
         summary += " -> stdout"
         if plan.out_format == "npy" and plan.ids is None:
             summary += " (rows only: pass --manifest FILE to keep the row -> line/id mapping)"
     else:
-        summary += f" -> {manifest['output']['parts'][0]['path'] if manifest['output']['parts'] else '-'}"
+        parts = manifest.output.parts if manifest.output is not None else []
+        summary += f" -> {parts[0].path if parts else '-'}"
     if plan.manifest is not None:
         summary += f"; manifest {plan.manifest}"
     if plan.errors is not None and c.rejected:

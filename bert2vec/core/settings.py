@@ -6,8 +6,12 @@ and what was wrong (``MAX_TEXT_CHARS must be a whole number, got 'abc'``), never
 ``ValueError``. The defaults are :mod:`bert2vec.core.defaults`'; ``Limits`` (HTTP),
 ``BulkConfig`` (S3 path) and ``VectorSearch`` (``/search``) are built from this object.
 
-``LONG_TEXT`` says what happens to a text over the model's ``max_seq_length``; ``OVERLONG`` is its
-former name, still read as an alias (both set and different is a ``ConfigError`` naming both).
+Renamed variables keep their former names as aliases (:data:`RENAMED`): a deployed configuration
+that sets the old name goes on working, and one that sets both names to different values is a
+``ConfigError`` naming both (which one would win is not something to guess). ``LONG_TEXT`` says
+what happens to a text over the model's ``max_seq_length`` (formerly ``OVERLONG``); ``SLICE_BYTES``
+and ``SLICE_RECORDS`` size the bulk path's unit of work, the *slice* (formerly ``CHUNK_BYTES`` and
+``CHUNK_RECORDS``, from before "chunk" came to mean only a long text's window).
 """
 
 from __future__ import annotations
@@ -66,14 +70,30 @@ def env_threads(env: Mapping[str, str]) -> int | None:
     return threads
 
 
+#: variable -> its former name, still read.
+RENAMED = {"LONG_TEXT": "OVERLONG", "SLICE_BYTES": "CHUNK_BYTES", "SLICE_RECORDS": "CHUNK_RECORDS"}
+
+
+def _disagree(name: str, new: object, old: object) -> ConfigError:
+    former = RENAMED[name]
+    return ConfigError(f"{name}={new} and {former}={old} disagree: {former} is {name}'s former name; set only {name}")
+
+
 def env_long_text(env: Mapping[str, str]) -> str:
     """``LONG_TEXT``, or its former name ``OVERLONG``; both set must agree."""
-    new, old = env.get("LONG_TEXT", "").strip(), env.get("OVERLONG", "").strip()
+    new, old = env.get("LONG_TEXT", "").strip(), env.get(RENAMED["LONG_TEXT"], "").strip()
     if new and old and new != old:
-        raise ConfigError(
-            f"LONG_TEXT={new} and OVERLONG={old} disagree: OVERLONG is LONG_TEXT's former name; set only LONG_TEXT"
-        )
+        raise _disagree("LONG_TEXT", new, old)
     return new or old or defaults.LONG_TEXT
+
+
+def env_renamed_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """``name`` as a whole number, or its former name's (:data:`RENAMED`); both set must be the same
+    number. A bad value is named by the variable that holds it."""
+    new, old = env_optional_int(env, name), env_optional_int(env, RENAMED[name])
+    if new is not None and old is not None and new != old:
+        raise _disagree(name, new, old)
+    return default if new is None and old is None else new if new is not None else old  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -107,8 +127,8 @@ class Settings:
     output_prefix: str = defaults.OUTPUT_PREFIX
     output_format: str = defaults.OUTPUT_FORMAT
     shard_bytes: int = defaults.SHARD_BYTES
-    chunk_bytes: int = defaults.CHUNK_BYTES
-    chunk_records: int = defaults.CHUNK_RECORDS
+    chunk_bytes: int = defaults.SLICE_BYTES  # SLICE_BYTES (formerly CHUNK_BYTES): a slice's size in bytes
+    chunk_records: int = defaults.SLICE_RECORDS  # SLICE_RECORDS (formerly CHUNK_RECORDS): in records
     queue_url: str | None = None
     max_receives: int = defaults.SHARD_MAX_RECEIVES
     time_margin_ms: int = defaults.TIME_MARGIN_MS
@@ -155,8 +175,8 @@ class Settings:
             output_prefix=text("OUTPUT_PREFIX", d.output_prefix),
             output_format=text("OUTPUT_FORMAT", d.output_format),
             shard_bytes=env_int(e, "SHARD_BYTES", d.shard_bytes),
-            chunk_bytes=env_int(e, "CHUNK_BYTES", d.chunk_bytes),
-            chunk_records=env_int(e, "CHUNK_RECORDS", d.chunk_records),
+            chunk_bytes=env_renamed_int(e, "SLICE_BYTES", d.chunk_bytes),
+            chunk_records=env_renamed_int(e, "SLICE_RECORDS", d.chunk_records),
             queue_url=optional("SHARD_QUEUE_URL"),
             max_receives=env_int(e, "SHARD_MAX_RECEIVES", d.max_receives),
             time_margin_ms=env_int(e, "TIME_MARGIN_MS", d.time_margin_ms),

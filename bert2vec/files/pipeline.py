@@ -13,8 +13,9 @@ back in input order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,17 @@ class Counts:
         if not self.chunks:
             del d["chunks"]
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Counts:
+        """Counts as any release wrote them (manifests, slice commits, segments): a field an older
+        release did not write yet (``swallowed``, ``chunks``) is 0, and one this release does not
+        know (a newer release's, read after a rollback) is left out instead of failing the read."""
+        d = d or {}
+        return cls(**{
+            name: (float if name == "encode_seconds" else int)(d[name])
+            for name in cls.__dataclass_fields__ if d.get(name) is not None
+        })  # fmt: skip
 
 
 @dataclass

@@ -56,7 +56,7 @@ def env_vars(tmp_path_factory: pytest.TempPathFactory, moto_on_bridge: str, aws)
     """The --env-vars file: the endpoint, the real bucket and queue (the template's !Refs name
     resources that do not exist locally), and small shards so one file fans out."""
     common = {"AWS_ENDPOINT_URL": moto_on_bridge, "OUTPUT_BUCKET": BUCKET, "SHARD_QUEUE_URL": aws[2],
-              "CHUNK_BYTES": "256", "SHARD_BYTES": "1024", "TIME_MARGIN_MS": "1000"}  # fmt: skip
+              "SLICE_BYTES": "256", "SHARD_BYTES": "1024", "TIME_MARGIN_MS": "1000"}  # fmt: skip
     path = tmp_path_factory.mktemp("sam-env") / "env.json"
     path.write_text(json.dumps({"BulkPlannerFunction": common, "BulkWorkerFunction": common}))
     return path

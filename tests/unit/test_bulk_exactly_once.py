@@ -448,7 +448,7 @@ def test_every_message_delivered_twice_and_the_manifest_is_byte_identical(aws, f
     assert_exactly_once(aws, key, lines, fmt)
     last = WorkItem.from_message(json.dumps({  # the final message, delivered once more
         "v": 2, "bucket": BUCKET, "key": key, "etag": etag_of(aws["s3"], key), "size": len(lines_of(lines)),
-        "format": {"kind": "txt", "gzip": False}, "unit": "bytes", "slice_size": 1024, "first_slice": 0,
+        "format": {"kind": "txt", "gzip": False}, "unit": "bytes", "slice_size": 1024, "first_slice": 0, "layout": 2,
     }))  # fmt: skip
     eng.run(last, forever)
     assert manifest_bytes(aws["s3"], key) == first

@@ -100,7 +100,7 @@ class Harness:
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fmt=st.sampled_from(FORMATS),  # "overwrite_during": a new version uploaded and its event run between two S3 calls
     sizes=st.lists(st.integers(min_value=1, max_value=14), min_size=1, max_size=3),

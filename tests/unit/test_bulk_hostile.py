@@ -133,10 +133,10 @@ def test_a_record_the_encoder_fails_on_is_rejected_alone() -> None:
 @pytest.mark.parametrize(
     ("settings_", "message"),
     [
-        ({"chunk_bytes": 8 << 20, "shard_bytes": 1 << 20}, "CHUNK_BYTES=8388608 and SHARD_BYTES=1048576"),
-        ({"chunk_bytes": 0}, "CHUNK_BYTES=0"),
+        ({"chunk_bytes": 8 << 20, "shard_bytes": 1 << 20}, "SLICE_BYTES=8388608 and SHARD_BYTES=1048576"),
+        ({"chunk_bytes": 0}, "SLICE_BYTES=0"),
         ({"max_hops": 0}, "MAX_HOPS=0"),
-        ({"chunk_records": 0}, "CHUNK_RECORDS=0"),
+        ({"chunk_records": 0}, "SLICE_RECORDS=0"),
     ],
 )
 def test_contradicting_settings_are_a_clear_config_error(settings_: dict[str, int], message: str) -> None:

@@ -163,10 +163,13 @@ def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, bud
 
 
 def outputs_of(aws: dict[str, Any], key: str) -> list[str]:
-    """Every output object under the key's output directory (parts, state) and its errors file."""
+    """Every output object in the key's run home (parts, state), in the previous layout's place for
+    it, and its errors file of releases before run-scoped ones."""
+    from bert2vec.bulk.config import object_hash
+
     rel = key[len("incoming/") :]
     found = []
-    for prefix in (f"vectors/{rel}/", f"vectors/{rel}.errors"):
+    for prefix in (f"vectors/_runs/{object_hash(BUCKET, key)}/", f"vectors/{rel}/", f"vectors/{rel}.errors"):
         pages = aws["s3"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         found += [o["Key"] for page in pages for o in page.get("Contents", [])]
     return found
@@ -727,14 +730,14 @@ def test_a_gz_is_decompressed_once_and_fans_out(aws, monkeypatch) -> None:
 
 
 def test_a_crafted_key_inside_another_objects_run_directory_is_never_touched_by_its_runs(aws, monkeypatch) -> None:
-    """``incoming/a.txt/<a's run>/part-...``: its outputs land inside a.txt's run directory. A late
+    """An input named after a.txt's run directory (``incoming/<a's run directory>/part-...``). A late
     duplicate of a.txt's last message finalizes again (dropping losers' parts, counting commits,
     retracting): none of it may touch the crafted object's outputs or vectors."""
     bucket, eng = Bucket(aws), make_engine(aws, "s3vectors")
     deliver(eng, bucket.put("incoming/a.txt", texts(4)), monkeypatch)
     m = manifest_of(aws["s3"], "incoming/a.txt")
-    run = m["output"]["errors_key"].rsplit("/", 2)[-2]
-    crafted = f"incoming/a.txt/{run}/part-000000-0000-aaaaaaaaaaaa.jsonl.txt"
+    run_dir = m["output"]["errors_key"][len("vectors/") : -len("errors.jsonl")]
+    crafted = f"incoming/{run_dir}part-000000-0000-aaaaaaaaaaaa.jsonl.txt"
     deliver(eng, bucket.put(crafted, texts(3, "x ")), monkeypatch)
     item = WorkItem(BUCKET, "incoming/a.txt", m["input"]["etag"], m["input"]["size"], "txt", False, "bytes", 1 << 20,
                     end_slice=1, epoch=m["input"]["epoch"], output_format="s3vectors")  # fmt: skip

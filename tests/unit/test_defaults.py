@@ -27,8 +27,8 @@ SETTINGS: dict[str, tuple[str | None, Any]] = {
     "OUTPUT_PREFIX": ("OutputPrefix", defaults.OUTPUT_PREFIX),
     "OUTPUT_FORMAT": ("OutputFormat", defaults.OUTPUT_FORMAT),
     "SHARD_BYTES": ("ShardBytes", defaults.SHARD_BYTES),
-    "CHUNK_BYTES": ("ChunkBytes", defaults.CHUNK_BYTES),
-    "CHUNK_RECORDS": (None, defaults.CHUNK_RECORDS),
+    "SLICE_BYTES": ("ChunkBytes", defaults.SLICE_BYTES),  # the parameter keeps its first name
+    "SLICE_RECORDS": (None, defaults.SLICE_RECORDS),
     "LONG_TEXT": ("LongText", defaults.LONG_TEXT),
     "SHARD_MAX_RECEIVES": ("ShardMaxReceives", defaults.SHARD_MAX_RECEIVES),
     "TIME_MARGIN_MS": (None, defaults.TIME_MARGIN_MS),
@@ -57,7 +57,7 @@ def test_the_code_reads_its_defaults_from_one_module(monkeypatch: pytest.MonkeyP
            cfg.chunk_records, cfg.max_receives, cfg.long_text, cfg.max_text_chars, cfg.time_margin_ms,
            cfg.window, cfg.batch_size)  # fmt: skip
     want = (defaults.INPUT_PREFIX, defaults.OUTPUT_PREFIX, defaults.OUTPUT_FORMAT, defaults.SHARD_BYTES,
-            defaults.CHUNK_BYTES, defaults.CHUNK_RECORDS, defaults.SHARD_MAX_RECEIVES, defaults.LONG_TEXT,
+            defaults.SLICE_BYTES, defaults.SLICE_RECORDS, defaults.SHARD_MAX_RECEIVES, defaults.LONG_TEXT,
             defaults.MAX_TEXT_CHARS, defaults.TIME_MARGIN_MS, defaults.WINDOW_TEXTS, defaults.BATCH_SIZE)  # fmt: skip
     assert got == want
 

@@ -25,7 +25,7 @@ def test_nothing_set_is_every_default() -> None:
 
 @pytest.mark.parametrize(
     "name", ["MAX_TEXT_CHARS", "MAX_TEXTS", "MAX_REQUEST_CHARS", "MAX_REQUEST_TOKENS", "BATCH_SIZE", "SHARD_BYTES",
-             "CHUNK_BYTES", "CHUNK_RECORDS", "SHARD_MAX_RECEIVES", "TIME_MARGIN_MS", "WINDOW_TEXTS", "MAX_HOPS",
+             "SLICE_BYTES", "SLICE_RECORDS", "CHUNK_BYTES", "CHUNK_RECORDS", "SHARD_MAX_RECEIVES", "TIME_MARGIN_MS", "WINDOW_TEXTS", "MAX_HOPS",
              "VECTOR_TEXT_MAX_BYTES", "LONG_TEXT_STRIDE", "TF_NUM_THREADS"],
 )  # fmt: skip
 def test_a_whole_number_that_is_not_one_is_a_named_config_error(name: str) -> None:
@@ -137,3 +137,22 @@ def test_the_views_read_one_settings_object(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(k, v)
     assert BulkConfig.from_env() == cfg and Limits.from_env() == limits
     assert BulkConfigError is ConfigError  # the bulk path's error is the settings' one
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [({"SLICE_BYTES": "65536", "SLICE_RECORDS": "10"}, (65536, 10)),
+     ({"CHUNK_BYTES": "65536", "CHUNK_RECORDS": "10"}, (65536, 10)),  # a deployed configuration's names
+     ({"SLICE_BYTES": "65536", "CHUNK_BYTES": " 65536 "}, (65536, defaults.SLICE_RECORDS)),
+     ({"SLICE_BYTES": "", "CHUNK_BYTES": "", "CHUNK_RECORDS": ""}, (defaults.SLICE_BYTES, defaults.SLICE_RECORDS))],
+)  # fmt: skip
+def test_chunk_bytes_and_chunk_records_are_aliases_of_the_slice_sizes(env: dict[str, str], want: tuple) -> None:
+    s = Settings.from_env(env)
+    assert (s.chunk_bytes, s.chunk_records) == want
+    assert (BulkConfig.from_settings(s).chunk_bytes, BulkConfig.from_settings(s).chunk_records) == want
+
+
+@pytest.mark.parametrize(("new", "old"), [("SLICE_BYTES", "CHUNK_BYTES"), ("SLICE_RECORDS", "CHUNK_RECORDS")])
+def test_a_slice_size_and_its_former_name_that_disagree_name_both(new: str, old: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{new}=2048 and {old}=1024 disagree: {old} is {new}'s former name"):
+        Settings.from_env({new: "2048", old: "1024"})

@@ -518,3 +518,12 @@ def test_scheduled_reconcile_is_off_unless_a_schedule_is_given() -> None:
     assert '"bert2vec": "reconcile"' in target["Input"]["Fn::Sub"][0]
     assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ReconcileScheduleRule", "Arn"]}
     assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+
+
+@pytest.mark.parametrize("name", ["BulkPlannerFunction", "BulkWorkerFunction"])
+def test_the_slice_size_reaches_the_functions_under_its_new_name_from_the_parameter_of_its_first(name: str) -> None:
+    """Functions get SLICE_BYTES (CHUNK_BYTES is only a former name the code still reads); the SAM
+    parameter keeps its first name, ChunkBytes, so saved deploy configurations still apply."""
+    env = props(TPL, name)["Environment"]["Variables"]
+    assert env["SLICE_BYTES"] == {"Ref": "ChunkBytes"} and "CHUNK_BYTES" not in env
+    assert "ChunkBytes" in PARAMS
