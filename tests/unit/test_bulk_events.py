@@ -54,7 +54,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with moto_aws() as aws:
         aws["s3"].put_object(Bucket=BUCKET, Key=OBJECT_KEY, Body=OBJECT_BYTES)
         aws["s3"].put_object(Bucket=BUCKET, Key=BACKFILL_KEY, Body=OBJECT_BYTES)
-        eng = Engine(aws["s3"], HashEncoder(), BulkConfig(queue_url=aws["queue_url"]), aws["sqs"])  # type: ignore[arg-type]
+        eng = Engine(aws["s3"], HashEncoder(), BulkConfig(queue_url=aws["queue_url"]), aws["sqs"])
         monkeypatch.setattr(bulk_app, "engine", lambda: eng)
         yield aws
 

@@ -177,7 +177,7 @@ def test_an_index_named_like_a_manifest_keeps_its_model_record(aws, monkeypatch)
     def engine(checksum: str) -> Engine:
         cfg = BulkConfig(queue_url=aws["queue_url"], output_format="s3vectors", vector_bucket=VBUCKET,
                          vector_index="lines.manifest")  # fmt: skip
-        return Engine(aws["s3"], ModelEncoder(checksum), cfg, aws["sqs"])  # type: ignore[arg-type]
+        return Engine(aws["s3"], ModelEncoder(checksum), cfg, aws["sqs"])
 
     bucket, a = Bucket(aws), engine("a" * 64)
     deliver(a, bucket.put("incoming/one.txt", texts(3)), monkeypatch)
