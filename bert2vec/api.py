@@ -13,6 +13,7 @@ from typing import Any
 
 from bert2vec.core import contract
 from bert2vec.core import long_text as long_texts
+from bert2vec.core.bootstrap import load_model
 from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder
 from bert2vec.core.errors import ModelNotFoundError
 from bert2vec.export import user_cache
@@ -73,7 +74,7 @@ class Bert2Vec:
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, cache_dir: str | None = None) -> None:
-        self.encoder = Encoder.load(resolve_model(model, cache_dir))
+        self.encoder: Encoder = load_model(resolve_model(model, cache_dir), warm_up=())
 
     @property
     def vector_length(self) -> int:

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +45,7 @@ class HashEncoder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def encode(self, texts: list[str], batch_size: int = 8) -> EncodeResult:
+    def encode(self, texts: Sequence[str], batch_size: int = 8) -> EncodeResult:
         self.calls += 1
         counts = np.array([len(t.split()) + 2 for t in texts], np.int32)
         emb = np.stack([hash_vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
@@ -123,7 +123,7 @@ def make_engine(aws: dict[str, Any], fmt: str = "jsonl", encoder: Any = None, **
     settings: dict[str, Any] = {"queue_url": aws["queue_url"], "output_format": fmt, **cfg}
     if settings["output_format"] == "s3vectors":
         settings = {"vector_bucket": VBUCKET, "vector_index": VINDEX, **settings}
-    return Engine(aws["s3"], encoder or HashEncoder(), BulkConfig(**settings), aws["sqs"])  # type: ignore[arg-type]
+    return Engine(aws["s3"], encoder or HashEncoder(), BulkConfig(**settings), aws["sqs"])
 
 
 def forever() -> int:

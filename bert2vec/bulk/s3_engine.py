@@ -32,7 +32,7 @@ from bert2vec.bulk.planner import Done, Encode, FanOut, Plan, Planner
 from bert2vec.bulk.state import KeyRecord, WorkItem
 from bert2vec.bulk.store import S3Store
 from bert2vec.bulk.worker import RunResult, Worker
-from bert2vec.core.encoder import Encoder
+from bert2vec.core.contract import Encoder  # what the engine needs of a model: a protocol the tests' stand-ins meet
 from bert2vec.files.manifest import Manifest, Source
 from bert2vec.files.pipeline import check_chunk_config
 from bert2vec.files.readers import InputFormatError

@@ -40,6 +40,7 @@ from bert2vec.core.encoder import DEFAULT_BATCH_SIZE
 from bert2vec.core.long_text import MODES, LongTextPolicy
 from bert2vec.files.pipeline import PipelineOptions
 from bert2vec.files.writers import FORMATS
+from bert2vec.http.route_table import route_paths
 
 # How the core's error ``param`` is shown here: the flag that sets it (never by editing message text).
 FLAGS = {"long_text": "--long-text", "stride": "--stride"}
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve",
         action="store_true",
         help="serve the function over HTTP: each request becomes the API Gateway HTTP API event the deployed "
-        "function receives (routes /encode, /v1/embeddings, /embed, /, /info, /tokenize, /health, /model)",
+        f"function receives (routes {', '.join(route_paths())})",
     )
     srv.add_argument("--port", type=int, default=8080, metavar="N", help="port (default %(default)s; 0 = any free)")
     srv.add_argument("--host", default="127.0.0.1",

@@ -6,10 +6,12 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bert2vec.core.bootstrap import load_model
+from bert2vec.core.contract import ModelCard
 from bert2vec.core.encoder import Encoder, read_model_card
 from bert2vec.core.errors import ModelNotFoundError
 from bert2vec.export.user_cache import DEFAULT_MODEL_NAME
@@ -74,21 +76,22 @@ def default_model() -> Path:
     return found
 
 
-def reexport_command(card: dict[str, Any], option: str) -> str:
-    """The ``bert-export`` line that rebuilds this model with ``option`` (no --model for the embedded default)."""
+def reexport_command(card: Mapping[str, Any], option: str) -> str:
+    """The ``bert-export`` line that rebuilds this model with ``option`` (no --model for the embedded default).
+    Any mapping with the card's ``source``/``name`` will do: only those two are read."""
     source = card.get("source") or card.get("name")
     model = "" if not source or source == DEFAULT_MODEL_NAME else f"--model {source} "
     return f"bert-export {model}{option} --output DIR"
 
 
-def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_dir: Path) -> None:
+def _check_model_options(card: ModelCard, args: argparse.Namespace, model_dir: Path) -> None:
     """Refuse options the SavedModel cannot honour instead of silently ignoring them.
 
     ``max_seq_length`` and normalisation are compiled into the exported graph; the CLI cannot
     change them from outside, so anything but the model's own setting needs a re-export.
     """
-    name = card.get("name", model_dir.name)
-    model_max = int(card["max_seq_length"])
+    name = card.name if card.name is not None else model_dir.name
+    model_max = card.max_seq_length
     wanted = args.max_seq_length
     if wanted is not None and wanted > model_max:
         raise UsageError(
@@ -102,7 +105,7 @@ def _check_model_options(card: dict[str, Any], args: argparse.Namespace, model_d
             "applied inside the SavedModel (truncation keeps [SEP]), so it cannot be lowered from outside. Re-export "
             f"with `{reexport_command(card, f'--max-seq-length {wanted}')}` and pass --model DIR"
         )
-    if args.no_normalize and card.get("normalize"):
+    if args.no_normalize and card.normalize:
         raise UsageError(
             f"--no-normalize: model {name} was exported L2-normalised and cannot return raw vectors; re-export with "
             f"`{reexport_command(card, '--no-normalize')}` and pass --model DIR"

@@ -38,8 +38,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bert2vec.cli.common import EXIT_INTERRUPTED, PROG, CliError, check_model_dir, load_cli_handler
+from bert2vec.http.payload import LAMBDA_SYNC_PAYLOAD_BYTES  # what Lambda refuses before the handler runs
 
-LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # what Lambda refuses before the handler runs
 JSON_TYPE = "application/json"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # --host that listens on every interface
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
@@ -152,7 +152,8 @@ def is_json(content_type: str | None) -> bool:
 
 def refusal(path: str, status: int, error_type: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
     """An error in the shape the route at ``path`` answers in (OpenAI's under ``/v1/``, else native)."""
-    from bert2vec.http.routes import error_body_for, shape_for
+    from bert2vec.http.route_table import shape_for
+    from bert2vec.http.statuses import error_body_for
 
     body = error_body_for(shape_for(path), status, None, message=message, error_type=error_type)
     return status, [("Content-Type", JSON_TYPE)], json.dumps(body, separators=(",", ":")).encode("utf-8")

@@ -1,9 +1,10 @@
 """Start-up, written once: every process that serves the model starts it the same way.
 
-``load_model`` is the one routine that brings a model up — TensorFlow imported without its C++
-banners, thread pools sized once from the CPU quota (inside ``Encoder.load``), the SavedModel
-loaded, one warm-up call, the timings recorded and a "model ready" log line. The ``bert-encode``
-CLI calls it directly; the two Lambda handlers go through :class:`Startup`, which adds what an
+``load_model`` is the one routine that brings a model up — the model directory resolved
+(``MODEL_DIR``, else ``./build/model``), TensorFlow imported without its C++ banners, thread pools
+sized once from the CPU quota (inside ``Encoder.load``), the SavedModel loaded, one warm-up call,
+the timings recorded and a "model ready" log line. The ``bert-encode`` CLI and the ``Bert2Vec``
+Python API call it directly; the two Lambda handlers go through :class:`Startup`, which adds what an
 execution environment needs on top: build the handler's served object once, honour
 ``BERT2VEC_LAZY_INIT=1``, and register the SnapStart hooks whose shared part (warm the shapes
 before the snapshot; reseed, refresh and check the CPU quota after a restore) lives here, while
@@ -20,14 +21,15 @@ from typing import Any, Generic, TypeVar
 
 from bert2vec.core import lifecycle
 from bert2vec.core.cpu import requested_threads, tensorflow_threads_are, usable_cpus
-from bert2vec.core.encoder import Encoder
+from bert2vec.core.encoder import Encoder, default_model_dir
 from bert2vec.core.settings import Settings
 from bert2vec.core.tf_quiet import import_tensorflow
 
 log = logging.getLogger("bert2vec.bootstrap")
 
-#: A short and a sentence-long text: the first call pays for graph optimisation, not a request.
-WARMUP_TEXTS = ("warm up", "The quick brown fox jumps over the lazy dog.")
+#: Init's warm-up: the shortest texts of the one warm-up list, so the first call pays for graph
+#: optimisation, not a request (the SnapStart hook warms every length of the list).
+WARMUP_TEXTS = lifecycle.WARM_TEXTS[:2]
 
 
 T = TypeVar("T")
@@ -41,9 +43,13 @@ def load_model(
     logger: Any = log,
     settings: Settings | None = None,
 ) -> Encoder:
-    """Import TensorFlow quietly, load ``model_dir`` (default ``MODEL_DIR``), warm it up, log "model ready".
+    """Import TensorFlow quietly, load ``model_dir`` (default ``MODEL_DIR``, else ``./build/model``),
+    warm it up, log "model ready".
 
-    ``settings`` (default: read from the environment now) gives ``MODEL_DIR`` and ``TF_NUM_THREADS``.
+    ``settings`` gives ``MODEL_DIR`` and ``TF_NUM_THREADS`` (a handler's, read once at its init);
+    without it those two variables are read alone, so a pip user's unrelated variable (a
+    ``BATCH_SIZE`` meant for another tool) is not our error here. ``warm_up=()``: no warm-up call
+    (the CLI and the Python API: the user's own texts are the first call).
 
     ``timings`` receives ``import_tf_s``, ``load_s``, ``warmup_s``, ``threads`` and
     ``threads_applied`` (False when something ran TensorFlow ops before, so the pools kept their
@@ -52,9 +58,12 @@ def load_model(
     t0 = time.perf_counter()
     import_tensorflow()
     t1 = time.perf_counter()
-    settings = settings or Settings.from_env()
-    threads = usable_cpus(requested=settings.tf_num_threads)
-    encoder = Encoder.load(model_dir or settings.model_dir, workers=threads)  # the one place TF's thread pools are sized
+    if settings is not None:
+        model_dir, requested = model_dir or settings.model_dir or default_model_dir(), settings.tf_num_threads
+    else:
+        model_dir, requested = model_dir or default_model_dir(), requested_threads()
+    threads = usable_cpus(requested=requested)
+    encoder = Encoder.load(model_dir, workers=threads)  # the one place TF's thread pools are sized
     t2 = time.perf_counter()
     if warm_up:
         encoder.encode(list(warm_up))

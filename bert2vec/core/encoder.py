@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +48,15 @@ def default_model_dir() -> Path:
     return Path(env_model_dir(os.environ) or DEFAULT_BUILD_DIR)
 
 
-def read_model_card(model_dir: Path) -> dict[str, Any]:
+def read_model_card(model_dir: Path) -> contract.ModelCard:
+    """The card of the export in ``model_dir`` (cheap: no TensorFlow), or ``ModelNotFoundError``."""
     card_file = Path(model_dir) / contract.MODEL_CARD_FILENAME
     if not (Path(model_dir) / "saved_model.pb").is_file() or not card_file.is_file():
         raise ModelNotFoundError(
             f"no exported model in {model_dir} (expected saved_model.pb and {contract.MODEL_CARD_FILENAME}); "
             "run `make run` or `bert-export --output DIR`"
         )
-    return json.loads(card_file.read_text(encoding="utf-8"))
+    return contract.ModelCard.from_dict(json.loads(card_file.read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -69,19 +70,27 @@ class Encoder:
     """An exported SavedModel, loaded once, encoding batches in length-sorted order."""
 
     def __init__(
-        self, model_dir: Path, card: dict[str, Any], fn: Any, workers: int = 1, *, split_fn: Any = None, parts: int = 1
+        self,
+        model_dir: Path,
+        card: Mapping[str, Any],
+        fn: Any,
+        workers: int = 1,
+        *,
+        split_fn: Any = None,
+        parts: int = 1,
     ) -> None:
         """``fn``: the unsplit signature (several batches side by side); ``split_fn``: the graph
-        split into ``parts`` branches, used when a call has a single batch."""
+        split into ``parts`` branches, used when a call has a single batch. ``card``: a
+        :class:`ModelCard`, or the card's JSON object (read as one)."""
         self.model_dir = model_dir
-        self.card = card
+        self.card: contract.ModelCard = contract.ModelCard.from_dict(card)
         self._fn = fn
         self._split_fn = split_fn if parts > 1 else None
         self.parts = parts if split_fn is not None else 1
         self.workers = max(1, workers)
         #: ``fp32`` or ``bf16`` (``bert-export --precision``), and for bf16 whether this CPU
         #: multiplies bfloat16 natively (None: could not tell). See :meth:`runtime`.
-        self.precision = str(card.get("precision") or "fp32")
+        self.precision = self.card.precision
         if self.precision == "bf16":
             from bert2vec.core.cpu import native_bf16
 
@@ -113,7 +122,7 @@ class Encoder:
         except ImportError as exc:
             raise ModelNotFoundError(
                 f"cannot load {model_dir}: its in-graph tokenizer needs the tensorflow-text package "
-                f"(`pip install tensorflow-text=={card.get('versions', {}).get('tensorflow_text', '<TF minor>')}`, "
+                f"(`pip install tensorflow-text=={card.versions.get('tensorflow_text', '<TF minor>')}`, "
                 "then `import tensorflow_text` before `tf.saved_model.load`)"
             ) from exc
         loaded = tf.saved_model.load(str(model_dir))
@@ -122,7 +131,7 @@ class Encoder:
         parts = pick_parts(available, workers)
         split_fn = loaded.signatures[f"serving_parts_{parts}"] if parts > 1 else None
         encoder = cls(model_dir, card, fn, workers, split_fn=split_fn, parts=parts)
-        if workers > 1 and card.get("split_parts") == []:
+        if workers > 1 and card.split_parts == ():
             _log.warning(
                 "%s has no split graph (exported with --no-split, or a TF Hub encoder served as restored): "
                 "with %d CPUs, a request of one batch runs on one of them",
@@ -154,15 +163,15 @@ class Encoder:
 
     @property
     def name(self) -> str:
-        return str(self.card.get("name", self.model_dir.name))
+        return self.card.name if self.card.name is not None else self.model_dir.name
 
     @property
     def vector_length(self) -> int:
-        return int(self.card["vector_length"])
+        return self.card.vector_length
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.card["max_seq_length"])
+        return self.card.max_seq_length
 
     def signature(self, name: str) -> Any | None:
         """Another signature of the loaded SavedModel (``encode_long``...), or None if it lacks it.

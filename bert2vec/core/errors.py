@@ -1,8 +1,8 @@
 """One error hierarchy for the serving side.
 
 Each class names *what* went wrong (``error_type``, the stable string clients match on); *how* it
-is answered (the HTTP status) is decided in one table at the edge, ``bert2vec.http.routes.HTTP_STATUS``,
-so the core and the bulk path never think in HTTP terms.
+is answered (the HTTP status) is decided by one function at the edge, ``bert2vec.http.statuses.status_for``
+(its table has a row for every class here), so the core and the bulk path never think in HTTP terms.
 """
 
 from __future__ import annotations

@@ -26,14 +26,14 @@ from typing import Any
 
 log = logging.getLogger("bert2vec.lifecycle")
 
-# Texts of increasing length: batch-1 calls at several sequence lengths (requests usually carry one
-# or a few texts), then a full batch.
-WARM_TEXTS = [
+# The one warm-up list. Texts of increasing length: batch-1 calls at several sequence lengths
+# (requests usually carry one or a few texts), then a full batch; init warms with the first two.
+WARM_TEXTS = (
     "hi",
     "A short sentence to encode.",
     " ".join(["A paragraph of ordinary words that a user might send to the encoder."] * 4),
     " ".join(["A long document that reaches the model's maximum sequence length."] * 40),
-]
+)
 
 
 def snapstart_enabled() -> bool:

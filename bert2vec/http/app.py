@@ -25,9 +25,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from bert2vec.core.bootstrap import Startup
 from bert2vec.core.errors import Bert2VecError
 from bert2vec.core.settings import Settings
+from bert2vec.http.payload import check_payload_size
 from bert2vec.http.routes import Routes, build_resolvers, cors_config, event_kind
 from bert2vec.http.search import VectorSearch
-from bert2vec.http.service import EncodeService, Limits, check_payload_size
+from bert2vec.http.service import EncodeService, Limits
 
 # Every variable read once, here, at init: a bad value fails init naming the variable.
 settings = Settings.from_env()

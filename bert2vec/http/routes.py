@@ -4,8 +4,8 @@ REST API (payload v1), HTTP API (v2) and Function URLs each get their own Powert
 (their event shapes differ), but the same route functions. Each route is declared once, in
 ``ROUTES`` (method, path, answering method, error shape, body, CORS preflight); the resolvers are
 registered from that list and a fast test checks template.yaml's API events against it. Errors
-from the one hierarchy in ``bert2vec.core.errors`` become HTTP statuses only here, at the edge,
-in the error shape the route declares.
+from the one hierarchy in ``bert2vec.core.errors`` become HTTP statuses at the edge
+(``bert2vec.http.statuses``), in the error shape the route declares.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -44,108 +42,15 @@ from bert2vec.core.errors import (
     UnsupportedOptionError,
 )
 from bert2vec.http import search
+from bert2vec.http.payload import check_payload_size
+from bert2vec.http.route_table import ROUTES, ErrorShape, Route, shape_for
 from bert2vec.http.search import VectorSearch
-from bert2vec.http.service import EncodeService, check_payload_size
+from bert2vec.http.service import EncodeService
+from bert2vec.http.statuses import error_body_for, error_headers, status_for
 from bert2vec.http.wire import clip, error_body, native, openai_api, tei
-
-
-class ErrorShape(Enum):
-    """How a route answers errors: a property of the route, never of its path."""
-
-    #: ``{"error": message, "error_type": type}`` — /encode, TEI's routes, the direct invoke.
-    NATIVE = "native"
-    #: ``{"error": {"message", "type", "param", "code"}}``, and a 422 answered as 400 — the openai
-    #: client shows ``error.message`` only for that object and raises ``BadRequestError`` for 400.
-    OPENAI = "openai"
-
-
-@dataclass(frozen=True)
-class Route:
-    """One HTTP route, declared once: resolvers register from it, template.yaml is checked against it.
-
-    ``handler`` names the :class:`Routes` method that answers; ``body``: it takes a JSON body
-    (passed to that method); ``preflight``: a browser sends a CORS preflight first (a JSON POST is
-    no "simple" request), so the REST API answers ``OPTIONS`` on this path itself (a mock
-    integration in template.yaml: an unauthenticated preflight never invokes the function).
-    """
-
-    method: str
-    path: str
-    handler: str
-    error_shape: ErrorShape = ErrorShape.NATIVE
-    body: bool = False
-    preflight: bool = False
-
-
-def _post(path: str, handler: str, shape: ErrorShape = ErrorShape.NATIVE) -> Route:
-    return Route("POST", path, handler, shape, body=True, preflight=True)
-
-
-ROUTES: tuple[Route, ...] = (
-    _post("/encode", "encode"),
-    _post("/v1/embeddings", "openai", ErrorShape.OPENAI),
-    _post("/embed", "tei"),
-    _post("/", "tei"),  # TEI's root route: huggingface_hub's InferenceClient(base_url=...) posts here
-    Route("GET", "/info", "tei_info"),
-    _post("/tokenize", "tokenize"),
-    Route("GET", "/v1/models", "models", ErrorShape.OPENAI),  # OpenAI's model list: the one served model
-    _post("/search", "search"),  # only answers when a vector index is configured (404 not_configured otherwise)
-    Route("GET", "/health", "health_response"),
-    Route("GET", "/model", "model"),
-)
-
-def shape_for(path: str, table: tuple[Route, ...] = ROUTES) -> ErrorShape:
-    """The error shape for a request to ``path``: its declared route's, always.
-
-    Undeclared paths (a 404) have no route to ask, so this is the one path rule left: under
-    OpenAI's namespace (``/v1/``) they answer in OpenAI's shape — only an OpenAI client calls
-    there, and it shows nothing else — and natively everywhere else.
-    """
-    for route in table:
-        if route.path == path:
-            return route.error_shape
-    return ErrorShape.OPENAI if path.startswith(openai_api.PATH_PREFIX) else ErrorShape.NATIVE
-
 
 # What a logged ``param`` may look like: the name of a field the wire formats define, never a value.
 FIELD_NAME = re.compile(r"[a-z][a-z_]{0,39}")
-
-# The one place an error type becomes an HTTP status. Every ``Bert2VecError`` subclass must have a
-# row (a fast test checks); anything unexpected is a 500 with the request id, never a traceback.
-HTTP_STATUS: dict[str, int] = {
-    "bad_request": 400,
-    "malformed_json": 400,
-    "empty_input": 400,
-    "not_found": 404,
-    "not_configured": 404,
-    "search_throttled": 429,
-    "index_model_mismatch": 409,
-    "method_not_allowed": 405,
-    "too_many_texts": 413,
-    "request_too_large": 413,
-    "text_too_large": 413,
-    "response_too_large": 413,
-    "validation": 422,
-    "text_too_long": 422,
-    "unsupported_option": 422,
-    "model_not_found": 500,
-    "model_not_loaded": 503,
-    "search_unavailable": 503,
-}
-
-
-def status_for(exc: Bert2VecError, shape: ErrorShape = ErrorShape.NATIVE) -> int:
-    """The status of ``exc``; an OpenAI-shaped route answers a 422 as 400, as OpenAI answers invalid
-    requests (the openai client raises ``BadRequestError`` for it; ``error.code`` keeps our detail)."""
-    status = HTTP_STATUS.get(exc.error_type, 400)
-    return 400 if status == 422 and shape is ErrorShape.OPENAI else status
-
-
-def error_headers(exc: Bert2VecError) -> dict[str, str] | None:
-    """``Retry-After`` on a throttled answer, so clients back off by the server's word."""
-    retry_after = getattr(exc, "retry_after", None)
-    return {"Retry-After": str(retry_after)} if retry_after is not None else None
-
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
@@ -154,13 +59,6 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
         body=json.dumps(body, separators=(",", ":")),
         headers=headers,
     )
-
-
-def error_body_for(shape: ErrorShape, status: int, exc: Bert2VecError | None, **kw: Any) -> dict[str, Any]:
-    """The error body in ``shape``: OpenAI's error object, or ``{"error", "error_type"}`` (native, TEI)."""
-    if shape is ErrorShape.OPENAI:
-        return openai_api.error_body(exc, status, message=kw.pop("message", ""), error_type=kw.pop("error_type", ""))
-    return error_body(exc, **kw)
 
 
 def error_response(exc: Bert2VecError, shape: ErrorShape, headers: dict[str, str] | None = None) -> Response:
@@ -372,12 +270,14 @@ class Routes:
         def _unexpected(exc: Exception) -> Response:
             request_id = getattr(app.lambda_context, "aws_request_id", None)
             self.logger.exception("unexpected error", extra={"request_id": request_id})
-            if shape_for(path(), table) is ErrorShape.OPENAI:
-                payload = openai_api.error_body(None, 500, message=f"internal error (request id {request_id})",
+            shape = shape_for(path(), table)
+            status = status_for(exc, shape)
+            if shape is ErrorShape.OPENAI:
+                payload = openai_api.error_body(None, status, message=f"internal error (request id {request_id})",
                                                 error_type="internal")  # fmt: skip
             else:
                 payload = error_body(message="internal error", error_type="internal", request_id=request_id)
-            return json_response(500, payload)
+            return json_response(status, payload)
 
         return app
 

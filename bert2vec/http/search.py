@@ -150,7 +150,7 @@ class VectorSearch:
             found = self.client().query_vectors(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(exc, req, f"{self.bucket}/{self.index}") from exc
-        _check_model(found.get("vectors", []), service.encoder.card.get("checksum"), f"{self.bucket}/{self.index}")
+        _check_model(found.get("vectors", []), service.encoder.card.checksum, f"{self.bucket}/{self.index}")
         return {
             "model": service.encoder.name,
             "index": self.index,

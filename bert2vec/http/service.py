@@ -17,17 +17,15 @@ from bert2vec.core import defaults
 from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult, form_batches, padded_work
 from bert2vec.core.errors import (
     EmptyInputError,
-    PayloadTooLargeError,
     RequestTooLargeError,
     TextTooLargeError,
     TextTooLongForModelError,
     TooManyTextsError,
     UnsupportedOptionError,
 )
-from bert2vec.core.long_text import LongTextPolicy, Outcomes, check_mode, l2_normalize
+from bert2vec.core.long_text import LongTextChoice, LongTextPolicy, Outcomes, TooLong, l2_normalize
 from bert2vec.core.settings import Settings
 
-LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Wordpieces one character can become. Every wordpiece covers at least one character of the
 # normalised text, and normalisation (NFD for uncased models) turns one character into at most
 # three that survive accent stripping: a Hangul syllable into its jamo ("한" → ᄒ ᅡ ᆫ).
@@ -104,24 +102,9 @@ class EncodeRequest:
     normalize: bool | None = None  # None: the model's own setting
     field: str = "texts"  # the request field named in error messages
     single: bool = False  # the field held one string rather than a list
-    long_text: str = "truncate"  # truncate | reject | chunk (bert2vec.core.long_text)
-    stride: int | None = None  # chunk mode: overlap of consecutive windows; None: the default
-    # The mode came from the wire's ``"truncate"`` boolean (or its default), not ``"long_text"``:
-    # messages then say ``"truncate": true`` rather than ``"long_text": "truncate"``.
-    from_truncate_flag: bool = False
-
-    def __post_init__(self) -> None:
-        check_mode(self.long_text)
-
-    @property
-    def mode(self) -> str:
-        """What happens to a text over the model's ``max_seq_length``: truncate, reject or chunk."""
-        return self.long_text
-
-    @property
-    def truncate_as(self) -> str | None:
-        """How this request's channel asks for truncation, when not by ``long_text``."""
-        return '"truncate": true' if self.from_truncate_flag else None
+    # What happens to a text over the model's max_seq_length (truncate | reject | chunk, and the
+    # chunk overlap), as the wire format decided it; the service resolves it for the model once.
+    long_text: LongTextChoice = LongTextChoice()
 
     def name(self, i: int) -> str:
         """How error messages point at text ``i``: ``'text'`` or ``'texts[3]'``."""
@@ -145,18 +128,16 @@ class EncodeService:
         self.limits = limits or Limits.from_env()
         self.tokenizer = ModelTokenizer(encoder)
         self.batch_size = DEFAULT_BATCH_SIZE  # what the budget prices and the encoder runs
-        self._policies: dict[tuple[str, int | None], LongTextPolicy] = {}
 
     def policy(self, req: EncodeRequest) -> LongTextPolicy:
-        """The request's ``long_text``/``stride`` resolved for this model (errors name the field);
-        each combination is resolved once and kept, so every check of a request uses the same one."""
-        key = (req.mode, req.stride)
-        if key not in self._policies:
-            self._policies[key] = LongTextPolicy.resolve(self.encoder, req.mode, req.stride)
-        return self._policies[key]
+        """The request's long-text choice resolved for this model (the mode, the stride and whether
+        the model can chunk; errors name the field). :meth:`encode` calls it once per request and
+        hands the result to every check, so one request is decided once."""
+        return LongTextPolicy.for_choice(self.encoder, req.long_text)
 
-    def check_texts(self, req: EncodeRequest) -> list[str]:
-        """Count, emptiness, per-text size and the character budget; the texts cut as allowed."""
+    def check_texts(self, req: EncodeRequest, policy: LongTextPolicy | None = None) -> list[str]:
+        """Count, emptiness, per-text size and the character budget; the texts cut as allowed.
+        ``policy``: the request's, when the caller has resolved it already."""
         if not req.texts:
             raise EmptyInputError(f"'{req.field}' is empty; send at least one text", param=req.field)
         if len(req.texts) > self.limits.max_texts:
@@ -168,12 +149,13 @@ class EncodeService:
         for i, t in enumerate(req.texts):
             if not t.strip():
                 raise EmptyInputError(f"{req.name(i)} is empty or only whitespace", param=req.field)
-        texts, cut, refused = self.policy(req).cut_chars(req.texts, self.limits.max_text_chars)
+        policy = policy or self.policy(req)
+        texts, cut, refused = policy.cut_chars(req.texts, self.limits.max_text_chars)
         if refused:
             first = refused[0]
             raise TextTooLargeError(
-                first.message(req.name(first.index), "http", truncate_as=req.truncate_as)
-                + (", or use the S3 bulk path" if req.mode == "chunk" else ""),
+                first.message(req.name(first.index), "http", truncate_as=req.long_text.truncate_as)
+                + (", or use the S3 bulk path" if policy.mode == "chunk" else ""),
                 param=req.field,
             )
         chars = sum(len(t) for t in texts)
@@ -187,7 +169,7 @@ class EncodeService:
             )
         return texts
 
-    def _work(self, req: EncodeRequest, texts: list[str], counts: np.ndarray, *, exact: bool) -> int:
+    def _work(self, policy: LongTextPolicy, texts: list[str], counts: np.ndarray, *, exact: bool) -> int:
         """Wordpieces the encoder runs for texts of ``counts`` wordpieces (incl. [CLS]/[SEP]).
 
         Each batch is padded to its longest text, so it costs its size times that length (capped
@@ -196,12 +178,12 @@ class EncodeService:
         then given no counts), by wordpieces when they are exact. In chunk mode each window counts as ``max_seq_length``.
         """
         cap = self.encoder.max_seq_length
-        if req.mode == "chunk":
-            return int(self.policy(req).windows(counts).sum()) * cap
+        if policy.mode == "chunk":
+            return int(policy.windows(counts).sum()) * cap
         order = counts if exact else [len(t) for t in texts]
         return padded_work(form_batches(order, self.batch_size), counts, cap)
 
-    def check_tokens(self, req: EncodeRequest, texts: list[str]) -> np.ndarray | None:
+    def check_tokens(self, req: EncodeRequest, policy: LongTextPolicy, texts: list[str]) -> np.ndarray | None:
         """The wordpiece budget: the padded wordpieces the encoder will run (``_work``), so a
         request's cost is what it makes the model do, whatever the mix of its texts' lengths.
 
@@ -211,7 +193,7 @@ class EncodeService:
         batches by those counts, which pads least. Returns those counts, if any.
         """
         cap, budget = self.encoder.max_seq_length, self.limits.max_request_tokens
-        bound = self._work(req, texts, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts]), exact=False)
+        bound = self._work(policy, texts, np.array([WORDPIECES_PER_CHAR * len(t) + 2 for t in texts]), exact=False)
         if bound <= budget:
             return None
         if not self.tokenizer.available:
@@ -219,12 +201,12 @@ class EncodeService:
             counts = None
         else:
             counts = self.tokenizer.counts(texts).astype(np.int32)
-            used, how = self._work(req, texts, counts, exact=True), ""
+            used, how = self._work(policy, texts, counts, exact=True), ""
         if used > budget:
             each = (
-                f"each window of {cap - 2} wordpieces, overlapping by {self.policy(req).stride}, counts as "
+                f"each window of {cap - 2} wordpieces, overlapping by {policy.stride}, counts as "
                 f"max_seq_length = {cap}"
-                if req.mode == "chunk"
+                if policy.mode == "chunk"
                 else f"texts run in batches of {self.batch_size} of similar length, each batch padded to its longest "
                 f"text, at most max_seq_length = {cap}"
             )
@@ -232,15 +214,19 @@ class EncodeService:
                 f"the request would run {how}{used} wordpieces through the model for its {len(texts)} texts ({each}); "
                 f"at most {budget} per request (MAX_REQUEST_TOKENS). "
                 + ("Send fewer or shorter documents per request"
-                   if req.mode == "chunk" else f"Send fewer texts per request — {max(1, budget // cap)} texts always fit —")
+                   if policy.mode == "chunk" else f"Send fewer texts per request — {max(1, budget // cap)} texts always fit —")
                 + " or use the S3 bulk path.",
                 param=req.field,
             )
         return counts
 
-    def check_not_blank(self, req: EncodeRequest, counts: np.ndarray) -> None:
-        """A text the tokenizer turns into nothing (only control, format, zero-width, combining or
-        space characters) would come back as the vector of a bare [CLS] [SEP]: refuse it."""
+    def refuse_unreadable(self, req: EncodeRequest, counts: np.ndarray, too_long: tuple[TooLong, ...]) -> None:
+        """Refuse the request for its first text the model cannot read as asked, given the texts'
+        wordpiece counts and the policy's rejections for them (``reject`` mode's texts over
+        ``max_seq_length``).
+
+        A text the tokenizer turns into nothing (only control, format, zero-width, combining or
+        space characters) would come back as the vector of a bare [CLS] [SEP]: refused first."""
         blank = np.flatnonzero(np.asarray(counts) <= 2)
         if blank.size:
             i = int(blank[0])
@@ -249,22 +235,19 @@ class EncodeService:
                 "space characters)",
                 param=req.field,
             )
-
-    def check_fits_model(self, req: EncodeRequest, counts: np.ndarray) -> None:
-        """In reject mode, a text over ``max_seq_length`` wordpieces is refused (the policy's rejection)."""
-        refused = self.policy(req).too_long(counts)
-        if refused:
-            first = refused[0]
+        if too_long:
+            first = too_long[0]
             raise TextTooLongForModelError(
-                first.message(req.name(first.index), "http", truncate_as=req.truncate_as), param=req.field
+                first.message(req.name(first.index), "http", truncate_as=req.long_text.truncate_as), param=req.field
             )
 
-    def validate(self, req: EncodeRequest) -> list[str]:
-        """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed)."""
-        self.policy(req)  # the mode, the stride and whether this model can chunk, checked before the texts
-        texts = self.check_texts(req)
-        model_normalized = bool(self.encoder.card.get("normalize"))
-        if req.normalize is False and model_normalized:
+    def validate(self, req: EncodeRequest, policy: LongTextPolicy | None = None) -> list[str]:
+        """Return the texts to encode (over-long ones cut to ``max_text_chars`` when allowed).
+        The long-text choice (mode, stride, whether this model can chunk) is resolved before the
+        texts are looked at, so its errors come first."""
+        policy = policy or self.policy(req)
+        texts = self.check_texts(req, policy)
+        if req.normalize is False and self.encoder.card.normalize:
             raise UnsupportedOptionError(
                 f'"normalize": false is not available: model {self.encoder.name} was exported with '
                 '--normalize (model card: "normalize": true); export it with --no-normalize to get raw vectors',
@@ -273,32 +256,25 @@ class EncodeService:
         return texts
 
     def encode(self, req: EncodeRequest) -> Encoded:
-        texts = self.validate(req)
-        counts = self.check_tokens(req, texts)
-        if counts is not None:  # known before encoding: refuse before doing the work
-            self.check_not_blank(req, counts)
-            self.check_fits_model(req, counts)
-        # With exact counts the encoder batches by wordpieces: the very batches the budget priced.
+        """Decide the request's long-text handling once, check it, encode it.
+
+        When the budget needed exact wordpiece counts, unreadable texts are refused from them
+        before any encoding; otherwise from the encoding's own counts and rejections."""
         policy = self.policy(req)
+        texts = self.validate(req, policy)
+        counts = self.check_tokens(req, policy, texts)
+        if counts is not None:  # known before encoding: refuse before doing the work
+            self.refuse_unreadable(req, counts, policy.too_long(counts))
+        # With exact counts the encoder batches by wordpieces: the very batches the budget priced.
         out: Outcomes = policy.apply(
             self.encoder, texts, cut=[len(t) < len(o) for t, o in zip(texts, req.texts, strict=True)],
             batch_size=self.batch_size, lengths=None if counts is None else counts.tolist(),
         )  # fmt: skip
-        self.check_not_blank(req, out.token_counts)
-        self.check_fits_model(req, out.token_counts)
+        if counts is None:
+            self.refuse_unreadable(req, out.token_counts, out.too_long)
         vectors = out.embeddings
-        if req.normalize and not self.encoder.card.get("normalize"):
+        if req.normalize and not self.encoder.card.normalize:
             vectors = l2_normalize(vectors)
         result = EncodeResult(out.embeddings, out.token_counts, out.truncated)
         return Encoded(req, result, vectors, out.chunks, policy.stride)
 
-
-def check_payload_size(body: str) -> str:
-    """Refuse a response Lambda could not return synchronously (6 MB), pointing at the S3 path."""
-    size = len(body.encode("utf-8"))
-    if size > LAMBDA_SYNC_PAYLOAD_BYTES - 16 * 1024:  # leave room for the HTTP envelope
-        raise PayloadTooLargeError(
-            f"the response would be {size} bytes, over Lambda's 6 MB synchronous limit; send fewer "
-            'texts per request, use "encoding_format": "base64", or use the S3 bulk path'
-        )
-    return body

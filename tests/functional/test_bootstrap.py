@@ -29,6 +29,22 @@ def test_load_model_records_its_timings_and_says_model_ready(default_model_dir: 
     assert len(ready) == 1 and ready[0].model == encoder.name and ready[0].threads == encoder.workers
 
 
+def test_the_python_api_and_the_cli_load_through_the_one_start_up(default_model_dir: Path, monkeypatch, caplog) -> None:
+    """``Bert2Vec`` loads through ``load_model`` (its "model ready" line), without a warm-up call, and
+    without settings only ``MODEL_DIR``/``TF_NUM_THREADS`` are read: a variable meant for another
+    tool is not our error there."""
+    from bert2vec import Bert2Vec
+    from bert2vec.core import lifecycle
+    from bert2vec.core.bootstrap import WARMUP_TEXTS
+
+    monkeypatch.setenv("BATCH_SIZE", "large")
+    with caplog.at_level(logging.INFO, logger="bert2vec.bootstrap"):
+        model = Bert2Vec(default_model_dir)
+    (ready,) = [r for r in caplog.records if r.getMessage() == "model ready"]
+    assert ready.model == model.encoder.name and ready.warmup_s < 0.05  # no warm-up call
+    assert set(WARMUP_TEXTS) <= set(lifecycle.WARM_TEXTS)  # one warm-up list
+
+
 def test_a_missing_model_is_an_init_error_and_nothing_is_served(tmp_path: Path) -> None:
     startup = Startup(lambda load: load(), encoder_of=lambda e: e, warm_batch=lambda e: 1)
     with pytest.raises(ModelNotFoundError):

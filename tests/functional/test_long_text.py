@@ -22,7 +22,7 @@ from bert2vec.core.errors import (
     TextTooLongForModelError,
     UnsupportedOptionError,
 )
-from bert2vec.core.long_text import LongTextEncoder, default_stride, windows_for
+from bert2vec.core.long_text import LongTextChoice, LongTextEncoder, default_stride, windows_for
 from bert2vec.http.service import EncodeRequest, EncodeService, Limits
 from tests.conftest import GOLDEN
 
@@ -224,10 +224,10 @@ def test_truncate_and_reject_are_unchanged(default_encoder) -> None:
     svc = EncodeService(default_encoder, Limits())
     text = " ".join(["hello"] * 400)
     old = svc.encode(EncodeRequest([text, "short"]))
-    new = svc.encode(EncodeRequest([text, "short"], long_text="truncate"))
+    new = svc.encode(EncodeRequest([text, "short"], long_text=LongTextChoice("truncate")))
     np.testing.assert_array_equal(old.vectors, new.vectors)
     assert old.chunks is None and old.result.truncated.tolist() == [True, False]
-    for req in (EncodeRequest([text], long_text="reject", from_truncate_flag=True), EncodeRequest([text], long_text="reject")):
+    for req in (EncodeRequest([text], long_text=LongTextChoice("reject", truncate_as='"truncate": true')), EncodeRequest([text], long_text=LongTextChoice("reject"))):
         with pytest.raises(TextTooLongForModelError, match=r"'texts\[0\]' has 402 tokens; .* at most 256"):
             svc.encode(req)
 
@@ -235,13 +235,13 @@ def test_truncate_and_reject_are_unchanged(default_encoder) -> None:
 def test_chunk_mode_in_the_service(default_encoder, long) -> None:
     svc = EncodeService(default_encoder, Limits())
     text = " ".join(["hello"] * 400)
-    enc = svc.encode(EncodeRequest([text, "short"], long_text="chunk"))
+    enc = svc.encode(EncodeRequest([text, "short"], long_text=LongTextChoice("chunk")))
     assert enc.chunks.tolist() == [2, 1] and enc.result.truncated.tolist() == [False, False]
     np.testing.assert_array_equal(enc.vectors, long.encode([text, "short"]).embeddings)
     with pytest.raises(InvalidInputError, match="less than the window of 254"):
-        svc.encode(EncodeRequest([text], long_text="chunk", stride=254))
+        svc.encode(EncodeRequest([text], long_text=LongTextChoice("chunk", 254)))
     with pytest.raises(InvalidInputError, match="stride"):
-        svc.encode(EncodeRequest([text], stride=3))
+        svc.encode(EncodeRequest([text], long_text=LongTextChoice(stride=3)))
 
 
 def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
@@ -249,8 +249,8 @@ def test_chunks_count_toward_the_request_budget(default_encoder) -> None:
     text = " ".join(["hello"] * 1000)  # 4 full windows + 1 at stride 32: 5 x 256 > 1024
     assert svc.encode(EncodeRequest([text])).result.truncated[0]  # truncated: 256 wordpieces, fits
     with pytest.raises(RequestTooLargeError, match=r"would run 1280 wordpieces .*\(each window of 254 wordpieces.*fewer or shorter documents"):
-        svc.encode(EncodeRequest([text], long_text="chunk"))
-    assert svc.encode(EncodeRequest([" ".join(["hello"] * 600)], long_text="chunk")).chunks.tolist() == [3]
+        svc.encode(EncodeRequest([text], long_text=LongTextChoice("chunk")))
+    assert svc.encode(EncodeRequest([" ".join(["hello"] * 600)], long_text=LongTextChoice("chunk"))).chunks.tolist() == [3]
 
 
 def test_a_model_without_the_signatures_says_re_export(default_encoder, tmp_path) -> None:
@@ -259,7 +259,7 @@ def test_a_model_without_the_signatures_says_re_export(default_encoder, tmp_path
     old = Encoder(tmp_path, default_encoder.card, default_encoder._fn)  # no long_text/ there
     old._loaded = SimpleNamespace(signatures={contract.SIGNATURE_NAME: default_encoder._fn})
     with pytest.raises(UnsupportedOptionError, match="re-export"):
-        EncodeService(old, Limits()).encode(EncodeRequest(["a"], long_text="chunk"))
+        EncodeService(old, Limits()).encode(EncodeRequest(["a"], long_text=LongTextChoice("chunk")))
     from bert2vec.bulk.config import ConfigError
     from bert2vec.files.pipeline import check_chunk_config
 
@@ -279,6 +279,41 @@ def test_encode_route_and_direct_invoke(app_module, lambda_context) -> None:
     out = app_module.direct({"texts": [text], "long_text": "split"})
     assert out["status"] == 422 and "truncate, reject, chunk" in out["error"]
     assert "chunks" not in app_module.direct({"texts": [text]})
+
+
+def _count_calls(monkeypatch, owner: Any, name: str, calls: list[str]) -> None:
+    """Record each call of ``owner.name`` (the real method runs): how often a request decides."""
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"texts": [" ".join(["hello"] * 300)], "long_text": "reject"}, 422),  # refused by the encoding's counts
+        ({"texts": ["hello", "\u200b"], "truncate": False}, 400),  # a blank text
+        ({"texts": ["hello world"], "truncate": False}, 200),
+        ({"texts": ["hello world"] * 3, "long_text": "chunk", "stride": 8}, 200),
+    ],
+)
+def test_one_request_decides_its_long_text_handling_once(app_module, lambda_context, monkeypatch, body, status) -> None:
+    """Through the real route: the long-text choice is resolved for the model once, and the texts
+    over the limit are found once (the encoding's own rejections are used, not worked out again)."""
+    from bert2vec.core.long_text import LongTextPolicy
+    from tests.functional.test_function_app import post
+
+    calls: list[str] = []
+    for name in ("for_choice", "resolve", "too_long"):
+        _count_calls(monkeypatch, LongTextPolicy, name, calls)
+    got, _, _ = post(app_module, lambda_context, "/encode", body)
+    assert got == status
+    assert calls.count("for_choice") + calls.count("resolve") == 1, calls
+    assert calls.count("too_long") <= 1, calls
 
 
 def test_openai_route_refuses_long_input_unless_asked(app_module, lambda_context) -> None:

@@ -19,7 +19,9 @@ from bert2vec.core.errors import (
     TooManyTextsError,
     UnsupportedOptionError,
 )
-from bert2vec.http.service import EncodeService, Limits, ModelTokenizer, check_payload_size
+from bert2vec.core.long_text import LongTextChoice
+from bert2vec.http.payload import check_payload_size
+from bert2vec.http.service import EncodeService, Limits, ModelTokenizer
 from bert2vec.http.wire import native, openai_api, tei
 
 
@@ -103,7 +105,7 @@ def test_openai_shapes(service: EncodeService) -> None:
 
 def test_tei_defaults(service: EncodeService) -> None:
     req = tei.parse({"inputs": "hello"})
-    assert req.normalize is True and req.mode == "reject" and req.from_truncate_flag and req.texts == ["hello"]
+    assert req.normalize is True and req.long_text == LongTextChoice("reject", truncate_as='"truncate": true') and req.texts == ["hello"]
     body = tei.render(service.encode(req))
     assert len(body) == 1 and len(body[0]) == 384
 

@@ -153,6 +153,22 @@ def test_a_body_over_6mb_is_413_before_it_is_read(served, declared: int) -> None
     assert status == 413 and handler.events == []
 
 
+def test_lambdas_payload_limit_is_written_once_at_the_http_edge() -> None:
+    """The local server refuses bodies by the very limit the handler checks its answers against,
+    and that limit lives at the HTTP edge, not in the AWS-free service."""
+    from pathlib import Path
+
+    import bert2vec
+    from bert2vec.cli import serve
+    from bert2vec.http import payload, service
+
+    assert serve.LAMBDA_SYNC_PAYLOAD_BYTES is payload.LAMBDA_SYNC_PAYLOAD_BYTES
+    assert not hasattr(service, "LAMBDA_SYNC_PAYLOAD_BYTES") and not hasattr(service, "check_payload_size")
+    root = Path(bert2vec.__file__).parent
+    homes = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if "6 * 1024 * 1024" in p.read_text()]
+    assert homes == ["http/payload.py"]
+
+
 def test_a_chunked_body_over_6mb_is_413(served) -> None:
     srv, handler = served
     chunk = b"x" * (1024 * 1024)

@@ -8,6 +8,7 @@ counts always add up, with every line number once in the vectors or in the error
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ class FakeEncoder:
     vector_length = 4
     max_seq_length = 16
 
-    def encode(self, texts: list[str], batch_size: int = 8) -> EncodeResult:
+    def encode(self, texts: Sequence[str], batch_size: int = 8) -> EncodeResult:
         counts = np.array([len(t) + 2 for t in texts], np.int32)
         emb = np.array([[len(t), 1, 2, 3] for t in texts], np.float32)
         return EncodeResult(emb, counts, counts > self.max_seq_length)
@@ -116,7 +117,7 @@ def test_unclosed_csv_quote_is_one_rejected_record_that_names_its_span() -> None
 
 def test_a_record_the_encoder_fails_on_is_rejected_alone() -> None:
     class Poisoned(FakeEncoder):
-        def encode(self, texts: list[str], batch_size: int = 8) -> EncodeResult:
+        def encode(self, texts: Sequence[str], batch_size: int = 8) -> EncodeResult:
             if "bad" in texts:
                 raise RuntimeError("kernel failure")
             return super().encode(texts, batch_size)

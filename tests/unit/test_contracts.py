@@ -265,7 +265,7 @@ def test_the_duplicate_check_and_reconcile_read_manifests_of_earlier_releases(mo
     monkeypatch.setenv("BERT2VEC_LAZY_INIT", "1")
     with moto_aws() as aws:
         s3 = aws["s3"]
-        eng = Engine(s3, HashEncoder(), BulkConfig(queue_url=aws["queue_url"]), aws["sqs"])  # type: ignore[arg-type]
+        eng = Engine(s3, HashEncoder(), BulkConfig(queue_url=aws["queue_url"]), aws["sqs"])
         planted = {"done": V1_FIRST_RELEASE, "retry": {**V1_RETRYABLE, "input": {**V1_RETRYABLE["input"], "epoch": 0}},
                    "gone": V1_DELETED}  # fmt: skip
         for name, old in planted.items():

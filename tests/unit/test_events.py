@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes import (
     SQSEvent,
 )
 
-from bert2vec.http.routes import ROUTES as DECLARED_ROUTES
+from bert2vec.http.route_table import ROUTES as DECLARED_ROUTES
 from tests.conftest import EVENTS, load_event
 
 EXPECTATIONS_FILE = "expectations.json"

@@ -158,14 +158,14 @@ def test_runtime_stage_copies_the_serving_layers_only() -> None:
 
 def test_every_error_type_has_one_http_status() -> None:
     from bert2vec.core import errors
-    from bert2vec.http.routes import HTTP_STATUS
+    from bert2vec.http.statuses import HTTP_STATUS
 
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.Bert2VecError)]
     types = [c.error_type for c in classes]
     assert len(types) == len(set(types)), "two error classes share an error_type"
-    assert set(types) == set(HTTP_STATUS), "HTTP_STATUS and the error classes disagree"
-    assert not [c for c in classes if "status" in vars(c)], "statuses belong in routes.HTTP_STATUS only"
-    caller_faults = {t: s for t, s in HTTP_STATUS.items() if t not in ("model_not_found", "model_not_loaded", "search_unavailable")}
+    assert set(classes) == set(HTTP_STATUS), "HTTP_STATUS and the error classes disagree"
+    assert not [c for c in classes if "status" in vars(c)], "statuses belong in statuses.HTTP_STATUS only"
+    caller_faults = {c: s for c, s in HTTP_STATUS.items() if c.error_type not in ("model_not_found", "model_not_loaded", "search_unavailable")}
     assert all(400 <= s < 500 for s in caller_faults.values())
 
 

@@ -12,6 +12,7 @@ import pytest
 from bert2vec.bulk.config import BulkConfig, ConfigError
 from bert2vec.core.errors import InvalidInputError
 from bert2vec.core.long_text import (
+    LongTextChoice,
     LongTextPolicy,
     TooLong,
     check_stride,
@@ -20,7 +21,6 @@ from bert2vec.core.long_text import (
     windows_for,
 )
 from bert2vec.files.writers import FORMATS, OutputRow, open_part_writer
-from bert2vec.http.service import EncodeRequest
 from bert2vec.http.wire import native, openai_api
 
 
@@ -61,10 +61,10 @@ def test_default_stride_and_config_errors() -> None:
 
 def test_native_fields() -> None:
     req = native.parse({"texts": ["a"], "long_text": "chunk", "stride": 4})
-    assert (req.mode, req.stride) == ("chunk", 4)
-    assert native.parse({"text": "a", "truncate": False}).mode == "reject"
-    assert native.parse({"text": "a"}).mode == "truncate"
-    assert native.parse({"text": "a", "long_text": "reject", "truncate": False}).mode == "reject"
+    assert req.long_text == LongTextChoice("chunk", 4)
+    assert native.parse({"text": "a", "truncate": False}).long_text.mode == "reject"
+    assert native.parse({"text": "a"}).long_text.mode == "truncate"
+    assert native.parse({"text": "a", "long_text": "reject", "truncate": False}).long_text.mode == "reject"
     for body, match in (
         ({"text": "a", "long_text": "chunk", "truncate": True}, "contradicts"),
         ({"text": "a", "long_text": "truncate", "truncate": False}, "contradicts"),
@@ -74,12 +74,12 @@ def test_native_fields() -> None:
         with pytest.raises(InvalidInputError, match=match):
             native.parse(body)
     with pytest.raises(InvalidInputError):
-        EncodeRequest(["a"], long_text="nope")
+        LongTextChoice("nope")
 
 
 def test_openai_refuses_long_input_by_default() -> None:
-    assert openai_api.parse({"input": "a"})[0].mode == "reject"
-    assert openai_api.parse({"input": "a", "long_text": "chunk"})[0].mode == "chunk"
+    assert openai_api.parse({"input": "a"})[0].long_text == LongTextChoice("reject")  # worded as "long_text"
+    assert openai_api.parse({"input": "a", "long_text": "chunk"})[0].long_text.mode == "chunk"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -1,4 +1,4 @@
-"""Routes are declared once (``bert2vec.http.routes.ROUTES``): template.yaml's API events must equal
+"""Routes are declared once (``bert2vec.http.route_table.ROUTES``): template.yaml's API events must equal
 that list, the resolvers are registered from it, and each route's declared error shape — not its
 path — decides how its errors look. Fast tier: no TensorFlow, no model (the service is not loaded,
 so every routed request answers 503 ``model_not_loaded`` or ``loading``)."""
@@ -16,7 +16,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 
 from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
-from bert2vec.http.routes import ROUTES, ErrorShape, Route, Routes, shape_for, status_for
+from bert2vec.http.route_table import ROUTES, Route, shape_for
+from bert2vec.http.routes import Routes
+from bert2vec.http.statuses import ErrorShape, status_for
 from bert2vec.local_invoke import LocalContext
 from tests.conftest import load_event
 
@@ -139,6 +141,22 @@ def test_a_native_route_under_v1_answers_natively() -> None:
         assert status_for(exc, ErrorShape.OPENAI) == 400  # OpenAI answers invalid requests with 400
 
 
+def test_one_function_gives_every_failure_its_status() -> None:
+    """``status_for`` answers any exception: our classes by their own row, a subclass made anywhere
+    else as its parent (never a default), anything that is not ours as a 500."""
+    from bert2vec.core import errors
+    from bert2vec.http.statuses import HTTP_STATUS
+
+    class NarrowerInput(errors.InvalidInputError):
+        error_type = "narrower_input"
+
+    for cls, status in HTTP_STATUS.items():
+        exc = cls("x") if cls is not errors.SearchThrottledError else cls("x", retry_after=2)
+        assert status_for(exc) == status, cls
+    assert status_for(NarrowerInput("x")) == 422 and status_for(NarrowerInput("x"), ErrorShape.OPENAI) == 400
+    assert status_for(RuntimeError("bug")) == 500 and status_for(RuntimeError("bug"), ErrorShape.OPENAI) == 500
+
+
 @pytest.mark.parametrize("kind", ["http", "rest"])
 def test_unknown_paths_and_wrong_methods_keep_their_answers(kind: str) -> None:
     """Undeclared paths: OpenAI's shape under /v1/ (OpenAI's namespace), native elsewhere; a wrong
@@ -169,3 +187,13 @@ def test_unknown_paths_and_wrong_methods_keep_their_answers(kind: str) -> None:
     assert (status, _shape(body), headers["allow"]) == (405, ErrorShape.OPENAI, "POST")
     status, body, headers = call("POST", "/health")
     assert (status, _shape(body), headers["allow"]) == (405, ErrorShape.NATIVE, "GET")
+
+
+def test_bert_encode_help_lists_every_declared_route() -> None:
+    """``--serve``'s help names the routes from the one table, so a new route cannot be missing there."""
+    from bert2vec.cli import build_parser
+
+    (serve,) = [a for a in build_parser()._actions if "--serve" in a.option_strings]
+    listed = serve.help.split("(routes ", 1)[1].rstrip(")").split(", ")
+    assert listed == list(dict.fromkeys(r.path for r in ROUTES))
+    assert "/v1/models" in listed and "/search" in listed

@@ -11,23 +11,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bert2vec.core.errors import InvalidInputError
-from bert2vec.core.long_text import MODES
+from bert2vec.core.long_text import LongTextChoice
 from bert2vec.http.service import Encoded, EncodeRequest
 from bert2vec.http.wire import bool_field, echo, require_object, texts_field, whole_number
 
+#: How a request that chose by the ``truncate`` flag asks for truncation: its messages say so.
+TRUNCATE_FLAG = '"truncate": true'
 
-def long_text_fields(body: dict[str, Any], truncate_default: bool, *, read_truncate: bool = True) -> dict[str, Any]:
-    """``long_text`` and ``stride`` as :class:`EncodeRequest` fields, the ``truncate`` flag folded into the mode.
+
+def long_text_choice(body: dict[str, Any], truncate_default: bool, *, read_truncate: bool = True) -> LongTextChoice:
+    """``long_text`` and ``stride`` as the request's one :class:`LongTextChoice`, the ``truncate`` flag folded in.
 
     ``long_text`` wins when given (``truncate`` must then agree with it); otherwise ``truncate``
     (or, absent, the wire format's ``truncate_default``) chooses truncate or reject. ``read_truncate``
-    false: the format has no such flag (OpenAI), so without ``long_text`` the default applies as is."""
+    false: the format has no such flag (OpenAI), so without ``long_text`` the default applies as is.
+    The mode is checked by the choice itself, first, as the fields are read."""
     mode = body.get("long_text")
-    if mode is not None and mode not in MODES:
-        raise InvalidInputError(f"'long_text' must be one of {', '.join(MODES)}, got {echo(mode)}", param="long_text")
+    asked = None if mode is None else LongTextChoice(mode)
     stride = body.get("stride")
     if stride is not None:
         if whole_number(stride) is None:
@@ -36,15 +40,15 @@ def long_text_fields(body: dict[str, Any], truncate_default: bool, *, read_trunc
             )
         stride = whole_number(stride)
     truncate = body.get("truncate")
-    if mode is not None and isinstance(truncate, bool) and truncate != (mode == "truncate"):
+    if asked is not None and isinstance(truncate, bool) and truncate != (asked.mode == "truncate"):
         raise InvalidInputError(
-            f"'truncate': {str(truncate).lower()} contradicts 'long_text': {mode!r}; send only 'long_text'",
+            f"'truncate': {str(truncate).lower()} contradicts 'long_text': {asked.mode!r}; send only 'long_text'",
             param="truncate",
         )
     flag = bool(bool_field(body, "truncate", truncate_default)) if read_truncate else truncate_default
-    if mode is None:
-        return {"long_text": "truncate" if flag else "reject", "stride": stride, "from_truncate_flag": read_truncate}
-    return {"long_text": mode, "stride": stride}
+    if asked is None:
+        return LongTextChoice("truncate" if flag else "reject", stride, TRUNCATE_FLAG if read_truncate else None)
+    return replace(asked, stride=stride)
 
 
 def parse(body: Any) -> EncodeRequest:
@@ -59,7 +63,7 @@ def parse(body: Any) -> EncodeRequest:
         bool_field(body, "normalize", None),
         field,
         single=field == "text",
-        **long_text_fields(body, truncate_default=True),
+        long_text=long_text_choice(body, truncate_default=True),
     )
 
 

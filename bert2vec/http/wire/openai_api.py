@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from bert2vec.core.contract import ModelCard
 from bert2vec.core.errors import Bert2VecError, InvalidInputError, UnsupportedOptionError
 from bert2vec.http.service import Encoded, EncodeRequest
 from bert2vec.http.wire import echo, error_message, require_object, texts_field, whole_number
-from bert2vec.http.wire.native import long_text_fields
+from bert2vec.http.wire.native import long_text_choice
 
 ENCODING_FORMATS = ("float", "base64")
-PATH_PREFIX = "/v1/"  # OpenAI's namespace: routes declare their error shape; only unknown paths go by it
 
 TOKEN_ARRAYS = (
     "'input' holds token ids (a list of integers or of lists of integers); this server takes text only, "
@@ -66,9 +66,9 @@ def parse(body: Any, dimension: int | None = None) -> tuple[EncodeRequest, str]:
             )
     if _is_token_array(body["input"]):
         raise InvalidInputError(TOKEN_ARRAYS, param="input")
-    fields = long_text_fields(body, truncate_default=False, read_truncate=False)  # OpenAI refuses over-long input
+    long_text = long_text_choice(body, truncate_default=False, read_truncate=False)  # OpenAI refuses over-long input
     req = EncodeRequest(texts_field(body["input"], "input"), None, "input", single=isinstance(body["input"], str),
-                        **fields)  # fmt: skip
+                        long_text=long_text)  # fmt: skip
     return req, fmt
 
 
@@ -103,10 +103,10 @@ def error_body(exc: Bert2VecError | None, status: int, *, message: str = "", err
     }
 
 
-def models(name: str, card: dict[str, Any]) -> dict[str, Any]:
+def models(name: str, card: ModelCard) -> dict[str, Any]:
     """``GET /v1/models``: ``created`` is the export time (Unix seconds) when the card has it."""
     created = 0
-    exported = card.get("exported_at")
+    exported = card.exported_at
     if isinstance(exported, str):
         from datetime import datetime
 

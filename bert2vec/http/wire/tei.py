@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from bert2vec.core.contract import ModelCard
 from bert2vec.core.errors import InvalidInputError, UnsupportedOptionError
 from bert2vec.http.service import Encoded, EncodeRequest
 from bert2vec.http.wire import bool_field, echo, require_object, texts_field, whole_number
-from bert2vec.http.wire.native import long_text_fields
+from bert2vec.http.wire.native import long_text_choice
 
 TRUNCATION_DIRECTIONS = {"right": "right", "Right": "right", "left": "left", "Left": "left"}
 
@@ -36,7 +37,7 @@ def _inputs(body: dict[str, Any]) -> EncodeRequest:
         bool_field(body, "normalize", True),
         "inputs",
         single=isinstance(body["inputs"], str),
-        **long_text_fields(body, truncate_default=False),
+        long_text=long_text_choice(body, truncate_default=False),
     )
 
 
@@ -109,24 +110,24 @@ def render_tokenize(
     return out
 
 
-def info(card: dict[str, Any], *, max_texts: int, max_request_tokens: int, max_request_chars: int,
+def info(card: ModelCard, *, max_texts: int, max_request_tokens: int, max_request_chars: int,
          version: str, runtime: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """``GET /info``: TEI's fields that apply, plus the exported settings a client cannot change.
 
     ``model_dtype`` is the dense kernels' type as exported; ``bf16_native`` (bf16 exports only) says
     whether this CPU runs it natively — False means emulated, slower than a float32 export."""
     runtime = runtime or {}
-    bf16 = (runtime.get("precision") or card.get("precision")) == "bf16"
+    bf16 = (runtime.get("precision") or card.precision) == "bf16"
     return {
-        "model_id": card.get("name"),
-        "model_sha": card.get("checksum"),
+        "model_id": card.name,
+        "model_sha": card.checksum,
         "model_dtype": "bfloat16" if bf16 else "float32",
         "bf16_native": runtime.get("bf16_native") if bf16 else None,
-        "model_type": {"embedding": {"pooling": card.get("pooling")}},
-        "dimension": card.get("vector_length"),
-        "pooling": card.get("pooling"),
-        "normalize": bool(card.get("normalize")),
-        "max_input_length": card.get("max_seq_length"),
+        "model_type": {"embedding": {"pooling": card.pooling}},
+        "dimension": card.vector_length,
+        "pooling": card.pooling,
+        "normalize": card.normalize,
+        "max_input_length": card.max_seq_length,
         "max_concurrent_requests": 1,
         "max_batch_tokens": max_request_tokens,
         "max_batch_requests": None,
