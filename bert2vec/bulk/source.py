@@ -14,14 +14,8 @@ from typing import Any
 
 from bert2vec.bulk.state import WorkItem
 from bert2vec.bulk.store import S3Store
-from bert2vec.files.readers import (
-    InputFormat,
-    Item,
-    ReaderOptions,
-    first_line_numbers,
-    iter_range_lines,
-    sniff_text,
-)
+from bert2vec.files.line_ranges import first_line_numbers, iter_range_lines
+from bert2vec.files.readers import InputFormat, Item, ReaderOptions, sniff_text
 
 PROBE_BYTES = 64 * 1024  # first look for the line start of a slice
 SNIFF_BYTES = 4096  # how much of an object's start decides "text, UTF-8?" before any work is planned

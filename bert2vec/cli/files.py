@@ -28,10 +28,10 @@ import numpy as np
 from bert2vec.cli.common import EXIT_FAILED, PROG, CliError, UsageError, isatty
 from bert2vec.core.encoder import DEFAULT_BATCH_SIZE, Encoder, EncodeResult
 from bert2vec.files import manifest as manifests
+from bert2vec.files.line_ranges import BLOCK_SIZE
 from bert2vec.files.manifest import Manifest, Output, Part, Source, SourceFormat, Timings
 from bert2vec.files.pipeline import Counts, PipelineOptions, encode_items
 from bert2vec.files.readers import (
-    BLOCK_SIZE,
     SUPPORTED_SUFFIXES,
     InputFormat,
     InputFormatError,

@@ -25,16 +25,7 @@ from itertools import islice
 from typing import BinaryIO, cast
 
 from bert2vec.core import defaults
-
-# The line rules live in line_ranges; importers of readers still find these names here.
-from bert2vec.files.line_ranges import (  # noqa: F401
-    BLOCK_SIZE,
-    BOM,
-    DEFAULT_MAX_LINE_BYTES,
-    first_line_numbers,
-    iter_range_lines,
-    split_ranges,
-)
+from bert2vec.files.line_ranges import DEFAULT_MAX_LINE_BYTES, iter_range_lines
 
 _KINDS = ("txt", "jsonl", "csv")
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(f".{k}{gz}" for k in _KINDS for gz in ("", ".gz"))

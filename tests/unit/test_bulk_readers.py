@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bert2vec.files.line_ranges import first_line_numbers, iter_range_lines, split_ranges
 from bert2vec.files.readers import (
     Blank,
     InputFormat,
@@ -23,9 +24,6 @@ from bert2vec.files.readers import (
     Record,
     Rejected,
     UnsupportedFormatError,
-    first_line_numbers,
-    iter_range_lines,
-    split_ranges,
 )
 
 BOM = b"\xef\xbb\xbf"
