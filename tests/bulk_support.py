@@ -9,6 +9,7 @@ from — without TensorFlow, in milliseconds. The tests that check the model its
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -18,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bert2vec.core.encoder import EncodeResult
+from tests.conftest import load_event
 
 if TYPE_CHECKING:
+    import pytest
+
     from bert2vec.bulk.s3_engine import Engine
 
 BUCKET = "bert2vec-input"
@@ -232,4 +236,138 @@ def assert_exactly_once(aws: dict[str, Any], key: str, texts: list[str], fmt: st
         line = v["metadata"]["line"]
         assert v["metadata"]["etag"] == etag and v["metadata"]["text"] == texts[line - 1]
         np.testing.assert_allclose(v["data"]["float32"], hash_vector(texts[line - 1]), atol=1e-7)
+    return m
+
+
+# Driving the handlers with the events S3 sends ------------------------------------------------
+
+
+class ModelEncoder(HashEncoder):
+    """The stand-in with a model checksum (what a deploy changes) and vectors that depend on it."""
+
+    def __init__(self, checksum: str = "a" * 64) -> None:
+        super().__init__()
+        self.card = {**HashEncoder.card, "name": f"model-{checksum[:4]}", "checksum": checksum}
+        self.salt = "" if checksum == "a" * 64 else checksum[:4]
+
+    def encode(self, texts: list[str], batch_size: int = 8) -> Any:
+        return super().encode([self.salt + t for t in texts], batch_size)
+
+
+
+
+def texts(n: int, tag: str = "") -> list[str]:
+    return [f"{tag}line {i} of the file, words {i % 5}" for i in range(1, n + 1)]
+
+
+class Context:
+    """What Lambda hands the handler (Powertools reads these)."""
+
+    function_name = "BulkPlannerFunction"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:BulkPlannerFunction"
+    aws_request_id = "test"
+
+    def __init__(self, remaining: Any = None) -> None:
+        self.remaining = remaining or (lambda: 900_000)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.remaining())
+
+
+class Bucket:
+    """The input bucket as S3 would report on it: every PUT and DELETE gets the next sequencer,
+    and the event S3 would send for it is returned (to deliver now, late, twice or never)."""
+
+    def __init__(self, aws: dict[str, Any]) -> None:
+        self.s3 = aws["s3"]
+        self.n = 0x0A1B2C3D4E5F0000
+
+    def _seq(self) -> str:
+        self.n += 1
+        return f"{self.n:X}"
+
+    def put(self, key: str, lines: list[str] | bytes, *, shape: str = "eventbridge") -> dict[str, Any]:
+        body = lines if isinstance(lines, bytes) else lines_of(lines)
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        return created_event(key, self._seq(), shape)
+
+    def delete(self, key: str, *, shape: str = "eventbridge", reason: str = "DeleteObject") -> dict[str, Any]:
+        self.s3.delete_object(Bucket=BUCKET, Key=key)
+        return deleted_event(key, self._seq(), shape, reason)
+
+
+def created_event(key: str, sequencer: str, shape: str = "eventbridge") -> dict[str, Any]:
+    if shape == "eventbridge":
+        event = load_event("eventbridge_object_created.json")
+        event["detail"]["object"].update(key=key, sequencer=sequencer)
+        return event
+    event = load_event("s3_object_created.json")
+    event["Records"][0]["s3"]["object"].update(key=key.replace(" ", "+"), sequencer=sequencer)
+    return event
+
+
+def deleted_event(key: str, sequencer: str, shape: str = "eventbridge", reason: str = "DeleteObject") -> dict[str, Any]:
+    if shape == "eventbridge":
+        event = load_event("eventbridge_object_deleted.json")
+        event["detail"]["object"].update(key=key, sequencer=sequencer)
+        event["detail"]["reason"] = reason
+        return event
+    event = load_event("s3_object_removed.json")
+    record = event["Records"][0]
+    record["s3"]["object"].update(key=key.replace(" ", "+"), sequencer=sequencer)
+    record["eventName"] = reason  # e.g. ObjectRemoved:Delete, LifecycleExpiration:Delete
+    return event
+
+
+def deliver(eng: Engine, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch, remaining: Any = None) -> list[dict[str, Any]]:
+    """The planner's real entry point, with this test's engine."""
+    from bert2vec.bulk import app as bulk_app
+
+    monkeypatch.setattr(bulk_app, "engine", lambda: eng)
+    return list(bulk_app.s3_handler(copy.deepcopy(event), Context(remaining))["objects"])
+
+
+def drain(aws: dict[str, Any], eng: Engine, monkeypatch: pytest.MonkeyPatch, budget: Any = lambda: forever) -> int:
+    """Run every queued message through the worker's handler logic (shards, hand-offs, clean-ups);
+    ``budget()`` gives each message (one invocation) its clock."""
+    from bert2vec.bulk import app as bulk_app
+    from bert2vec.bulk.s3_engine import Deletion, WorkItem
+
+    monkeypatch.setattr(bulk_app, "engine", lambda: eng)
+    n = 0
+    while msgs := aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+        for msg in msgs:
+            body = json.loads(msg["Body"])
+            if "purge" in body:
+                eng.handle_deleted(Deletion.from_message(body), budget())
+            else:
+                eng.run(WorkItem.from_message(body), budget())
+            aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=msg["ReceiptHandle"])
+            n += 1
+    return n
+
+
+def outputs_of(aws: dict[str, Any], key: str) -> list[str]:
+    """Every output object in the key's run home (parts, state), in the previous layout's place for
+    it, and its errors file of releases before run-scoped ones."""
+    from bert2vec.bulk.config import object_hash
+
+    rel = key[len("incoming/") :]
+    found = []
+    for prefix in (f"vectors/_runs/{object_hash(BUCKET, key)}/", f"vectors/{rel}/", f"vectors/{rel}.errors"):
+        pages = aws["s3"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        found += [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return found
+
+
+def vectors_of(aws: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in index_contents(aws).items() if v["metadata"]["source_key"] == key}
+
+
+def assert_deleted(aws: dict[str, Any], key: str) -> dict[str, Any]:
+    m = manifest_of(aws["s3"], key)
+    assert m["status"] == "deleted" and m["input"]["key"] == key, m
+    assert outputs_of(aws, key) == [], "parts, run state and the errors file are gone"
+    assert vectors_of(aws, key) == {}, "no vector of a deleted object stays in the index"
     return m

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bert2vec.local_invoke import load_handler
-from tests.bulk_support import BUCKET, make_engine
+from tests.bulk_support import BUCKET, Context, make_engine
 from tests.conftest import EVENTS, load_event
 
 EXPECTATIONS: dict[str, dict[str, Any]] = json.loads((EVENTS / "expectations.json").read_text(encoding="utf-8"))
@@ -30,16 +30,6 @@ BACKFILL_KEY = "incoming/backfill/notes.txt"
 # The upload a deletion event comes after (same object, lower sequencer).
 CREATED_BEFORE = {"eventbridge_object_deleted.json": "eventbridge_object_created.json",
                   "s3_object_removed.json": "s3_object_created.json"}  # fmt: skip
-
-
-class Context:
-    function_name = "BulkPlannerFunction"
-    memory_limit_in_mb = 2048
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:BulkPlannerFunction"
-    aws_request_id = "events"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 @pytest.fixture

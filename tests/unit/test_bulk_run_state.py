@@ -30,18 +30,16 @@ from tests.bulk_support import (
     BUCKET,
     VBUCKET,
     VINDEX,
+    Bucket,
+    ModelEncoder,
     assert_exactly_once,
+    created_event,
+    deliver,
     etag_of,
     forever,
     index_contents,
     make_engine,
     manifest_of,
-)
-from tests.unit.test_bulk_mirror import (
-    Bucket,
-    ModelEncoder,
-    created_event,
-    deliver,
     texts,
     vectors_of,
 )
