@@ -241,7 +241,7 @@ class Planner:
         still encoded and the manifest says where reading stopped."""
         from bert2vec.bulk.worker import CONTENT_ERRORS
 
-        key = f"{layout.run}_staged"
+        key = layout.staged_key
         head = self.store.head(layout.bucket, key)
         if head is not None:
             return {"bucket": layout.bucket, "key": key, "etag": head["ETag"], "size": int(head["ContentLength"])}
