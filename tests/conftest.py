@@ -82,6 +82,12 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
 
+# The object of s3_object_created.json / eventbridge_object_created.json (events/README.md): its key
+# and its 76 bytes (the events' eTag is their MD5).
+EVENT_OBJECT_KEY = "incoming/my docs/café notes.txt"
+EVENT_OBJECT_BYTES = "Café notes: BERT turns each line into a vector.\nLambda encodes it in bulk.\n".encode()
+
+
 def _hash_tree(digest: Any, root: Path, pattern: str = "*") -> None:
     for path in sorted(p for p in root.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")

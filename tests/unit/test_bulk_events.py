@@ -20,12 +20,10 @@ import pytest
 
 from bert2vec.local_invoke import load_handler
 from tests.bulk_support import BUCKET, Context, make_engine
-from tests.conftest import EVENTS, load_event
+from tests.conftest import EVENT_OBJECT_BYTES, EVENT_OBJECT_KEY, EVENTS, load_event
 
 EXPECTATIONS: dict[str, dict[str, Any]] = json.loads((EVENTS / "expectations.json").read_text(encoding="utf-8"))
 BULK_EVENTS = sorted(n for n, e in EXPECTATIONS.items() if e["handler"].startswith("function.bulk_app."))
-OBJECT_KEY = "incoming/my docs/café notes.txt"
-OBJECT_BYTES = "Café notes: BERT turns each line into a vector.\nLambda encodes it in bulk.\n".encode()
 BACKFILL_KEY = "incoming/backfill/notes.txt"
 # The upload a deletion event comes after (same object, lower sequencer).
 CREATED_BEFORE = {"eventbridge_object_deleted.json": "eventbridge_object_created.json",
@@ -39,8 +37,8 @@ def world(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     hands it its engine."""
     from bert2vec.bulk import app as bulk_app
 
-    aws["s3"].put_object(Bucket=BUCKET, Key=OBJECT_KEY, Body=OBJECT_BYTES)
-    aws["s3"].put_object(Bucket=BUCKET, Key=BACKFILL_KEY, Body=OBJECT_BYTES)
+    aws["s3"].put_object(Bucket=BUCKET, Key=EVENT_OBJECT_KEY, Body=EVENT_OBJECT_BYTES)
+    aws["s3"].put_object(Bucket=BUCKET, Key=BACKFILL_KEY, Body=EVENT_OBJECT_BYTES)
     eng = make_engine(aws)
     monkeypatch.setattr(bulk_app, "engine", lambda: eng)
     return aws
@@ -77,7 +75,7 @@ def test_the_bulk_events_are_the_ones_the_readme_lists() -> None:
 def test_every_bulk_event_returns_what_its_expectation_says(world: dict[str, Any], name: str) -> None:
     if name in CREATED_BEFORE:
         _invoke(CREATED_BEFORE[name])
-        world["s3"].delete_object(Bucket=BUCKET, Key=OBJECT_KEY)
+        world["s3"].delete_object(Bucket=BUCKET, Key=EVENT_OBJECT_KEY)
     answer = _invoke(name)
     assert not contains(answer, EXPECTATIONS[name]["returns"]), (contains(answer, EXPECTATIONS[name]["returns"]), answer)
 
@@ -98,7 +96,7 @@ def test_what_the_events_leave_behind(world: dict[str, Any]) -> None:
     assert not {k for k in keys() if not k.startswith("vectors/_objects/")}
     _invoke("s3_object_created.json")
     assert manifest()["status"] == "complete" and manifest()["counts"]["encoded"] == 2
-    s3.delete_object(Bucket=BUCKET, Key=OBJECT_KEY)
+    s3.delete_object(Bucket=BUCKET, Key=EVENT_OBJECT_KEY)
     _invoke("s3_object_removed.json")
     assert manifest()["status"] == "deleted"
     assert not [k for k in keys() if "/part-" in k]

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 
 from bert2vec.http.route_table import ROUTES as DECLARED_ROUTES
-from tests.conftest import EVENTS, load_event
+from tests.conftest import EVENT_OBJECT_BYTES, EVENT_OBJECT_KEY, EVENTS, load_event
 
 EXPECTATIONS_FILE = "expectations.json"
 EVENT_FILES = sorted(p.name for p in EVENTS.glob("*.json") if p.name != EXPECTATIONS_FILE)
@@ -42,11 +42,9 @@ BULK_SOURCES = {"s3": PLANNER_HANDLER, "eventbridge": PLANNER_HANDLER, "sqs": WO
 INPUT_PREFIX = "incoming/"  # template.yaml defaults
 OUTPUT_PREFIX = "vectors/"
 INPUT_BUCKET = "bert2vec-input"
-# The object of s3_object_created.json / eventbridge_object_created.json: its key, its key as S3
-# notifications carry it (form-encoded, UTF-8), and its 76 bytes (the eTag is their MD5).
-OBJECT_KEY = "incoming/my docs/café notes.txt"
+# The key of s3_object_created.json's object (EVENT_OBJECT_KEY) as S3 notifications carry it
+# (form-encoded, UTF-8).
 OBJECT_KEY_IN_S3_EVENT = "incoming/my+docs/caf%C3%A9+notes.txt"
-OBJECT_BYTES = "Café notes: BERT turns each line into a vector.\nLambda encodes it in bulk.\n".encode()
 SHARD_BODY: dict[str, Any] = {
     "v": 1,
     "bucket": "bert2vec-input",
@@ -344,10 +342,10 @@ def test_s3_event_key_is_url_encoded_as_s3_sends_it() -> None:
     key = record.s3.get_object.key  # as carried: form-encoded
     assert key == OBJECT_KEY_IN_S3_EVENT
     assert " " not in key and "é" not in key
-    assert unquote_plus(key) == OBJECT_KEY
-    assert S3Event(raw).object_key == OBJECT_KEY  # Powertools decodes it too
-    assert record.s3.get_object.size == len(OBJECT_BYTES) == 76
-    assert record.s3.get_object.etag == hashlib.md5(OBJECT_BYTES).hexdigest()
+    assert unquote_plus(key) == EVENT_OBJECT_KEY
+    assert S3Event(raw).object_key == EVENT_OBJECT_KEY  # Powertools decodes it too
+    assert record.s3.get_object.size == len(EVENT_OBJECT_BYTES) == 76
+    assert record.s3.get_object.etag == hashlib.md5(EVENT_OBJECT_BYTES).hexdigest()
 
 
 def test_output_prefix_event_is_outside_the_input_prefix() -> None:
@@ -374,9 +372,9 @@ def test_eventbridge_event_shape() -> None:
     assert detail["reason"] == "PutObject"
     assert {"request-id", "requester", "source-ip-address"} <= set(detail)
     # EventBridge carries the key as it is, NOT URL-encoded (events/README.md).
-    assert detail["object"]["key"] == OBJECT_KEY
-    assert detail["object"]["size"] == len(OBJECT_BYTES)
-    assert detail["object"]["etag"] == hashlib.md5(OBJECT_BYTES).hexdigest()
+    assert detail["object"]["key"] == EVENT_OBJECT_KEY
+    assert detail["object"]["size"] == len(EVENT_OBJECT_BYTES)
+    assert detail["object"]["etag"] == hashlib.md5(EVENT_OBJECT_BYTES).hexdigest()
 
 
 def test_s3_and_eventbridge_events_describe_the_same_object() -> None:
